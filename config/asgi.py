@@ -1,0 +1,30 @@
+"""ASGI entry point: HTTP goes to Django, WebSockets to the progress consumer.
+
+Run with ``daphne config.asgi:application``.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Django must be set up before anything imports models.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from progress.auth import TokenOrSessionAuthMiddleware  # noqa: E402
+from progress.origin import BrowserOriginValidator  # noqa: E402
+from progress.routing import websocket_urlpatterns  # noqa: E402
+from progress.transport import keep_queued_frames_for_slow_readers  # noqa: E402
+
+keep_queued_frames_for_slow_readers()
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": BrowserOriginValidator(
+            TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,230 @@
+"""REST views of the contract. Each parses input, calls one service or selector,
+and renders; the logic lives in ``services``, ``selectors`` and ``runner``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from progress.events import iso
+from progress.selectors import event_frames_after
+
+from .models import Execution
+from .registry import InputsInvalid, all_targets
+from .selectors import execution_get_for_user, execution_list_for_user
+from .serializers import (
+    CancelResponseSerializer,
+    DetailSerializer,
+    EventsQuerySerializer,
+    ExecutionListQuerySerializer,
+    ExecutionListSerializer,
+    ExecutionSerializer,
+    ExecutionSubmitSerializer,
+    ExecutionSubmittedSerializer,
+    ProgressSerializer,
+    TargetListSerializer,
+    ValidationErrorSerializer,
+    execution_to_dict,
+)
+from .services import CannotCancel, TargetNotFound, execution_cancel, execution_create
+
+API_PREFIX = "/api/v1"
+
+NOT_FOUND = OpenApiResponse(DetailSerializer, description="Unknown, or someone else's")
+UNAUTHENTICATED = OpenApiResponse(DetailSerializer, description="Missing or invalid credentials")
+INVALID = OpenApiResponse(ValidationErrorSerializer, description="Invalid request")
+
+
+class ExecutionNotFound(NotFound):
+    def __init__(self, execution_id: str):
+        super().__init__(f"Execution '{execution_id}' not found")
+
+
+def execution_urls(execution_id: str) -> dict[str, str]:
+    base = f"{API_PREFIX}/executions/{execution_id}"
+    return {"status_url": base, "progress_url": f"{base}/progress", "ws_url": f"{base}/progress/ws"}
+
+
+def validated_query(request: Request, serializer_class: type) -> dict[str, Any]:
+    """Query parameters through a serializer; a parameter given twice is refused."""
+    repeated = {key: ["Give this parameter once."] for key in request.query_params if len(request.query_params.getlist(key)) > 1}
+    if repeated:
+        raise ValidationError(repeated)
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ExecutionScopedView(APIView):
+    def get_execution(self, request: Request, execution_id: str) -> Execution:
+        execution = execution_get_for_user(user=request.user, execution_id=execution_id)
+        if execution is None:
+            raise ExecutionNotFound(execution_id)
+        return execution
+
+
+class ExecutionCollectionView(APIView):
+    @extend_schema(
+        operation_id="executions_list",
+        parameters=[ExecutionListQuerySerializer],
+        responses={200: ExecutionListSerializer, 400: INVALID, 401: UNAUTHENTICATED},
+    )
+    def get(self, request: Request) -> Response:
+        query = validated_query(request, ExecutionListQuerySerializer)
+        page, page_size = query.pop("page"), query.pop("page_size")
+        executions = execution_list_for_user(user=request.user, **query)
+        total = executions.count()
+        total_pages = math.ceil(total / page_size)
+        start = (page - 1) * page_size
+        items = list(executions[start : start + page_size]) if start < total else []
+        return Response(
+            {
+                "executions": [execution_to_dict(e) for e in items],
+                "pagination": {
+                    "page": page,
+                    "page_size": page_size,
+                    "total_items": total,
+                    "total_pages": total_pages,
+                    "has_next": page < total_pages,
+                    "has_prev": page > 1,
+                    "next_page": page + 1 if page < total_pages else None,
+                    "prev_page": page - 1 if page > 1 else None,
+                },
+            }
+        )
+
+    @extend_schema(
+        operation_id="executions_create",
+        request=ExecutionSubmitSerializer,
+        responses={
+            202: ExecutionSubmittedSerializer,
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            403: OpenApiResponse(DetailSerializer, description="CSRF check failed (session only)"),
+            404: OpenApiResponse(DetailSerializer, description="Unknown pipeline or agent"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        serializer = ExecutionSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            execution = execution_create(
+                owner=request.user,
+                type=data["type"],
+                target_id=data["target_id"],
+                inputs=data["inputs"],
+                config=data["config"],
+                callback_url=data.get("callback_url") or "",
+            )
+        except TargetNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except InputsInvalid as exc:
+            raise ValidationError({"inputs": exc.errors}) from exc
+        return Response(
+            {
+                "execution_id": execution.id,
+                "status": execution.status,
+                "message": "Execution submitted",
+                **execution_urls(execution.id),
+                "created_at": iso(execution.created_at),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class ExecutionDetailView(ExecutionScopedView):
+    @extend_schema(responses={200: ExecutionSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND})
+    def get(self, request: Request, execution_id: str) -> Response:
+        return Response(execution_to_dict(self.get_execution(request, execution_id)))
+
+
+class ExecutionProgressView(ExecutionScopedView):
+    @extend_schema(
+        responses={
+            200: ProgressSerializer,
+            204: OpenApiResponse(description="No progress yet (pending, or cancelled before it started)"),
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+        }
+    )
+    def get(self, request: Request, execution_id: str) -> Response:
+        execution = self.get_execution(request, execution_id)
+        if execution.progress is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(execution.progress)
+
+
+class ExecutionCancelView(ExecutionScopedView):
+    @extend_schema(
+        request=None,
+        responses={200: CancelResponseSerializer, 400: DetailSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+    )
+    def post(self, request: Request, execution_id: str) -> Response:
+        execution = self.get_execution(request, execution_id)
+        try:
+            execution_cancel(execution_id=execution.id)
+        except CannotCancel as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        execution.refresh_from_db(fields=["status", "cancelled_at"])
+        return Response(
+            {
+                "message": "Execution cancelled successfully",
+                "data": {
+                    "execution_id": execution.id,
+                    "status": execution.status,
+                    "cancelled_at": iso(execution.cancelled_at),
+                },
+            }
+        )
+
+
+class ExecutionEventsView(ExecutionScopedView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after_seq", OpenApiTypes.INT, description="Only events after this seq (>= 0)"),
+        ],
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description='{"events": [frame, ...]}, oldest first'),
+            400: INVALID,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request: Request, execution_id: str) -> HttpResponse:
+        execution = self.get_execution(request, execution_id)
+        after_seq = validated_query(request, EventsQuerySerializer)["after_seq"]
+        frames = event_frames_after(execution_id=execution.id, after_seq=after_seq)
+        # The stored frames are already JSON: join them instead of re-encoding.
+        body = '{"events":[' + ",".join(frame for _, _, frame in frames) + "]}"
+        return HttpResponse(body, content_type="application/json")
+
+
+class TargetListView(APIView):
+    @extend_schema(responses={200: TargetListSerializer, 401: UNAUTHENTICATED})
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "targets": [
+                    {
+                        "type": target.type,
+                        "target_id": target.target_id,
+                        "steps": target.static_steps,
+                        "inputs": target.input_schema(),
+                        "description": target.description,
+                    }
+                    for target in all_targets()
+                ]
+            }
+        )

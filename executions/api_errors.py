@@ -1,0 +1,46 @@
+"""Every API error has a human-readable ``detail`` string (the contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class SafeJSONParser(JSONParser):
+    """JSONParser that answers 400 to deeply nested JSON instead of a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):  # noqa: ANN001, ANN201
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise exceptions.ParseError("JSON parse error - nested too deeply") from exc
+
+
+def _first_message(errors: Any) -> str | None:
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0]) if not isinstance(errors[0], str) else str(errors[0])
+    if isinstance(errors, dict) and errors:
+        return _first_message(next(iter(errors.values())))
+    return None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, exceptions.ValidationError):
+        errors = exc.detail
+        if isinstance(errors, dict) and set(errors) == {"non_field_errors"}:
+            detail = _first_message(errors) or "Invalid request"
+            return Response({"detail": detail, "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+        if not isinstance(errors, dict):
+            errors = {"non_field_errors": errors}
+        return Response({"detail": "Invalid request", "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if not (isinstance(data, dict) and isinstance(data.get("detail"), str)):
+        response.data = {"detail": _first_message(data) or "Request failed", "errors": data}
+    return response

@@ -1,0 +1,82 @@
+"""The Execution row: the current state of one run of a target.
+
+No logic lives here; state changes go through ``progress.services`` (events)
+and ``executions.services`` (submit, cancel).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def new_execution_id() -> str:
+    return "exec_" + secrets.token_hex(6)
+
+
+class ExecutionType(models.TextChoices):
+    PIPELINE = "pipeline", "Pipeline"
+    AGENT = "agent", "Agent"
+
+
+class ExecutionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+
+
+class Execution(models.Model):
+    id = models.CharField(primary_key=True, max_length=17, default=new_execution_id, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="executions"
+    )
+    type = models.CharField(max_length=16, choices=ExecutionType.choices)
+    target_id = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=16, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING
+    )
+    # {"current_step", "total_steps", "percentage", "current_step_name"} or null.
+    progress = models.JSONField(null=True, blank=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    outputs = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    callback_url = models.URLField(max_length=2000, blank=True, default="")
+    # The seq of the last recorded event (0 while pending).
+    seq = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="exec_owner_created"),
+            models.Index(fields=["status", "-created_at"], name="exec_status_created"),
+            models.Index(fields=["type", "-created_at"], name="exec_type_created"),
+            models.Index(fields=["target_id", "-created_at"], name="exec_target_created"),
+            models.Index(fields=["started_at"], name="exec_started"),
+            models.Index(fields=["completed_at"], name="exec_completed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.target_id}, {self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def percentage(self) -> float | None:
+        return None if self.progress is None else self.progress.get("percentage")

@@ -1,0 +1,3 @@
+"""Server-rendered pages (see executions/views.py)."""
+
+urlpatterns: list = []

@@ -1,0 +1,53 @@
+"""Reads of executions, always scoped to what the user may see."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import F, QuerySet
+
+from .models import Execution
+
+SORT_FIELDS = ("created_at", "started_at", "completed_at", "status")
+
+
+def execution_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Execution]:
+    """Staff see every execution; anyone else only their own."""
+    if not user.is_authenticated or not user.is_active:
+        return Execution.objects.none()
+    if user.is_staff:
+        return Execution.objects.all()
+    return Execution.objects.filter(owner=user)
+
+
+def execution_get_for_user(*, user: AbstractBaseUser | AnonymousUser, execution_id: str) -> Execution | None:
+    """The execution, or None when it is missing or someone else's (indistinguishable)."""
+    return execution_visible_to(user).filter(pk=execution_id).first()
+
+
+def execution_list_for_user(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    status: str | None = None,
+    type: str | None = None,  # noqa: A002
+    target_id: str | None = None,
+    sort: str = "created_at",
+    order: str = "desc",
+) -> QuerySet[Execution]:
+    query = execution_visible_to(user)
+    if status:
+        query = query.filter(status=status)
+    if type:
+        query = query.filter(type=type)
+    if target_id:
+        query = query.filter(target_id=target_id)
+    descending = order == "desc"
+
+    def ordered(name: str):  # noqa: ANN202
+        expr = F(name)
+        return expr.desc(nulls_last=True) if descending else expr.asc(nulls_last=True)
+
+    keys = [ordered(sort)]
+    if sort != "created_at":
+        keys.append(ordered("created_at"))
+    keys.append(ordered("id"))
+    return query.order_by(*keys)

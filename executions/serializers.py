@@ -1,0 +1,187 @@
+"""Request validation and the response shapes of the contract."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rest_framework import serializers
+
+from progress.events import iso
+
+from .models import Execution, ExecutionStatus, ExecutionType
+from .selectors import SORT_FIELDS
+
+MAX_TARGET_ID_LENGTH = 100
+
+
+class ProgressSerializer(serializers.Serializer):
+    current_step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    percentage = serializers.FloatField()
+    current_step_name = serializers.CharField(allow_null=True)
+
+
+class ErrorInfoSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.JSONField(allow_null=True)
+
+
+class HttpUrlField(serializers.URLField):
+    default_error_messages = {"invalid": "Enter a valid http(s) URL."}
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not value.lower().startswith(("http://", "https://")):
+            self.fail("invalid")
+        return value
+
+
+class ExecutionSubmitSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=ExecutionType.values)
+    target_id = serializers.CharField(max_length=MAX_TARGET_ID_LENGTH)
+    inputs = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    config = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    callback_url = HttpUrlField(required=False, allow_null=True, allow_blank=True, max_length=2000)
+
+    def validate_config(self, value: dict[str, Any]) -> dict[str, Any]:
+        if "timeout" in value and value["timeout"] is not None:
+            timeout = value["timeout"]
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+                raise serializers.ValidationError({"timeout": ["Must be a number of seconds greater than 0."]})
+        return value
+
+
+class ExecutionSubmittedSerializer(serializers.Serializer):
+    execution_id = serializers.CharField()
+    status = serializers.CharField()
+    message = serializers.CharField()
+    status_url = serializers.CharField()
+    progress_url = serializers.CharField()
+    ws_url = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ExecutionSerializer(serializers.Serializer):
+    """The Execution of the contract; built from the model without extra queries."""
+
+    execution_id = serializers.CharField(source="id")
+    type = serializers.CharField()
+    target_id = serializers.CharField()
+    status = serializers.CharField()
+    progress = ProgressSerializer(allow_null=True)
+    inputs = serializers.JSONField()
+    config = serializers.JSONField()
+    outputs = serializers.JSONField(allow_null=True)
+    error = ErrorInfoSerializer(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    failed_at = serializers.DateTimeField(allow_null=True)
+    cancelled_at = serializers.DateTimeField(allow_null=True)
+    seq = serializers.IntegerField()
+    callback_url = serializers.CharField(allow_null=True)
+
+    def to_representation(self, instance: Execution) -> dict[str, Any]:
+        return execution_to_dict(instance)
+
+
+def execution_to_dict(execution: Execution) -> dict[str, Any]:
+    return {
+        "execution_id": execution.id,
+        "type": execution.type,
+        "target_id": execution.target_id,
+        "status": execution.status,
+        "progress": execution.progress,
+        "inputs": execution.inputs,
+        "config": execution.config,
+        "outputs": execution.outputs,
+        "error": execution.error,
+        "created_at": iso(execution.created_at),
+        "started_at": iso(execution.started_at),
+        "completed_at": iso(execution.completed_at),
+        "failed_at": iso(execution.failed_at),
+        "cancelled_at": iso(execution.cancelled_at),
+        "seq": execution.seq,
+        "callback_url": execution.callback_url or None,
+    }
+
+
+def parse_non_negative_int(raw: str) -> int | None:
+    """Digits only: ``"5.0"``, ``"+5"``, ``" 5"`` and ``"-1"`` are not counts."""
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None
+    return int(raw)
+
+
+class QueryIntegerField(serializers.IntegerField):
+    """An integer query parameter written in plain digits."""
+
+    def to_internal_value(self, data: Any) -> int:
+        value = parse_non_negative_int(data) if isinstance(data, str) else None
+        if value is None:
+            self.fail("invalid")
+        return super().to_internal_value(value)
+
+
+class ExecutionListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ExecutionStatus.values, required=False)
+    type = serializers.ChoiceField(choices=ExecutionType.values, required=False)
+    target_id = serializers.CharField(max_length=MAX_TARGET_ID_LENGTH, required=False)
+    page = QueryIntegerField(min_value=1, max_value=1_000_000, default=1)
+    page_size = QueryIntegerField(min_value=1, max_value=100, default=50)
+    sort = serializers.ChoiceField(choices=SORT_FIELDS, default="created_at")
+    order = serializers.ChoiceField(choices=("asc", "desc"), default="desc")
+
+
+class PaginationSerializer(serializers.Serializer):
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    total_items = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+    has_next = serializers.BooleanField()
+    has_prev = serializers.BooleanField()
+    next_page = serializers.IntegerField(allow_null=True)
+    prev_page = serializers.IntegerField(allow_null=True)
+
+
+class ExecutionListSerializer(serializers.Serializer):
+    executions = ExecutionSerializer(many=True)
+    pagination = PaginationSerializer()
+
+
+class EventsQuerySerializer(serializers.Serializer):
+    after_seq = QueryIntegerField(min_value=0, default=0)
+
+
+class CancelledDataSerializer(serializers.Serializer):
+    execution_id = serializers.CharField()
+    status = serializers.CharField()
+    cancelled_at = serializers.DateTimeField()
+
+
+class CancelResponseSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    data = CancelledDataSerializer()
+
+
+class TargetSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    target_id = serializers.CharField()
+    steps = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    inputs = serializers.JSONField()
+    description = serializers.CharField()
+
+
+class TargetListSerializer(serializers.Serializer):
+    targets = TargetSerializer(many=True)
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class ValidationErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.JSONField()

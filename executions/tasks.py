@@ -1,0 +1,48 @@
+"""The Celery task: fetch by id, claim, run. All logic is in ``runner``."""
+
+from __future__ import annotations
+
+import logging
+
+from billiard.exceptions import WorkerLostError
+from celery import Task, shared_task
+from celery.worker.request import Request
+
+from .runner import execution_fail, execution_run
+
+logger = logging.getLogger(__name__)
+
+
+class ExecutionRequest(Request):
+    """Runs in the main worker process: marks the execution failed when its
+    child process was killed (hard time limit, out of memory), so a row never
+    stays ``running`` after its process is gone."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        if not soft:
+            self._fail("TimeoutError", f"Execution exceeded its hard time limit of {timeout:g} s")
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):  # noqa: ANN001, ANN201
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        if isinstance(exc_info.exception, WorkerLostError):
+            self._fail("WorkerLostError", "The worker process running this execution died")
+
+    def _fail(self, error_type: str, message: str) -> None:
+        execution_id = (self.args or [None])[0]
+        if execution_id:
+            try:
+                execution_fail(
+                    execution_id=execution_id, error={"type": error_type, "message": message, "details": None}
+                )
+            except Exception:  # noqa: BLE001
+                logger.exception("could not mark %s failed", execution_id)
+
+
+class ExecutionTask(Task):
+    Request = ExecutionRequest
+
+
+@shared_task(base=ExecutionTask, name="executions.run_execution", ignore_result=True)
+def run_execution(execution_id: str) -> str | None:
+    return execution_run(execution_id=execution_id)

@@ -1,0 +1,38 @@
+"""API routes. Each path is served with and without a trailing slash (no
+redirect: a redirected POST turns into a GET in many clients)."""
+
+from django.urls import re_path
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.authtoken.views import ObtainAuthToken
+
+from . import api
+
+EXECUTION = r"executions/(?P<execution_id>[^/]+)"
+
+
+class TokenView(ObtainAuthToken):
+    """DRF's obtain_auth_token, JSON only."""
+
+    @extend_schema(
+        request=inline_serializer("TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}),
+        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()}), 400: api.INVALID},
+        auth=[],
+    )
+    def post(self, request, *args, **kwargs):  # noqa: ANN001, ANN201
+        return super().post(request, *args, **kwargs)
+
+
+def both(pattern: str) -> str:
+    return rf"^{pattern}/?$"
+
+
+urlpatterns = [
+    re_path(both("executions"), api.ExecutionCollectionView.as_view(), name="api-executions"),
+    re_path(both(EXECUTION), api.ExecutionDetailView.as_view(), name="api-execution"),
+    re_path(both(EXECUTION + "/progress"), api.ExecutionProgressView.as_view(), name="api-execution-progress"),
+    re_path(both(EXECUTION + "/cancel"), api.ExecutionCancelView.as_view(), name="api-execution-cancel"),
+    re_path(both(EXECUTION + "/events"), api.ExecutionEventsView.as_view(), name="api-execution-events"),
+    re_path(both("targets"), api.TargetListView.as_view(), name="api-targets"),
+    re_path(both("auth/token"), TokenView.as_view(), name="api-token"),
+]

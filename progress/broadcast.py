@@ -1,0 +1,105 @@
+"""Group names and the only ``group_send`` of the project.
+
+Sync code (a Celery task, a DRF view) publishes through one long-lived event
+loop per process, running in a daemon thread, so the channel layer keeps its
+pooled Redis connections: ``async_to_sync(group_send)`` per event opens a new
+connection each call (about 10 ms against 0.7 ms measured here).
+
+Publishing is best effort by design: the database is the truth, every frame
+carries its ``seq``, and the consumer repairs gaps from the stored history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+#: The consumer handler that receives these messages is ``progress_event``.
+MESSAGE_TYPE = "progress.event"
+
+
+def group_name(execution_id: str) -> str:
+    return f"execution.{execution_id}"
+
+
+def event_message(*, seq: int, event_type: str, frame_text: str) -> dict[str, Any]:
+    """The channel-layer message: primitives only, the frame as ready JSON text."""
+    return {"type": MESSAGE_TYPE, "seq": seq, "event": event_type, "frame": frame_text}
+
+
+class _Publisher:
+    """A per-process event loop thread that sends messages in submission order."""
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._order: asyncio.Lock | None = None
+        self._last: concurrent.futures.Future[None] | None = None
+        self._guard = threading.Lock()
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        # A prefork Celery child inherits the parent's object but not its
+        # thread: start a fresh loop in every process.
+        with self._guard:
+            if self._pid != os.getpid() or self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    self._order = asyncio.Lock()
+                    ready.set()
+                    loop.run_forever()
+
+                threading.Thread(target=run, name="progress-publisher", daemon=True).start()
+                ready.wait()
+                self._loop, self._pid, self._last = loop, os.getpid(), None
+            return self._loop
+
+    async def _send(self, group: str, message: dict[str, Any]) -> None:
+        assert self._order is not None
+        # FIFO lock: coroutines start in submission order, so frames of one
+        # execution leave in the order they were recorded.
+        async with self._order:
+            try:
+                await get_channel_layer().group_send(group, message)
+            except Exception:  # noqa: BLE001 - the database already holds the event
+                logger.exception("group_send to %s failed; clients will resync from the database", group)
+
+    def publish(self, group: str, message: dict[str, Any]) -> concurrent.futures.Future[None]:
+        loop = self._ensure_started()
+        future = asyncio.run_coroutine_threadsafe(self._send(group, message), loop)
+        self._last = future
+        return future
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything published so far has been handed to the layer."""
+        last = self._last
+        if last is not None and self._pid == os.getpid():
+            try:
+                last.result(timeout=timeout)
+            except Exception:  # noqa: BLE001
+                logger.warning("publisher flush did not finish within %.1fs", timeout)
+
+
+_publisher = _Publisher()
+
+
+def publish_event(*, execution_id: str, seq: int, event_type: str, frame_text: str) -> None:
+    """Send one recorded event to everyone watching the execution (call after commit)."""
+    _publisher.publish(
+        group_name(execution_id),
+        event_message(seq=seq, event_type=event_type, frame_text=frame_text),
+    )
+
+
+def flush(timeout: float = 5.0) -> None:
+    _publisher.flush(timeout)

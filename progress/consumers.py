@@ -1,0 +1,211 @@
+"""The WebSocket consumer: forwards an execution's events as the contract's frames.
+
+It joins the execution's group *before* reading the current state, so no event
+can fall between the two; anything older than what it already sent is dropped
+by ``seq``, and a frame whose ``seq`` skips ahead (channel layers drop messages
+under load) is preceded by the missing events read from the database. A
+periodic resync sends what the layer dropped at the very end (the terminal
+frame has no successor to reveal the gap) and closes the socket when the
+user's access is gone (deactivated, token deleted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from executions.models import TERMINAL_STATUSES, Execution
+from executions.selectors import execution_get_for_user
+
+from .broadcast import group_name
+from .events import dumps, error_frame, status_frame
+from .models import TERMINAL_EVENT_TYPES
+from .selectors import event_frame_at, event_frames_after
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+@dataclass
+class Opening:
+    """What to send right after connecting, read from the database."""
+
+    frames: list[str] = field(default_factory=list)
+    last_seq: int = 0
+    finished: bool = False
+
+
+def parse_after_seq(query_string: bytes) -> tuple[bool, int | None]:
+    """(valid, value): ``after_seq`` must be plain digits; absent is valid (None)."""
+    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("after_seq")
+    if not values:
+        return True, None
+    raw = values[-1]
+    if len(values) > 1 or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return False, None
+    return True, int(raw)
+
+
+def read_opening(execution_id: str, after_seq: int | None) -> Opening:
+    """The first frames of a stream (see guarantees 1, 2 and 4 of the contract)."""
+    if after_seq is not None:
+        events = event_frames_after(execution_id=execution_id, after_seq=after_seq)
+        if events:
+            return Opening(
+                frames=[frame for _, _, frame in events],
+                last_seq=events[-1][0],
+                finished=events[-1][1] in TERMINAL_EVENT_TYPES,
+            )
+    execution = Execution.objects.only("id", "status", "progress", "seq").get(pk=execution_id)
+    frames = [
+        dumps(
+            status_frame(
+                execution_id=execution.id,
+                status=execution.status,
+                progress=execution.progress,
+                seq=execution.seq,
+                timestamp=timezone.now(),
+            )
+        )
+    ]
+    finished = execution.status in TERMINAL_STATUSES
+    if finished and after_seq is None:
+        terminal = event_frame_at(execution_id=execution.id, seq=execution.seq)
+        if terminal is not None:
+            frames.append(terminal)
+    return Opening(frames=frames, last_seq=execution.seq, finished=finished)
+
+
+def access_lost(user: Any, token_key: str | None, execution_id: str) -> tuple[str, int] | None:
+    """Why the user may no longer watch (message, close code), or None if they still may."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    if token_key is not None and not Token.objects.filter(key=token_key, user__is_active=True).exists():
+        return "Authentication required", CLOSE_UNAUTHENTICATED
+    current = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
+    if current is None:
+        return "Authentication required", CLOSE_UNAUTHENTICATED
+    if execution_get_for_user(user=current, execution_id=execution_id) is None:
+        return f"Execution '{execution_id}' not found", CLOSE_NOT_FOUND
+    return None
+
+
+class ExecutionProgressConsumer(AsyncWebsocketConsumer):
+    group: str | None = None
+
+    async def connect(self) -> None:
+        self.execution_id: str = self.scope["url_route"]["kwargs"]["execution_id"]
+        self.last_seq = 0
+        self.finished = False
+        self.order = asyncio.Lock()
+        self.resync_task: asyncio.Task[None] | None = None
+        # Accept first: the contract answers every refusal with an error frame
+        # and an application close code, which needs an open socket.
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            return await self.refuse("Authentication required", CLOSE_UNAUTHENTICATED)
+        valid, after_seq = parse_after_seq(self.scope.get("query_string", b""))
+        if not valid:
+            return await self.refuse("Invalid after_seq", CLOSE_BAD_REQUEST)
+        visible = await database_sync_to_async(execution_get_for_user)(user=user, execution_id=self.execution_id)
+        if visible is None:
+            return await self.refuse(f"Execution '{self.execution_id}' not found", CLOSE_NOT_FOUND)
+
+        self.group = group_name(self.execution_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        opening = await database_sync_to_async(read_opening)(self.execution_id, after_seq)
+        async with self.order:
+            for frame in opening.frames:
+                await self.send(text_data=frame)
+            self.last_seq = opening.last_seq
+            if opening.finished:
+                await self.finish()
+                return
+        self.resync_task = asyncio.create_task(self.resync_forever())
+
+    async def refuse(self, message: str, code: int) -> None:
+        await self.send(text_data=dumps(error_frame(message)))
+        await self.close(code=code)
+
+    async def finish(self) -> None:
+        """Exactly one terminal frame has been sent: close normally."""
+        self.finished = True
+        await self.leave_group()
+        await self.close(code=CLOSE_NORMAL)
+
+    async def leave_group(self) -> None:
+        if self.group is not None:
+            group, self.group = self.group, None
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "resync_task", None) is not None and self.resync_task is not asyncio.current_task():
+            self.resync_task.cancel()
+        await self.leave_group()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Frames from the client are not part of the protocol.
+        await self.send(text_data=dumps(error_frame("Unsupported message")))
+
+    # --- events from the channel layer ------------------------------------------------
+    async def progress_event(self, message: dict[str, Any]) -> None:
+        seq = int(message["seq"])
+        async with self.order:
+            if self.finished or seq <= self.last_seq:
+                return
+            if seq > self.last_seq + 1:
+                await self.send_stored(before_seq=seq)
+                if self.finished:
+                    return
+            await self.send(text_data=message["frame"])
+            self.last_seq = seq
+            if message.get("event") in TERMINAL_EVENT_TYPES:
+                await self.finish()
+
+    async def send_stored(self, before_seq: int | None = None) -> None:
+        """Send the stored events after ``last_seq`` (and before ``before_seq``)."""
+        events = await database_sync_to_async(event_frames_after)(
+            execution_id=self.execution_id, after_seq=self.last_seq, before_seq=before_seq
+        )
+        for seq, event_type, frame in events:
+            await self.send(text_data=frame)
+            self.last_seq = seq
+            if event_type in TERMINAL_EVENT_TYPES:
+                await self.finish()
+                return
+
+    async def resync_forever(self) -> None:
+        interval = settings.PROGRESS_WS_RESYNC_SECONDS
+        try:
+            while not self.finished:
+                await asyncio.sleep(interval)
+                lost = await database_sync_to_async(access_lost)(
+                    self.scope["user"], self.scope.get("auth_token"), self.execution_id
+                )
+                async with self.order:
+                    if self.finished:
+                        return
+                    if lost is not None:
+                        self.finished = True
+                        await self.leave_group()
+                        await self.refuse(*lost)
+                        return
+                    await self.send_stored()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the live stream goes on without resync
+            logger.exception("resync of %s failed", self.execution_id)

@@ -1,0 +1,165 @@
+"""The one service that records events.
+
+Every state change of an execution after submission goes through
+:func:`event_record`: it takes the execution's row lock (``SELECT ... FOR
+UPDATE``; on SQLite the IMMEDIATE transaction already holds the write lock),
+checks that the transition is allowed, assigns the next ``seq``, writes the
+snapshot and the new Execution state in one short transaction, and publishes
+the frame after commit. A worker reporting progress and a cancel arriving
+through the API are therefore serialised: no ``seq`` collision, and nothing is
+ever recorded after a terminal event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from executions.models import Execution, ExecutionStatus
+
+from . import broadcast
+from .events import ErrorInfo, Progress, dumps, event_frame
+from .models import EventType, ProgressSnapshot
+
+#: Which statuses each event may leave from. The claim of a run is the
+#: ``started`` event: pending -> running, so a second delivery finds it running.
+ALLOWED_FROM: dict[str, frozenset[str]] = {
+    EventType.STARTED: frozenset({ExecutionStatus.PENDING}),
+    EventType.PROGRESS: frozenset({ExecutionStatus.RUNNING}),
+    EventType.COMPLETED: frozenset({ExecutionStatus.RUNNING}),
+    EventType.FAILED: frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING}),
+    EventType.CANCELLED: frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING}),
+}
+
+STATUS_AFTER: dict[str, str] = {
+    EventType.STARTED: ExecutionStatus.RUNNING,
+    EventType.PROGRESS: ExecutionStatus.RUNNING,
+    EventType.COMPLETED: ExecutionStatus.COMPLETED,
+    EventType.FAILED: ExecutionStatus.FAILED,
+    EventType.CANCELLED: ExecutionStatus.CANCELLED,
+}
+
+TIMESTAMP_FIELD: dict[str, str] = {
+    EventType.STARTED: "started_at",
+    EventType.COMPLETED: "completed_at",
+    EventType.FAILED: "failed_at",
+    EventType.CANCELLED: "cancelled_at",
+}
+
+#: Called after commit with every terminal event (webhooks hook in here).
+terminal_listeners: list[Callable[[RecordedEvent], None]] = []
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    execution_id: str
+    seq: int
+    type: str
+    status: str
+    frame_text: str
+    callback_url: str = ""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED)
+
+
+def _merge_progress(current: Progress | None, new: Progress | None) -> Progress | None:
+    """Percentage never decreases during a run, whatever order reports arrive in."""
+    if new is None:
+        return current
+    if current is not None and new["percentage"] < current.get("percentage", 0.0):
+        new = {**new, "percentage": current["percentage"]}
+    new = {**new, "percentage": float(min(max(new["percentage"], 0.0), 100.0))}
+    return new
+
+
+def event_record(
+    *,
+    execution_id: str,
+    event_type: str,
+    progress: Progress | None = None,
+    outputs: dict[str, Any] | None = None,
+    error: ErrorInfo | None = None,
+) -> RecordedEvent | None:
+    """Record one event; return it, or None when the transition is not allowed.
+
+    ``progress`` is the new progress for ``started``, ``progress`` and
+    ``completed``; for ``failed`` it is optional (the latest progress the run
+    knew of) and ``cancelled`` keeps the progress the execution has.
+    """
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update()
+            .only("id", "status", "seq", "progress", "callback_url")
+            .filter(pk=execution_id)
+            .first()
+        )
+        if execution is None or execution.status not in ALLOWED_FROM[event_type]:
+            return None
+        now = timezone.now()
+        seq = execution.seq + 1
+        status = STATUS_AFTER[event_type]
+        if event_type == EventType.CANCELLED or (event_type == EventType.FAILED and progress is None):
+            new_progress = execution.progress
+        elif event_type == EventType.STARTED:
+            new_progress = progress
+        else:
+            new_progress = _merge_progress(execution.progress, progress)
+        updates: dict[str, Any] = {"seq": seq, "status": status, "progress": new_progress}
+        if event_type in TIMESTAMP_FIELD:
+            updates[TIMESTAMP_FIELD[event_type]] = now
+        if event_type == EventType.COMPLETED:
+            updates["outputs"] = outputs
+        if event_type == EventType.FAILED:
+            updates["error"] = error
+        Execution.objects.filter(pk=execution_id).update(**updates)
+
+        frame = event_frame(
+            event_type=event_type,
+            execution_id=execution_id,
+            status=status,
+            seq=seq,
+            timestamp=now,
+            progress=new_progress,
+            outputs=outputs if event_type == EventType.COMPLETED else None,
+            error=error if event_type == EventType.FAILED else None,
+        )
+        frame_text = dumps(frame)
+        payload = {key: frame[key] for key in ("outputs", "error") if key in frame}  # type: ignore[literal-required]
+        ProgressSnapshot.objects.create(
+            execution_id=execution_id,
+            seq=seq,
+            type=event_type,
+            status=status,
+            progress=new_progress,
+            payload=payload or None,
+            timestamp=now,
+            frame=frame_text,
+        )
+        recorded = RecordedEvent(
+            execution_id=execution_id,
+            seq=seq,
+            type=str(event_type),
+            status=str(status),
+            frame_text=frame_text,
+            callback_url=execution.callback_url,
+        )
+        transaction.on_commit(lambda: _after_commit(recorded))
+    return recorded
+
+
+def _after_commit(recorded: RecordedEvent) -> None:
+    broadcast.publish_event(
+        execution_id=recorded.execution_id,
+        seq=recorded.seq,
+        event_type=recorded.type,
+        frame_text=recorded.frame_text,
+    )
+    if recorded.is_terminal:
+        for listener in terminal_listeners:
+            listener(recorded)
