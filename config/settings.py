@@ -210,9 +210,32 @@ PROGRESS_WS_RESYNC_SECONDS = env_float("PROGRESS_WS_RESYNC_SECONDS", 5)
 # connection; frames still queued for a slow reader are lost when it does.
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)
 
+# --- Input limits -------------------------------------------------------------------
+EXECUTION_INPUTS_MAX_BYTES = env_int("EXECUTION_INPUTS_MAX_BYTES", 64 * 1024)
+EXECUTION_CONFIG_MAX_BYTES = env_int("EXECUTION_CONFIG_MAX_BYTES", 64 * 1024)
+EXECUTION_JSON_MAX_DEPTH = env_int("EXECUTION_JSON_MAX_DEPTH", 32)
+# A request body larger than this is refused with 413 before it is parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 256 * 1024)
+# Largest WebSocket message a client may send (clients have nothing to send).
+WEBSOCKET_MAX_MESSAGE_BYTES = env_int("WEBSOCKET_MAX_MESSAGE_BYTES", 4096)
+
 # --- Webhooks ----------------------------------------------------------------------
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "")
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE")
+
+# --- Throttling ----------------------------------------------------------------------
+# Rates like "120/min" ("s", "min", "hour", "day"); empty disables a throttle.
+EXECUTION_THROTTLE_RATES = {
+    "submit": os.environ.get("THROTTLE_SUBMIT_RATE", "120/min") or None,
+    "cancel": os.environ.get("THROTTLE_CANCEL_RATE", "120/min") or None,
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "executions"),
+    }
+}
 
 # --- REST framework ------------------------------------------------------------------
 REST_FRAMEWORK = {

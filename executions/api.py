@@ -35,6 +35,7 @@ from .serializers import (
     ValidationErrorSerializer,
     execution_to_dict,
 )
+from .throttles import CancelThrottle, SubmitThrottle
 from .services import CannotCancel, TargetNotFound, execution_cancel, execution_create
 
 API_PREFIX = "/api/v1"
@@ -73,6 +74,8 @@ class ExecutionScopedView(APIView):
 
 
 class ExecutionCollectionView(APIView):
+    throttle_classes = [SubmitThrottle]
+
     @extend_schema(
         operation_id="executions_list",
         parameters=[ExecutionListQuerySerializer],
@@ -167,6 +170,8 @@ class ExecutionProgressView(ExecutionScopedView):
 
 
 class ExecutionCancelView(ExecutionScopedView):
+    throttle_classes = [CancelThrottle]
+
     @extend_schema(
         request=None,
         responses={200: CancelResponseSerializer, 400: DetailSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},

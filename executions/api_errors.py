@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+    def __init__(self) -> None:
+        super().__init__(f"Request body too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+
+
 class SafeJSONParser(JSONParser):
-    """JSONParser that answers 400 to deeply nested JSON instead of a 500."""
+    """JSONParser with a body-size limit (DRF reads the stream unbounded) that
+    answers deeply nested JSON with 400 instead of a RecursionError's 500."""
 
     def parse(self, stream, media_type=None, parser_context=None):  # noqa: ANN001, ANN201
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and stream is not None:
+            request = (parser_context or {}).get("request")
+            meta = getattr(request, "META", {}) if request is not None else {}
+            try:
+                declared = int(meta.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0
+            if declared > limit:
+                raise PayloadTooLarge()
+            body = stream.read(limit + 1)
+            if len(body) > limit:
+                raise PayloadTooLarge()
+            stream = io.BytesIO(body)
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError as exc:
@@ -29,6 +55,8 @@ def _first_message(errors: Any) -> str | None:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
     if isinstance(exc, exceptions.ValidationError):
         errors = exc.detail
         if isinstance(errors, dict) and set(errors) == {"non_field_errors"}:

@@ -80,3 +80,23 @@ class Execution(models.Model):
     @property
     def percentage(self) -> float | None:
         return None if self.progress is None else self.progress.get("percentage")
+
+
+class WebhookAttempt(models.Model):
+    """One POST of an execution's terminal event to its ``callback_url``."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="webhook_attempts")
+    attempt = models.PositiveSmallIntegerField()
+    url = models.URLField(max_length=2000)
+    event = models.CharField(max_length=32)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    duration_ms = models.PositiveIntegerField(default=0)
+    delivered = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["execution", "attempt"]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} webhook #{self.attempt}"

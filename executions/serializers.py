@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
 from progress.events import iso
 
+from .limits import json_limit_error
 from .models import Execution, ExecutionStatus, ExecutionType
 from .selectors import SORT_FIELDS
+from .webhooks import UnsafeCallbackUrl, resolve_callback_url
 
 MAX_TARGET_ID_LENGTH = 100
 
@@ -29,20 +32,47 @@ class ErrorInfoSerializer(serializers.Serializer):
 
 
 class HttpUrlField(serializers.URLField):
+    """An http(s) URL whose host resolves to a public address (no SSRF)."""
+
     default_error_messages = {"invalid": "Enter a valid http(s) URL."}
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
         if not value.lower().startswith(("http://", "https://")):
             self.fail("invalid")
+        try:
+            resolve_callback_url(value)
+        except UnsafeCallbackUrl as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return value
+
+
+class JSONObjectField(serializers.Field):
+    """A JSON object within a size and depth limit, checked before anything walks it."""
+
+    default_error_messages = {"not_a_dict": 'Expected an object but got type "{input_type}".'}
+
+    def __init__(self, *, max_bytes_setting: str, **kwargs: Any):
+        self.max_bytes_setting = max_bytes_setting
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.fail("not_a_dict", input_type=type(data).__name__)
+        message = json_limit_error(data, max_bytes=getattr(settings, self.max_bytes_setting))
+        if message:
+            raise serializers.ValidationError(message)
+        return data
+
+    def to_representation(self, value: Any) -> Any:
         return value
 
 
 class ExecutionSubmitSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=ExecutionType.values)
     target_id = serializers.CharField(max_length=MAX_TARGET_ID_LENGTH)
-    inputs = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
-    config = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    inputs = JSONObjectField(max_bytes_setting="EXECUTION_INPUTS_MAX_BYTES", required=False, default=dict)
+    config = JSONObjectField(max_bytes_setting="EXECUTION_CONFIG_MAX_BYTES", required=False, default=dict)
     callback_url = HttpUrlField(required=False, allow_null=True, allow_blank=True, max_length=2000)
 
     def validate_config(self, value: dict[str, Any]) -> dict[str, Any]:

@@ -46,3 +46,13 @@ class ExecutionTask(Task):
 @shared_task(base=ExecutionTask, name="executions.run_execution", ignore_result=True)
 def run_execution(execution_id: str) -> str | None:
     return execution_run(execution_id=execution_id)
+
+
+@shared_task(bind=True, name="executions.deliver_webhook", ignore_result=True, max_retries=5)
+def deliver_webhook(self: Task, execution_id: str) -> None:
+    """POST the terminal event; retried with exponential backoff (2, 4, 8, 16, 32 s)."""
+    from .webhooks import backoff_seconds, webhook_deliver
+
+    done = webhook_deliver(execution_id=execution_id, attempt=self.request.retries + 1)
+    if not done and self.request.retries < self.max_retries:
+        raise self.retry(countdown=backoff_seconds(self.request.retries + 1))

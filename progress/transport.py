@@ -20,7 +20,8 @@ _PATCHED = "_progress_close_timeout_patched"
 
 
 def keep_queued_frames_for_slow_readers() -> None:
-    """Raise the close-handshake timeout of daphne's WebSocket factory."""
+    """Raise the close-handshake timeout of daphne's WebSocket factory (and cap
+    the size of what a client may send)."""
     try:
         from daphne import server as daphne_server
         from daphne.ws_protocol import WebSocketFactory
@@ -29,10 +30,14 @@ def keep_queued_frames_for_slow_readers() -> None:
     if getattr(WebSocketFactory, _PATCHED, False):
         return
     timeout = settings.WEBSOCKET_CLOSE_TIMEOUT_SECONDS
+    max_message = settings.WEBSOCKET_MAX_MESSAGE_BYTES
 
     class PatientWebSocketFactory(WebSocketFactory):
         def setProtocolOptions(self, *args: Any, **kwargs: Any) -> None:  # noqa: N802 - autobahn's name
             kwargs.setdefault("closeHandshakeTimeout", timeout)
+            # Clients have nothing to send; a larger message is closed with 1009.
+            kwargs.setdefault("maxMessagePayloadSize", max_message)
+            kwargs.setdefault("maxFramePayloadSize", max_message)
             super().setProtocolOptions(*args, **kwargs)
 
     setattr(PatientWebSocketFactory, _PATCHED, True)

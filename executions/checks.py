@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Warning, register
+
+
+@register()
+def webhook_secret_check(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    if settings.WEBHOOK_SECRET:
+        return []
+    return [
+        Warning(
+            "WEBHOOK_SECRET is not set: webhooks are sent without an X-Signature-256 header.",
+            hint="Set WEBHOOK_SECRET to a long random string so receivers can verify the sender.",
+            id="executions.W001",
+        )
+    ]

@@ -1,0 +1,32 @@
+"""Per-user throttles on the writes that cost work: submit and cancel.
+
+The rate is read from settings on every request (DRF's own throttles freeze it
+at import), so ``THROTTLE_SUBMIT_RATE`` / ``THROTTLE_CANCEL_RATE`` and test
+overrides take effect. Counters live in the shared cache (Redis), so every
+daphne process counts the same requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework.throttling import UserRateThrottle
+
+
+class _WriteThrottle(UserRateThrottle):
+    def get_rate(self) -> str | None:
+        return settings.EXECUTION_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return True
+        return super().allow_request(request, view)
+
+
+class SubmitThrottle(_WriteThrottle):
+    scope = "submit"
+
+
+class CancelThrottle(_WriteThrottle):
+    scope = "cancel"
