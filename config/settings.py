@@ -205,7 +205,7 @@ PROGRESS_COALESCE_SECONDS = env_float("PROGRESS_COALESCE_MS", 100) / 1000
 PROGRESS_CANCEL_POLL_SECONDS = env_float("PROGRESS_CANCEL_POLL_MS", 100) / 1000
 # A connected socket re-reads the execution's seq this often, so a terminal
 # frame dropped by the channel layer still reaches the client.
-PROGRESS_WS_RESYNC_SECONDS = env_float("PROGRESS_WS_RESYNC_SECONDS", 5)
+PROGRESS_WS_RESYNC_SECONDS = env_float("PROGRESS_WS_RESYNC_SECONDS", 4)
 # How long daphne waits for a client's close reply before dropping the
 # connection; frames still queued for a slow reader are lost when it does.
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)
