@@ -7,6 +7,7 @@ Secrets have no default outside debug: a production start without
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -160,6 +161,8 @@ STORAGES = {
 # Serve straight from the finders so a fresh clone needs no collectstatic step;
 # with debug off and collectstatic run, whitenoise serves STATIC_ROOT as usual.
 WHITENOISE_USE_FINDERS = True
+# STATIC_ROOT exists only after collectstatic; until then the finders serve.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
