@@ -1,23 +1,66 @@
-"""Admin inspection of executions; the cancel action goes through the service."""
+"""Admin inspection of executions.
+
+Everything an execution holds is written by the system (services and the
+worker), so every field is read-only here; the one action, cancel, goes
+through the same service as the API. An execution can have thousands of
+events: its change page shows only the latest ones, and a paginated history
+view lists them all.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from typing import Any
+
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.forms.models import BaseInlineFormSet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
 from progress.models import ProgressSnapshot
 
-from .models import Execution
+from .models import TERMINAL_STATUSES, Execution
 from .services import CannotCancel, execution_cancel
+
+#: Events shown inline on the change page (the newest ones).
+INLINE_EVENTS = 50
+#: Events per page of the history view.
+HISTORY_PAGE_SIZE = 100
+
+
+class LatestEventsFormSet(BaseInlineFormSet):
+    """Only the latest ``INLINE_EVENTS`` events, newest first, however many there are."""
+
+    def get_queryset(self) -> list[ProgressSnapshot]:  # type: ignore[override]
+        if not hasattr(self, "_latest"):
+            self._latest = list(self.queryset.order_by("-seq")[:INLINE_EVENTS])
+        return self._latest
+
+    @property
+    def total_count(self) -> int:
+        if not hasattr(self, "_total"):
+            self._total = self.queryset.count()
+        return self._total
 
 
 class ProgressSnapshotInline(admin.TabularInline):
+    """The latest events as a read-only table (its template renders the rows itself)."""
+
     model = ProgressSnapshot
+    formset = LatestEventsFormSet
+    template = "admin/executions/execution/events_inline.html"
+    verbose_name = "event"
+    verbose_name_plural = "latest events"
     fields = ("seq", "type", "status", "progress", "payload", "timestamp")
     readonly_fields = fields
-    ordering = ("seq",)
     extra = 0
     can_delete = False
     show_change_link = False
@@ -28,53 +71,204 @@ class ProgressSnapshotInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
+        return False
+
+
+def page_url(execution: Execution) -> str:
+    return reverse("execution-detail", args=[execution.pk])
+
+
+def precise(value: datetime | None) -> str:
+    """Event times to the millisecond, in UTC: the admin's default format drops seconds."""
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _time_column(field_name: str, label: str) -> Any:
+    @admin.display(description=label, ordering=field_name)
+    def column(self: Any, obj: Execution) -> str:
+        return precise(getattr(obj, field_name))
+
+    column.__name__ = f"{field_name}_precise"
+    return column
+
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
-    list_display = ("id", "target_id", "type", "status", "progress_bar", "owner", "created_at")
+    list_display = ("id", "target_id", "status_badge", "progress_bar", "owner", "created_at", "live_page")
+    list_display_links = ("id",)
     list_filter = ("status", "type", "target_id")
-    search_fields = ("id", "target_id")
+    search_fields = ("id", "target_id", "owner__username")
     list_select_related = ("owner",)
+    list_per_page = 50
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
     actions = ["cancel_selected"]
     inlines = [ProgressSnapshotInline]
+    view_on_site = False  # the change page links to the live page itself (object tools)
+    # Nothing here is the admin's to edit: the system owns every field.
     readonly_fields = (
-        "id", "owner", "type", "target_id", "status", "progress", "inputs", "config", "outputs",
-        "error", "callback_url", "seq", "created_at", "started_at", "completed_at", "failed_at",
-        "cancelled_at",
+        "id", "owner", "type", "target_id", "status_badge", "progress_bar", "progress_json", "seq",
+        "inputs", "config", "outputs", "error", "callback_url",
+        "created_at_precise", "started_at_precise", "completed_at_precise", "failed_at_precise",
+        "cancelled_at_precise", "live_page",
     )
     fieldsets = (
-        (None, {"fields": ("id", "owner", "type", "target_id", "status", "progress", "seq")}),
+        (None, {"fields": ("id", "live_page", "owner", "type", "target_id", "status_badge", "progress_bar", "progress_json", "seq")}),
         ("Data", {"fields": ("inputs", "config", "outputs", "error", "callback_url")}),
-        ("Times", {"fields": ("created_at", "started_at", "completed_at", "failed_at", "cancelled_at")}),
+        (
+            "Times (UTC)",
+            {"fields": ("created_at_precise", "started_at_precise", "completed_at_precise", "failed_at_precise", "cancelled_at_precise")},
+        ),
     )
+
+    created_at_precise = _time_column("created_at", "Created at")
+    started_at_precise = _time_column("started_at", "Started at")
+    completed_at_precise = _time_column("completed_at", "Completed at")
+    failed_at_precise = _time_column("failed_at", "Failed at")
+    cancelled_at_precise = _time_column("cancelled_at", "Cancelled at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Executions are started through the API or the start page, which validate inputs.
         return False
 
-    @admin.display(description="Progress")
-    def progress_bar(self, obj: Execution) -> str:
-        pct = obj.percentage
-        if pct is None:
-            return "-"
+    def has_cancel_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
+        """Cancelling changes an execution: it takes the change permission."""
+        return self.has_change_permission(request, obj)
+
+    # --- columns ---------------------------------------------------------------------
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Execution) -> str:
+        colours = {
+            "pending": "#b45309", "running": "#2563eb", "completed": "#15803d", "failed": "#b91c1c", "cancelled": "#4b5563",
+        }
         return format_html(
-            '<progress value="{}" max="100" style="width:8em"></progress> {}%', f"{pct:.2f}", f"{pct:.0f}"
+            '<span style="color:{};font-weight:600;white-space:nowrap">&#9679; {}</span>',
+            colours.get(obj.status, "inherit"),
+            obj.get_status_display(),
         )
 
-    @admin.action(description="Cancel selected executions")
+    @admin.display(description="Progress")
+    def progress_bar(self, obj: Execution) -> str:
+        progress = obj.progress
+        if progress is None:
+            return "-"
+        pct = float(progress.get("percentage", 0.0))
+        steps = ""
+        if progress.get("total_steps"):
+            steps = f" · {progress.get('current_step', 0)}/{progress['total_steps']} steps"
+        return format_html(
+            '<span style="white-space:nowrap"><progress value="{}" max="100" style="width:7em;vertical-align:middle"'
+            ' aria-label="{}% done"></progress> <span style="font-variant-numeric:tabular-nums">{}%{}</span></span>',
+            f"{pct:.2f}",
+            f"{pct:.0f}",
+            f"{pct:.0f}",
+            steps,
+        )
+
+    @admin.display(description="Progress (stored)")
+    def progress_json(self, obj: Execution) -> str:
+        return "-" if obj.progress is None else json.dumps(obj.progress)
+
+    @admin.display(description="Live page")
+    def live_page(self, obj: Execution) -> str:
+        return format_html('<a href="{}">Open &rarr;</a>', page_url(obj))
+
+    # --- change page -----------------------------------------------------------------------
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "POST":
+            # Nothing on this page is editable; saving it could only fail on the inline.
+            return HttpResponseNotAllowed(["GET"])
+        obj = self.get_object(request, unquote(object_id))
+        extra = {
+            # All fields are read-only: a Save button would only pretend.
+            "show_save": False,
+            "show_save_and_continue": False,
+            "live_page_url": page_url(obj) if obj else "",
+            "can_cancel_execution": bool(obj) and obj.status not in TERMINAL_STATUSES
+            and self.has_cancel_permission(request, obj),
+        }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def get_urls(self) -> list:
+        own = [
+            path(
+                "<path:object_id>/events/",
+                self.admin_site.admin_view(self.events_view),
+                name="executions_execution_events",
+            ),
+            path(
+                "<path:object_id>/cancel/",
+                self.admin_site.admin_view(require_POST(self.cancel_view)),
+                name="executions_execution_cancel",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def _get_or_404(self, request: HttpRequest, object_id: str) -> Execution:
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(f"Execution '{object_id}' not found")
+        return obj
+
+    def events_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Every stored event of one execution, oldest first, a page at a time."""
+        obj = self._get_or_404(request, object_id)
+        if not self.has_view_or_change_permission(request, obj):
+            raise PermissionDenied
+        events = ProgressSnapshot.objects.filter(execution=obj).order_by("seq").only(
+            "seq", "type", "status", "progress", "payload", "timestamp"
+        )
+        page = Paginator(events, HISTORY_PAGE_SIZE).get_page(request.GET.get("p"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": obj,
+            "title": f"Events of {obj.pk}",
+            "subtitle": None,
+            "page_obj": page,
+            "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+            "live_page_url": page_url(obj),
+        }
+        return TemplateResponse(request, "admin/executions/execution/events.html", context)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self._get_or_404(request, object_id)
+        if not self.has_cancel_permission(request, obj):
+            raise PermissionDenied
+        try:
+            execution_cancel(execution_id=obj.pk)
+        except CannotCancel as exc:
+            self.message_user(request, f"{obj.pk} was not cancelled: {exc}.", messages.WARNING)
+        else:
+            self.message_user(request, f"Cancelled {obj.pk}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:executions_execution_change", args=[obj.pk]))
+
+    # --- actions ----------------------------------------------------------------------------
+
+    @admin.action(description="Cancel selected executions", permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
-        cancelled, skipped = 0, []
+        cancelled: list[str] = []
+        skipped: list[str] = []
         for execution_id in queryset.values_list("id", flat=True):
             try:
                 execution_cancel(execution_id=execution_id)
-                cancelled += 1
+                cancelled.append(execution_id)
             except CannotCancel as exc:
                 skipped.append(f"{execution_id} ({exc.status})")
         if cancelled:
-            self.message_user(request, f"Cancelled {cancelled} execution(s).", messages.SUCCESS)
+            self.message_user(
+                request, f"Cancelled {len(cancelled)} execution(s): {', '.join(cancelled)}.", messages.SUCCESS
+            )
         if skipped:
             self.message_user(
-                request, "Not cancelled, already ended: " + ", ".join(skipped), messages.WARNING
+                request,
+                f"Not cancelled, {len(skipped)} already ended: {', '.join(skipped)}.",
+                messages.WARNING,
             )

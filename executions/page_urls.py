@@ -1,3 +1,12 @@
-"""Server-rendered pages (see executions/views.py)."""
+"""Server-rendered pages (see executions/views.py and the contract's Pages section)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.execution_list, name="execution-list"),
+    path("executions/new", views.execution_start, name="execution-start"),
+    path("executions/<str:execution_id>", views.execution_detail, name="execution-detail"),
+    path("executions/<str:execution_id>/cancel", views.execution_cancel_view, name="execution-cancel"),
+]

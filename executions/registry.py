@@ -109,7 +109,8 @@ class Number(Field):
     json_type: str = field(default="number", init=False, repr=False)
 
     def check(self, value: Any) -> float:
-        if not (_is_json_int(value) or isinstance(value, float)) or not math.isfinite(value):
+        # An integer is always finite; math.isfinite() would overflow on one beyond a float.
+        if not (_is_json_int(value) or (isinstance(value, float) and math.isfinite(value))):
             raise FieldError("A valid number is required.")
         _check_range(value, self.minimum, self.maximum)
         return value

@@ -298,16 +298,6 @@ def execution_run(*, execution_id: str) -> str | None:
         )
         return "failed"
     steps = target.step_names(execution.inputs)
-    timeout = execution_timeout(execution.config)
-    ctx = RunContext(
-        execution_id=execution_id,
-        inputs=execution.inputs,
-        config=execution.config,
-        steps=steps,
-        timeout=timeout,
-        coalesce_seconds=settings.PROGRESS_COALESCE_SECONDS,
-        poll_seconds=settings.PROGRESS_CANCEL_POLL_SECONDS,
-    )
     started = event_record(
         execution_id=execution_id,
         event_type=EventType.STARTED,
@@ -315,6 +305,17 @@ def execution_run(*, execution_id: str) -> str | None:
     )
     if started is None:
         return None
+    # Built after the started event: config.timeout counts from started_at, so
+    # the deadline clock must not start before it.
+    ctx = RunContext(
+        execution_id=execution_id,
+        inputs=execution.inputs,
+        config=execution.config,
+        steps=steps,
+        timeout=execution_timeout(execution.config),
+        coalesce_seconds=settings.PROGRESS_COALESCE_SECONDS,
+        poll_seconds=settings.PROGRESS_CANCEL_POLL_SECONDS,
+    )
     ctx.start_monitor()
     try:
         return _run_target(ctx, target)

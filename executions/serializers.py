@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from django.conf import settings
@@ -47,6 +48,43 @@ class HttpUrlField(serializers.URLField):
         return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable_text_error(value: Any) -> str | None:
+    """A message when a string or key in ``value`` cannot be stored or sent.
+
+    JSON may escape lone surrogates (``"\\ud800"``), which no UTF-8 encoder
+    accepts (every answer showing them would fail), and NUL characters, which
+    PostgreSQL's ``jsonb`` refuses. Walked without recursion: the depth limit is
+    checked afterwards, and that check has to encode the value.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "Null characters are not allowed."
+            surrogate = _SURROGATE.search(item)
+            if surrogate:
+                return f"Surrogate characters are not allowed: U+{ord(surrogate.group()):X}."
+    return None
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string; DRF's CharField would turn ``5`` into ``"5"``."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class JSONObjectField(serializers.Field):
     """A JSON object within a size and depth limit, checked before anything walks it."""
 
@@ -59,7 +97,7 @@ class JSONObjectField(serializers.Field):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_a_dict", input_type=type(data).__name__)
-        message = json_limit_error(data, max_bytes=getattr(settings, self.max_bytes_setting))
+        message = unstorable_text_error(data) or json_limit_error(data, max_bytes=getattr(settings, self.max_bytes_setting))
         if message:
             raise serializers.ValidationError(message)
         return data
@@ -70,7 +108,7 @@ class JSONObjectField(serializers.Field):
 
 class ExecutionSubmitSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=ExecutionType.values)
-    target_id = serializers.CharField(max_length=MAX_TARGET_ID_LENGTH)
+    target_id = StrictCharField(max_length=MAX_TARGET_ID_LENGTH)
     inputs = JSONObjectField(max_bytes_setting="EXECUTION_INPUTS_MAX_BYTES", required=False, default=dict)
     config = JSONObjectField(max_bytes_setting="EXECUTION_CONFIG_MAX_BYTES", required=False, default=dict)
     callback_url = HttpUrlField(required=False, allow_null=True, allow_blank=True, max_length=2000)
@@ -78,7 +116,13 @@ class ExecutionSubmitSerializer(serializers.Serializer):
     def validate_config(self, value: dict[str, Any]) -> dict[str, Any]:
         if "timeout" in value and value["timeout"] is not None:
             timeout = value["timeout"]
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+            seconds = math.nan
+            if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+                try:
+                    seconds = float(timeout)
+                except OverflowError:  # an integer beyond any float: the runner could not use it
+                    seconds = math.inf
+            if not (math.isfinite(seconds) and seconds > 0):
                 raise serializers.ValidationError({"timeout": ["Must be a number of seconds greater than 0."]})
         return value
 

@@ -7,12 +7,17 @@ from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from . import api
+from .api_errors import SafeJSONParser
 
 EXECUTION = r"executions/(?P<execution_id>[^/]+)"
 
 
 class TokenView(ObtainAuthToken):
     """DRF's obtain_auth_token, JSON only."""
+
+    # ObtainAuthToken sets DRF's plain JSONParser (and form parsers): deeply
+    # nested JSON would then be a RecursionError's 500.
+    parser_classes = [SafeJSONParser]
 
     @extend_schema(
         request=inline_serializer("TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}),

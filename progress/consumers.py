@@ -105,6 +105,8 @@ def access_lost(user: Any, token_key: str | None, execution_id: str) -> tuple[st
 
 class ExecutionProgressConsumer(AsyncWebsocketConsumer):
     group: str | None = None
+    #: True once the close frame has been asked for: nothing may be sent after it.
+    closed: bool = False
 
     async def connect(self) -> None:
         self.execution_id: str = self.scope["url_route"]["kwargs"]["execution_id"]
@@ -137,6 +139,10 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
                 return
         self.resync_task = asyncio.create_task(self.resync_forever())
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closed = True
+        await super().close(code=code, reason=reason)
+
     async def refuse(self, message: str, code: int) -> None:
         await self.send(text_data=dumps(error_frame(message)))
         await self.close(code=code)
@@ -158,8 +164,11 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         await self.leave_group()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # Frames from the client are not part of the protocol.
-        await self.send(text_data=dumps(error_frame("Unsupported message")))
+        # Frames from the client are not part of the protocol. Once the close
+        # frame is out nothing may follow it (the terminal frame is the last one;
+        # some ASGI servers raise on a send after close).
+        if not self.closed:
+            await self.send(text_data=dumps(error_frame("Unsupported message")))
 
     # --- events from the channel layer ------------------------------------------------
     async def progress_event(self, message: dict[str, Any]) -> None:

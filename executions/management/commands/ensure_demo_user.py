@@ -1,0 +1,97 @@
+"""Create the local demo accounts, idempotently, and print how to log in.
+
+``dev.py run`` calls this on every start. The passwords are random (never a
+well-known default that could leak into a deployment) and kept in
+``var/<user>_password`` (mode 0600, ``var/`` is git-ignored) so every start
+prints the same credentials and the browser's saved login keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    description: str
+    superuser: bool
+
+
+ACCOUNTS = (
+    Account("demo", "demo user (pages and API)", superuser=False),
+    Account("admin", "admin user (/admin/)", superuser=True),
+)
+
+
+def var_dir() -> Path:
+    return Path(settings.BASE_DIR) / "var"
+
+
+def read_password(path: Path) -> str | None:
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return value or None
+
+
+def write_password(path: Path, password: str) -> None:
+    """Write the file readable by the owner only, created that way (no chmod race)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    os.replace(tmp, path)
+
+
+def ensure_account(account: Account, password_file: Path) -> tuple[AbstractBaseUser, str, str]:
+    """Make the user exist with the stored password and a token; return (user, password, token)."""
+    User = get_user_model()
+    stored = read_password(password_file)
+    password = stored or secrets.token_urlsafe(12)
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(username=account.username)
+        changed = created
+        # Someone may have changed the password (e.g. in the admin); the file is
+        # what gets printed, so the account is brought back in line with it.
+        if created or stored is None or not user.check_password(password):
+            user.set_password(password)
+            changed = True
+        for flag in ("is_active", "is_staff", "is_superuser"):
+            wanted = True if flag == "is_active" else account.superuser
+            if getattr(user, flag) != wanted:
+                setattr(user, flag, wanted)
+                changed = True
+        if changed:
+            user.save()
+        token, _ = Token.objects.get_or_create(user=user)
+    if stored is None:
+        write_password(password_file, password)
+    return user, password, token.key
+
+
+class Command(BaseCommand):
+    help = "Create the demo and admin users if missing (idempotent) and print their credentials."
+    # dev.py runs migrate (which runs the checks) just before; once is enough.
+    requires_system_checks: ClassVar[list[str]] = []
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        for account in ACCOUNTS:
+            _, password, token = ensure_account(account, var_dir() / f"{account.username}_password")
+            self.stdout.write(f"{account.description}:")
+            self.stdout.write(f"  username: {account.username}")
+            self.stdout.write(f"  password: {password}")
+            self.stdout.write(f"  token: {token}")

@@ -1,0 +1,300 @@
+"""The pages in a real browser against daphne + Celery + Redis.
+
+"No reload" is checked with a marker set on ``window`` after the page loads:
+a reload would drop it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from executions.models import Execution
+from executions.services import execution_create
+from tests.browser.conftest import DESKTOP, PHONE, Account, log_in, screenshot_path
+
+try:
+    from playwright.sync_api import Page, expect
+except ImportError:  # conftest skips these tests (or fails them under CI=true)
+    Page = Any  # type: ignore[misc,assignment]
+
+DETAIL_URL = re.compile(r"/executions/exec_[0-9a-f]{12}$")
+
+
+def mark_page(page: Page) -> None:
+    page.evaluate("window.__noReload = true")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__noReload === true"), "the page was reloaded"
+
+
+def start(owner: Any, **inputs: Any) -> Execution:
+    return execution_create(owner=owner, type="pipeline", target_id="demo_steps", inputs=inputs, config={})
+
+
+def bar(page: Page) -> Any:
+    return page.locator('#execution [role="progressbar"]')
+
+
+def badge(page: Page) -> Any:
+    return page.locator('#execution [data-role="badge"]')
+
+
+def wait_for_percentage_between(page: Page, selector: str, low: float, high: float) -> None:
+    page.wait_for_function(
+        """([selector, low, high]) => {
+            const value = Number(document.querySelector(selector)?.getAttribute("aria-valuenow"));
+            return value > low && value < high;
+        }""",
+        arg=[selector, low, high],
+    )
+
+
+def test_login_then_every_page_opens(new_page: Callable[..., Page], account: Account) -> None:
+    page = new_page()
+    page.goto("/executions/new")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/executions/new"))
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_label("Username").fill(account.username)
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("correct username and password")
+    page.get_by_label("Password").fill(account.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/executions/new$"))
+    expect(page.get_by_role("heading", name="Start an execution")).to_be_visible()
+    page.get_by_role("link", name="Executions", exact=True).click()
+    expect(page.get_by_role("heading", name="Executions", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/accounts/login/$"))
+
+
+def test_start_demo_steps_from_the_form_and_watch_it_complete(user_page: Page) -> None:
+    page = user_page
+    page.get_by_role("link", name="New execution").first.click()
+    page.get_by_label("Pipeline or agent").select_option("pipeline:demo_steps")
+    expect(page.get_by_role("heading", name="Inputs of demo_steps")).to_be_visible()
+    page.get_by_label(re.compile(r"^Steps\b")).fill("4")
+    page.get_by_label("Step seconds").fill("0.6")
+    page.get_by_role("button", name="Start execution").click()
+
+    expect(page).to_have_url(DETAIL_URL)
+    mark_page(page)
+    wait_for_percentage_between(page, '#execution [role="progressbar"]', 0, 100)  # seen mid-run
+    expect(badge(page)).to_have_text("Running")
+    expect(bar(page)).to_have_attribute("aria-valuenow", "100")
+    expect(badge(page)).to_have_text("Completed")
+    expect(page.locator('[data-role="percent"]')).to_have_text("100%")
+    steps = page.locator('[data-kind="step"]')
+    expect(steps).to_have_count(4)
+    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(4)
+    expect(page.locator('[data-role="outputs-json"]')).to_contain_text('"steps_completed": 4')
+    expect(page.locator('[data-role="eta"]')).to_have_text("done")
+    expect(page.get_by_role("button", name="Cancel execution")).to_have_count(0)
+    assert_not_reloaded(page)
+    execution = Execution.objects.get(pk=page.url.rsplit("/", 1)[1])
+    assert execution.status == "completed"
+
+
+def test_validation_errors_show_next_to_the_fields(user_page: Page) -> None:
+    page = user_page
+    page.goto("/executions/new?target=pipeline:demo_steps")
+    page.get_by_label(re.compile(r"^Steps\b")).fill("0")
+    page.get_by_label("Fail at step").fill("3")
+    page.get_by_role("button", name="Start execution").click()
+    steps_field = page.locator('[data-field="input_steps"]')
+    expect(steps_field.locator(".field-errors")).to_have_text("Ensure this value is greater than or equal to 1.")
+    expect(page.get_by_label(re.compile(r"^Steps\b"))).to_have_attribute("aria-invalid", "true")
+    page.get_by_label(re.compile(r"^Steps\b")).fill("2")
+    page.get_by_role("button", name="Start execution").click()
+    expect(page.locator('[data-field="input_fail_at_step"] .field-errors')).to_contain_text("less than or equal to steps (2)")
+    assert not Execution.objects.exists()
+
+
+def test_cancel_a_running_execution_from_its_page(user_page: Page, account: Account) -> None:
+    page = user_page
+    execution = start(account.user, steps=30, step_seconds=1)
+    page.goto(f"/executions/{execution.id}")
+    mark_page(page)
+    expect(badge(page)).to_have_text("Running")
+    page.get_by_role("button", name="Cancel execution").click()
+    expect(badge(page)).to_have_text("Cancelled", timeout=5_000)
+    expect(page.get_by_role("button", name="Cancel execution")).to_have_count(0)
+    expect(page.locator('[data-kind="cancelled"]')).to_be_visible()
+    expect(page.locator('[data-kind="step"][data-state="cancelled"]')).to_have_count(1)
+    expect(page.locator('[data-kind="step"][data-state="upcoming"]')).to_have_count(0)
+    expect(page.locator('[data-role="cancelled-note"]')).to_be_visible()
+    assert_not_reloaded(page)
+    execution.refresh_from_db()
+    assert execution.status == "cancelled"
+
+
+def test_a_failed_execution_shows_its_error(user_page: Page) -> None:
+    page = user_page
+    page.goto("/executions/new?target=pipeline:demo_steps")
+    page.get_by_label(re.compile(r"^Steps\b")).fill("3")
+    page.get_by_label("Step seconds").fill("0.3")
+    page.get_by_label("Fail at step").fill("2")
+    page.get_by_role("button", name="Start execution").click()
+    expect(page).to_have_url(DETAIL_URL)
+    expect(badge(page)).to_have_text("Failed")
+    error = page.locator('[data-role="error"]')
+    expect(error).to_be_visible()
+    expect(error.locator('[data-role="error-type"]')).to_have_text("ValueError")
+    expect(error.locator('[data-role="error-message"]')).to_have_text("Simulated failure at step 2")
+    expect(page.locator('[data-kind="step"]')).to_have_count(2)
+    expect(page.locator('[data-kind="step"][data-state="failed"]')).to_contain_text("step_2")
+    # The same, rendered by the server.
+    page.reload()
+    expect(page.locator('[data-role="error-message"]')).to_have_text("Simulated failure at step 2")
+
+
+def test_the_list_updates_a_running_row_live(user_page: Page, account: Account) -> None:
+    page = user_page
+    finished = start(account.user, steps=1, step_seconds=0)
+    execution = start(account.user, steps=8, step_seconds=0.6)
+    page.goto("/")
+    mark_page(page)
+    row = page.locator(f'tr[data-execution-id="{execution.id}"]')
+    expect(row).to_be_visible()
+    selector = f'tr[data-execution-id="{execution.id}"] [role="progressbar"]'
+    wait_for_percentage_between(page, selector, 0, 100)
+    expect(row.locator('[data-role="badge"]')).to_have_text("Running")
+    expect(row.locator('[data-role="step"]')).to_contain_text("step_")
+    expect(row.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "100")
+    expect(row.locator('[data-role="badge"]')).to_have_text("Completed")
+    expect(row.locator('[data-role="percent"]')).to_have_text("100%")
+    expect(page.locator(f'tr[data-execution-id="{finished.id}"] [data-role="badge"]')).to_have_text("Completed")
+    assert_not_reloaded(page)
+
+
+def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Account, browser_stack: Any) -> None:
+    page = user_page
+    steps = 20
+    execution = start(account.user, steps=steps, step_seconds=0.7)
+    page.goto(f"/executions/{execution.id}")
+    mark_page(page)
+    connection = page.locator('[data-role="connection"]')
+    expect(connection).to_have_attribute("data-mode", "live")
+    wait_for_percentage_between(page, '#execution [role="progressbar"]', 5, 35)
+
+    browser_stack.daphne.stop()
+    expect(connection).to_have_attribute("data-mode", re.compile("reconnecting|polling|offline"))
+    browser_stack.restart_daphne()
+    execution.refresh_from_db()
+    assert execution.status == "running", "the run ended before daphne was back: nothing was resumed"
+
+    expect(bar(page)).to_have_attribute("aria-valuenow", "100")
+    expect(badge(page)).to_have_text("Completed")
+    done = page.locator('[data-kind="step"][data-state="done"]')
+    expect(done).to_have_count(steps)
+    expect(page.locator('[data-kind="step"]')).to_have_count(steps)
+    for number in range(1, steps + 1):
+        step = page.locator(f'[data-kind="step"][data-step="{number}"]')
+        expect(step).to_contain_text(f"step_{number}")
+        expect(step.locator('[data-role="duration"]')).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+    expect(page.locator('[data-kind="completed"]')).to_have_count(1)
+    expect(page.locator('[data-kind="more"]')).to_have_count(0)
+    assert_not_reloaded(page)
+    # What the page pieced together matches what the server renders from the database.
+    rendered = page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => e.dataset.state + ':' + e.dataset.step)")
+    page.reload()
+    assert page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => e.dataset.state + ':' + e.dataset.step)") == rendered
+
+
+def test_polling_when_the_websocket_cannot_be_used(user_page: Page, account: Account) -> None:
+    page = user_page
+    page.add_init_script("delete window.WebSocket")
+    execution = start(account.user, steps=4, step_seconds=0.5)
+    page.goto(f"/executions/{execution.id}")
+    mark_page(page)
+    connection = page.locator('[data-role="connection"]')
+    expect(connection).to_have_attribute("data-mode", "polling")
+    expect(connection).to_contain_text("polling")
+    expect(bar(page)).to_have_attribute("aria-valuenow", "100")
+    expect(badge(page)).to_have_text("Completed")
+    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(4)
+    assert_not_reloaded(page)
+
+
+def test_without_javascript_the_server_renders_the_state(new_page: Callable[..., Page], account: Account, user_page: Page) -> None:
+    execution = start(account.user, steps=3, step_seconds=0)
+    user_page.goto(f"/executions/{execution.id}")
+    expect(badge(user_page)).to_have_text("Completed")  # it has ended (watched with JavaScript)
+    page = new_page(javascript=False)
+    log_in(page, account, f"/executions/{execution.id}")
+    expect(badge(page)).to_have_text("Completed")
+    expect(bar(page)).to_have_attribute("aria-valuenow", "100")
+    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(3)
+    expect(page.locator('[data-role="outputs-json"]')).to_contain_text('"steps_completed": 3')
+    expect(page.locator('[data-role="connection"]')).to_be_hidden()
+
+
+def test_admin_list_detail_and_cancel_action(new_page: Callable[..., Page], admin_account: Account) -> None:
+    running = start(admin_account.user, steps=30, step_seconds=1)
+    page = new_page()
+    page.goto("/admin/")
+    page.get_by_label("Username").fill(admin_account.username)
+    page.get_by_label("Password").fill(admin_account.password)
+    page.get_by_role("button", name="Log in").click()
+    page.goto("/admin/executions/execution/")
+    row = page.locator("#result_list tbody tr", has_text=running.id)
+    expect(row).to_be_visible()
+    expect(row.locator("progress")).to_have_count(1)
+    expect(row.get_by_role("link", name="Open →")).to_have_attribute("href", f"/executions/{running.id}")
+    page.screenshot(path=screenshot_path("admin-changelist"), full_page=True)
+
+    row.get_by_role("link", name=running.id).click()
+    expect(page.get_by_role("link", name="Open live page")).to_be_visible()
+    expect(page.get_by_text("Full event history (paginated)")).to_be_visible()
+    expect(page.locator('input[name="_save"]')).to_have_count(0)
+    page.screenshot(path=screenshot_path("admin-change"), full_page=True)
+    page.get_by_role("link", name="Event history", exact=True).click()
+    expect(page.locator("tr.event-row").first).to_be_visible()
+
+    page.goto("/admin/executions/execution/")
+    page.locator("#result_list tbody tr", has_text=running.id).locator('input[name="_selected_action"]').check()
+    page.locator('select[name="action"]').select_option("cancel_selected")
+    page.get_by_role("button", name="Go").click()
+    expect(page.locator(".messagelist")).to_contain_text(f"Cancelled 1 execution(s): {running.id}.")
+    running.refresh_from_db()
+    assert running.status == "cancelled"
+
+    page.get_by_role("link", name="Open →").first.click()
+    expect(page).to_have_url(re.compile(f"/executions/{running.id}$"))
+    expect(badge(page)).to_have_text("Cancelled")
+    expect(page.get_by_role("link", name="Open in admin")).to_be_visible()
+
+
+def test_pages_at_desktop_and_phone_width(new_page: Callable[..., Page], account: Account) -> None:
+    """Screenshots of the list, detail and start pages; nothing overflows sideways on a phone."""
+    completed = start(account.user, steps=4, step_seconds=0.2)
+    start(account.user, steps=2, step_seconds=0.2, fail_at_step=2)
+    running = start(account.user, steps=40, step_seconds=1)
+    for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page = new_page(viewport=viewport)
+        page.goto("/accounts/login/")
+        page.screenshot(path=screenshot_path(f"login-{label}"), full_page=True)
+        log_in(page, account)
+        expect(page.locator(f'tr[data-execution-id="{completed.id}"] [data-role="badge"]')).to_have_text("Completed")
+        expect(page.locator(f'tr[data-execution-id="{running.id}"] [data-role="badge"]')).to_have_text("Running")
+        expect(page.locator('[data-role="badge"]', has_text="Failed")).to_have_count(1)
+        for name, path in (
+            ("list", "/"),
+            ("detail-running", f"/executions/{running.id}"),
+            ("detail-completed", f"/executions/{completed.id}"),
+            ("start", "/executions/new?target=pipeline:demo_steps"),
+        ):
+            page.goto(path)
+            if name == "detail-running":
+                expect(page.locator('[data-kind="step"][data-state="running"]')).to_have_count(1)
+                expect(page.locator('[data-role="eta"]')).to_have_text(re.compile(r"about|less"))
+                expect(page.locator('[data-kind="more"]')).to_contain_text(re.compile(r"\+ \d+ more steps"))
+            page.screenshot(path=screenshot_path(f"{name}-{label}"), full_page=True)
+            overflow = page.evaluate("document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth")
+            assert overflow <= 0, f"{name} overflows by {overflow}px at {viewport['width']}px"
+    page.goto(f"/executions/{running.id}")
+    page.get_by_role("button", name="Cancel execution").click()
+    expect(badge(page)).to_have_text("Cancelled")

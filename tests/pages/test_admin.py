@@ -1,0 +1,188 @@
+"""Admin inspection of executions, through Django's test client."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.admin.utils import quote
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from executions.admin import HISTORY_PAGE_SIZE, INLINE_EVENTS
+from executions.models import Execution
+from progress.models import ProgressSnapshot
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/executions/execution/"
+
+
+def admin_url(execution: Execution, view: str) -> str:
+    """As the admin links it: the primary key quoted (``_`` becomes ``_5F``)."""
+    return f"{CHANGELIST}{quote(execution.id)}/{view}/"
+
+
+def change_url(execution: Execution) -> str:
+    return admin_url(execution, "change")
+
+
+def html(response: Any) -> str:
+    return response.content.decode()
+
+
+def with_events(owner: Any, count: int) -> Execution:
+    """A running execution with ``count`` stored events, written in bulk."""
+    now = timezone.now()
+    execution = Execution.objects.create(
+        owner=owner,
+        type="pipeline",
+        target_id="demo_steps",
+        inputs={"steps": count, "step_seconds": 0, "fail_at_step": None},
+        status="running",
+        seq=count,
+        started_at=now,
+        progress={"current_step": count - 2, "total_steps": count, "percentage": (count - 2) / count * 100, "current_step_name": f"step_{count - 1}"},
+    )
+    ProgressSnapshot.objects.bulk_create(
+        ProgressSnapshot(
+            execution=execution,
+            seq=seq,
+            type="started" if seq == 1 else "progress",
+            status="running",
+            progress=None if seq == 1 else {"current_step": seq - 2, "total_steps": count, "percentage": (seq - 2) / count * 100, "current_step_name": f"step_{seq - 1}"},
+            timestamp=now + timedelta(milliseconds=seq),
+            frame="{}",
+        )
+        for seq in range(1, count + 1)
+    )
+    return execution
+
+
+def test_changelist_has_progress_status_and_live_page_link(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    running = make_execution(alice, "running", steps_entered=3)
+    done = make_execution(alice, "completed")
+    page = html(admin_page.get(CHANGELIST))
+    assert '<progress value="40.00" max="100"' in page and "40% · 2/5 steps" in page
+    assert '<progress value="100.00" max="100"' in page
+    assert f'href="/executions/{running.id}"' in page and f'href="/executions/{done.id}"' in page
+    assert "Running" in page and "Completed" in page
+
+
+def test_changelist_filters_and_search(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    running = make_execution(alice, "running")
+    done = make_execution(alice, "completed")
+    page = html(admin_page.get(CHANGELIST + "?status__exact=completed"))
+    assert done.id in page and running.id not in page
+    page = html(admin_page.get(CHANGELIST + f"?q={running.id}"))
+    assert running.id in page and done.id not in page
+
+
+def test_no_add_and_no_save_everything_read_only(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "completed")
+    assert admin_page.get(CHANGELIST + "add/").status_code == 403
+    page = html(admin_page.get(change_url(execution)))
+    assert 'name="_save"' not in page and 'name="_continue"' not in page
+    assert not re.search(r'<(input|textarea|select)[^>]+name="(status|inputs|outputs|progress|owner)"', page)
+    assert "steps_completed" in page  # outputs shown read-only
+    assert admin_page.post(change_url(execution), {"status": "running"}).status_code == 405
+    execution.refresh_from_db()
+    assert execution.status == "completed"
+
+
+def test_change_page_links_to_live_page_and_history(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running")
+    page = html(admin_page.get(change_url(execution)))
+    assert f'href="/executions/{execution.id}">Open live page' in page
+    assert f'href="{admin_url(execution, "events")}"' in page
+    assert "Cancel execution" in page
+    finished = make_execution(alice, "completed")
+    assert "Cancel execution" not in html(admin_page.get(change_url(finished)))
+
+
+def test_change_page_with_10000_events_shows_only_the_latest(admin_page: Client, alice: Any) -> None:
+    execution = with_events(alice, 10_000)
+    admin_page.get(change_url(execution))  # warm up templates
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        response = admin_page.get(change_url(execution))
+        elapsed = time.perf_counter() - started
+    page = html(response)
+    assert response.status_code == 200
+    assert page.count('class="event-row"') == INLINE_EVENTS
+    assert f"The latest {INLINE_EVENTS} of 10000 events, newest first." in page
+    assert page.index("<td>10000</td>") < page.index("<td>9951</td>")  # newest first
+    assert "<td>9950</td>" not in page
+    assert len(queries) < 25, [q["sql"] for q in queries]
+    assert elapsed < 2.0, f"change page took {elapsed:.2f} s"
+
+
+def test_event_history_is_paginated(admin_page: Client, alice: Any) -> None:
+    execution = with_events(alice, 1_000)
+    url = admin_url(execution, "events")
+    first = html(admin_page.get(url))
+    assert first.count('class="event-row"') == HISTORY_PAGE_SIZE
+    assert "1000 events, oldest first; showing 1&ndash;100" in first
+    assert f'href="?p={1000 // HISTORY_PAGE_SIZE}"' in first
+    last = html(admin_page.get(url + "?p=10"))
+    assert last.count('class="event-row"') == HISTORY_PAGE_SIZE
+    assert "<td>1000</td>" in last and "<td>1</td>" not in last
+    assert f'href="/executions/{execution.id}"' in last
+
+
+def test_event_history_of_unknown_execution_is_404(admin_page: Client) -> None:
+    assert admin_page.get(f"{CHANGELIST}exec_000000000000/events/").status_code == 404
+
+
+def test_admin_needs_staff(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running")
+    response = alice_page.get(admin_url(execution, "events"))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_cancel_action_reports_what_it_did(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    running = make_execution(alice, "running")
+    pending = make_execution(alice, "pending")
+    done = make_execution(alice, "completed")
+    response = admin_page.post(
+        CHANGELIST,
+        {"action": "cancel_selected", "_selected_action": [running.id, pending.id, done.id]},
+        follow=True,
+    )
+    page = html(response)
+    assert "Cancelled 2 execution(s):" in page and running.id in page and pending.id in page
+    assert f"Not cancelled, 1 already ended: {done.id} (completed)." in page
+    statuses = dict(Execution.objects.values_list("id", "status"))
+    assert statuses == {running.id: "cancelled", pending.id: "cancelled", done.id: "completed"}
+
+
+def test_cancel_button_on_the_change_page(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running")
+    url = admin_url(execution, "cancel")
+    assert admin_page.get(url).status_code == 405
+    page = html(admin_page.post(url, follow=True))
+    assert f"Cancelled {execution.id}." in page
+    again = html(admin_page.post(url, follow=True))
+    assert "was not cancelled: Cannot cancel execution with status" in again
+
+
+def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any, django_user_model: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    from tests.pages.conftest import logged_in
+
+    viewer = django_user_model.objects.create_user("viewer", password="correct horse battery staple", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))
+    client = logged_in(viewer)
+    execution = make_execution(alice, "running")
+    changelist = html(client.get(CHANGELIST))
+    assert execution.id in changelist and "cancel_selected" not in changelist
+    assert "Cancel execution" not in html(client.get(change_url(execution)))
+    assert client.post(admin_url(execution, "cancel")).status_code == 403
+    execution.refresh_from_db()
+    assert execution.status == "running"

@@ -1,0 +1,352 @@
+"""The server-rendered pages through Django's test client (no JavaScript)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from executions.models import Execution
+from executions.views import PAGE_SIZE, format_duration
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+PAGES = ["/", "/executions/new", "/executions/exec_000000000000"]
+
+
+def html(response: Any) -> str:
+    return response.content.decode()
+
+
+def progressbars(text: str) -> list[str]:
+    return re.findall(r'<div class="progress[^"]*"[^>]*role="progressbar"[^>]*>', text, flags=re.S)
+
+
+# --- login ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_every_page_requires_login(client: Client, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_login_page_is_styled_and_logs_in(client: Client, alice: Any) -> None:
+    page = client.get("/accounts/login/?next=/executions/new")
+    assert page.status_code == 200
+    assert 'href="/static/css/app.css"' in html(page)
+    assert 'name="username"' in html(page) and 'name="password"' in html(page)
+    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD, "next": "/executions/new"})
+    assert response.status_code == 302 and response["Location"] == "/executions/new"
+    assert client.get("/").status_code == 200
+
+
+def test_login_shows_bad_credentials(client: Client, alice: Any) -> None:
+    response = client.post("/accounts/login/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert 'role="alert"' in html(response)
+    assert "Please enter a correct username and password" in html(response)
+
+
+def test_logout_is_a_post_from_the_header(alice_page: Client) -> None:
+    page = html(alice_page.get("/"))
+    assert 'action="/accounts/logout/"' in page
+    response = alice_page.post("/accounts/logout/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert alice_page.get("/").status_code == 302
+
+
+# --- list -----------------------------------------------------------------------------------
+
+
+def test_list_shows_own_executions_newest_first(alice_page: Client, alice: Any, bob: Any, make_execution: Any) -> None:
+    first = make_execution(alice, "completed")
+    second = make_execution(alice, "running", steps_entered=2)
+    others = make_execution(bob, "running")
+    page = html(alice_page.get("/"))
+    assert page.index(second.id) < page.index(first.id)
+    assert others.id not in page
+    assert "2 total" in page
+
+
+def test_list_rows_have_badge_and_accessible_progress_bar(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    running = make_execution(alice, "running", steps_entered=3)  # 5 steps: entering step 3 is 40 %
+    pending = make_execution(alice, "pending")
+    page = html(alice_page.get("/"))
+    assert 'class="badge badge-running"' in page and 'class="badge badge-pending"' in page
+    bars = progressbars(page)
+    assert len(bars) == 2
+    running_bar = next(b for b in bars if running.id in b)
+    assert 'aria-valuenow="40"' in running_bar and 'aria-valuemin="0"' in running_bar and 'aria-valuemax="100"' in running_bar
+    pending_bar = next(b for b in bars if pending.id in b)
+    assert "aria-valuenow" not in pending_bar  # indeterminate until it starts
+    assert f'data-execution-id="{running.id}" data-status="running" data-seq="{running.seq}"' in page
+    assert "Step 3 of 5 · step_3" in page
+
+
+def test_staff_see_everyones_executions_with_owner(staff_page: Client, alice: Any, bob: Any, make_execution: Any) -> None:
+    a, b = make_execution(alice, "running"), make_execution(bob, "completed")
+    page = html(staff_page.get("/"))
+    assert a.id in page and b.id in page
+    assert "Everyone" in page and ">alice<" in page and ">bob<" in page
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("status=completed", {"done"}),
+        ("status=running", {"running", "other_target"}),
+        ("type=agent", {"agent"}),
+        ("target_id=customer_service_flow", {"other_target"}),
+        ("status=running&target_id=demo_steps", {"running"}),
+    ],
+)
+def test_list_filters(alice_page: Client, alice: Any, make_execution: Any, query: str, expected: set[str]) -> None:
+    made = {
+        "done": make_execution(alice, "completed"),
+        "running": make_execution(alice, "running"),
+        "agent": make_execution(alice, "pending", type="agent", target_id="echo"),
+        "other_target": make_execution(
+            alice, "running", target_id="customer_service_flow", inputs={"customer_query": "hi"}
+        ),
+    }
+    page = html(alice_page.get("/?" + query))
+    shown = {name for name, execution in made.items() if execution.id in page}
+    assert shown == expected
+
+
+def test_invalid_filter_is_reported_not_a_500(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running")
+    response = alice_page.get("/?status=bogus")
+    assert response.status_code == 200
+    assert "Select a valid choice" in html(response)
+    assert execution.id in html(response)  # the invalid filter is ignored
+
+
+def test_list_paginates_and_keeps_filters(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    for _ in range(PAGE_SIZE + 3):
+        make_execution(alice, "pending")
+    first = html(alice_page.get("/?status=pending"))
+    assert first.count('class="execution-row"') == PAGE_SIZE
+    assert "Page 1 of 2" in first
+    assert 'href="?status=pending&amp;page=2"' in first
+    second = html(alice_page.get("/?status=pending&page=2"))
+    assert second.count('class="execution-row"') == 3
+    assert html(alice_page.get("/?page=999")).count('class="execution-row"') == 3  # clamps to the last page
+
+
+def test_empty_list_invites_to_start(alice_page: Client) -> None:
+    page = html(alice_page.get("/"))
+    assert "No executions yet" in page and 'href="/executions/new"' in page
+
+
+# --- detail -----------------------------------------------------------------------------------
+
+
+def test_detail_of_someone_elses_execution_is_404(bob_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running")
+    assert bob_page.get(f"/executions/{execution.id}").status_code == 404
+    assert bob_page.get("/executions/exec_000000000000").status_code == 404
+
+
+def test_detail_renders_running_state_and_timeline(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running", steps_entered=2)
+    page = html(alice_page.get(f"/executions/{execution.id}"))
+    bar = progressbars(page)[0]
+    assert 'aria-valuenow="20"' in bar and "progress-large" in bar
+    assert "Step 2 of 5 · step_2" in page
+    assert 'data-role="elapsed"' in page and 'data-role="eta"' in page
+    steps = re.findall(r'data-kind="step" data-step="(\d)" data-state="(\w+)"', page)
+    assert steps == [("1", "done"), ("2", "running"), ("3", "upcoming"), ("4", "upcoming"), ("5", "upcoming")]
+    assert 'data-kind="started"' in page
+    assert 'data-role="cancel-form"' in page and 'name="csrfmiddlewaretoken"' in page
+    state = json.loads(re.search(r'<script id="execution-state" type="application/json">(.*?)</script>', page, re.S).group(1))
+    assert state["execution_id"] == execution.id and state["seq"] == execution.seq and state["status"] == "running"
+    assert '<noscript><meta http-equiv="refresh"' in page  # without JavaScript it refreshes itself
+    assert f'data-seq="{execution.seq}"' in page
+
+
+def test_detail_lists_a_few_upcoming_steps_and_counts_the_rest(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running", inputs={"steps": 40}, steps_entered=2)
+    page = html(alice_page.get(f"/executions/{execution.id}"))
+    upcoming = re.findall(r'data-kind="step" data-step="(\d+)" data-state="upcoming"', page)
+    assert upcoming == ["3", "4", "5", "6", "7"]
+    assert "+ 33 more steps" in page
+
+
+def test_detail_of_completed_execution(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "completed")
+    page = html(alice_page.get(f"/executions/{execution.id}"))
+    assert 'aria-valuenow="100"' in page and "badge-completed" in page
+    assert re.findall(r'data-kind="step" data-step="\d" data-state="(\w+)"', page) == ["done"] * 5
+    assert "end-completed" in page
+    assert "&quot;steps_completed&quot;: 5" in page  # outputs, pretty-printed
+    assert 'data-role="cancel-form"' not in page
+    assert "noscript" not in page.split("</head>")[0]
+
+
+def test_detail_of_failed_execution_shows_error(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "failed", steps_entered=2)
+    page = html(alice_page.get(f"/executions/{execution.id}"))
+    error = re.search(r'<div class="alert alert-error" data-role="error"(.*?)</div>', page, re.S).group(0)
+    assert "hidden" not in error.split(">")[0]
+    assert "ValueError" in error and "boom" in error
+    assert re.findall(r'data-kind="step" data-step="\d" data-state="(\w+)"', page) == ["done", "failed"]
+    assert "end-failed" in page
+
+
+def test_detail_of_pending_execution(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "pending")
+    page = html(alice_page.get(f"/executions/{execution.id}"))
+    assert "Waiting for a worker" in page
+    assert "aria-valuenow" not in progressbars(page)[0]
+    assert len(re.findall(r'data-state="upcoming"', page)) == 5
+
+
+def test_staff_get_an_admin_link(staff_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running")
+    page = html(staff_page.get(f"/executions/{execution.id}"))
+    assert f'href="/admin/executions/execution/{execution.id}/change/"' in page
+    assert "started by alice" in page
+
+
+def test_long_runs_render_only_the_latest_events(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    from executions import views
+
+    execution = make_execution(alice, "running", inputs={"steps": 40}, steps_entered=30)
+    original = views.TIMELINE_MAX_EVENTS
+    views.TIMELINE_MAX_EVENTS = 10
+    try:
+        page = html(alice_page.get(f"/executions/{execution.id}"))
+    finally:
+        views.TIMELINE_MAX_EVENTS = original
+    assert f"{execution.seq - 10} earlier events not shown" in page
+    assert len(re.findall(r'data-state="(?:done|running)"', page)) == 10
+
+
+# --- cancel ----------------------------------------------------------------------------------
+
+
+def test_cancel_needs_the_csrf_token(alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running")
+    client = Client(enforce_csrf_checks=True)
+    client.login(username="alice", password=PASSWORD)
+    assert client.post(f"/executions/{execution.id}/cancel").status_code == 403
+    page = html(client.get(f"/executions/{execution.id}"))
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    response = client.post(f"/executions/{execution.id}/cancel", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302 and response["Location"] == f"/executions/{execution.id}"
+    execution.refresh_from_db()
+    assert execution.status == "cancelled"
+
+
+def test_cancel_reports_what_happened(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = make_execution(alice, "running")
+    page = html(alice_page.post(f"/executions/{execution.id}/cancel", follow=True))
+    assert "Execution cancelled." in page and "badge-cancelled" in page
+    again = html(alice_page.post(f"/executions/{execution.id}/cancel", follow=True))
+    assert "Cannot cancel execution with status &#x27;cancelled&#x27;" in again
+
+
+def test_cancel_is_post_only_and_scoped(alice_page: Client, bob: Any, make_execution: Any) -> None:
+    execution = make_execution(bob, "running")
+    assert alice_page.get(f"/executions/{execution.id}/cancel").status_code == 405
+    assert alice_page.post(f"/executions/{execution.id}/cancel").status_code == 404
+    execution.refresh_from_db()
+    assert execution.status == "running"
+
+
+# --- start -------------------------------------------------------------------------------------
+
+
+def test_start_page_lists_targets_and_generates_the_form(alice_page: Client) -> None:
+    page = html(alice_page.get("/executions/new?target=pipeline:demo_steps"))
+    assert '<option value="pipeline:demo_steps" selected>' in page
+    assert '<option value="pipeline:customer_service_flow">' in page and '<option value="agent:echo">' in page
+    steps = re.search(r'<input type="number" name="input_steps"[^>]*>', page).group(0)
+    assert 'value="5"' in steps and 'min="1"' in steps and 'max="10000"' in steps
+    seconds = re.search(r'<input type="number" name="input_step_seconds"[^>]*>', page).group(0)
+    assert 'step="any"' in seconds and 'max="60"' in seconds
+    assert 'name="input_fail_at_step"' in page and "How many steps to run" in page
+    assert 'name="config_timeout"' in page
+
+
+def test_start_creates_and_lands_on_the_detail_page(alice_page: Client, alice: Any, task_queue: Any) -> None:
+    response = alice_page.post(
+        "/executions/new",
+        {"target": "pipeline:demo_steps", "input_steps": "3", "input_step_seconds": "0.5", "input_fail_at_step": "", "config_timeout": "30"},
+    )
+    execution = Execution.objects.get(owner=alice)
+    assert response.status_code == 302 and response["Location"] == f"/executions/{execution.id}"
+    assert execution.inputs == {"steps": 3, "step_seconds": 0.5, "fail_at_step": None}
+    assert execution.config == {"timeout": 30.0}
+
+
+def test_start_with_defaults(alice_page: Client, alice: Any) -> None:
+    alice_page.post("/executions/new", {"target": "pipeline:demo_steps"})
+    assert Execution.objects.get(owner=alice).inputs == {"steps": 5, "step_seconds": 1.0, "fail_at_step": None}
+
+
+def test_start_shows_errors_next_to_the_fields(alice_page: Client, alice: Any) -> None:
+    response = alice_page.post(
+        "/executions/new", {"target": "pipeline:demo_steps", "input_steps": "0", "input_step_seconds": "abc"}
+    )
+    page = html(response)
+    assert response.status_code == 200 and not Execution.objects.exists()
+    steps = re.search(r'data-field="input_steps".*?</div>', page, re.S).group(0)
+    assert "Ensure this value is greater than or equal to 1." in steps and 'aria-invalid="true"' in steps
+    seconds = re.search(r'data-field="input_step_seconds".*?</div>', page, re.S).group(0)
+    assert "Enter a number." in seconds
+
+
+def test_start_shows_the_targets_own_cross_check(alice_page: Client) -> None:
+    page = html(alice_page.post("/executions/new", {"target": "pipeline:demo_steps", "input_steps": "2", "input_fail_at_step": "3"}))
+    field = re.search(r'data-field="input_fail_at_step".*?</div>', page, re.S).group(0)
+    assert "less than or equal to steps (2)" in field
+    assert not Execution.objects.exists()
+
+
+def test_start_required_string(alice_page: Client, alice: Any) -> None:
+    page = html(alice_page.post("/executions/new", {"target": "pipeline:customer_service_flow", "input_customer_query": ""}))
+    assert "This field is required." in re.search(r'data-field="input_customer_query".*?</div>', page, re.S).group(0)
+    alice_page.post("/executions/new", {"target": "pipeline:customer_service_flow", "input_customer_query": "Where is my order?"})
+    assert Execution.objects.get(owner=alice).inputs == {"customer_query": "Where is my order?"}
+
+
+def test_start_free_form_agent(alice_page: Client, alice: Any) -> None:
+    page = html(alice_page.get("/executions/new?target=agent:echo"))
+    assert 'name="inputs_json"' in page
+    bad = html(alice_page.post("/executions/new", {"target": "agent:echo", "inputs_json": "[1, 2]"}))
+    assert "Enter a JSON object" in bad
+    alice_page.post("/executions/new", {"target": "agent:echo", "inputs_json": '{"message": "hi"}'})
+    assert Execution.objects.get(owner=alice).inputs == {"message": "hi"}
+
+
+def test_start_unknown_target(alice_page: Client) -> None:
+    response = alice_page.get("/executions/new?target=pipeline:nope")
+    assert response.status_code == 400 and "Unknown target" in html(response)
+    assert alice_page.post("/executions/new", {"target": "pipeline:nope"}).status_code == 400
+    assert not Execution.objects.exists()
+
+
+# --- static and helpers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/static/js/progress.js", "/static/css/app.css"])
+def test_static_files_are_served_by_the_app(client: Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content if response.streaming else [response.content])
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "—"), (0.04, "0.0 s"), (3.25, "3.2 s"), (42.4, "42 s"), (65, "1 min 05 s"), (7380, "2 h 03 min")],
+)
+def test_format_duration(seconds: float | None, text: str) -> None:
+    assert format_duration(seconds) == text
