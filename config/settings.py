@@ -162,7 +162,7 @@ STORAGES = {
 # with debug off and collectstatic run, whitenoise serves STATIC_ROOT as usual.
 WHITENOISE_USE_FINDERS = True
 # STATIC_ROOT exists only after collectstatic; until then the finders serve.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at")
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
