@@ -1,4 +1,5 @@
-"""Shared fixtures: users, token-authenticated API clients, executions in a state.
+"""Shared fixtures: users, token-authenticated API clients, executions in a state,
+and the real stack (``redis_url``, ``live_stack``, ``api_user``; see tests/stack.py).
 
 ``make_execution`` never talks to the Celery broker: it depends on
 ``task_queue``, which records what ``execution_create`` would have queued.
@@ -6,16 +7,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from config import devstack
 from executions.models import Execution
 
+from . import stack as stack_module
 from .helpers import PASSWORD, create_execution, token_client
 
 
@@ -84,3 +90,69 @@ def task_queue(monkeypatch: pytest.MonkeyPatch) -> TaskQueue:
 def make_execution(db: None, task_queue: TaskQueue) -> Callable[..., Execution]:
     """``make_execution(owner, status="pending", **options)``; see ``helpers.create_execution``."""
     return create_execution
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis the test process uses; started here if REDIS_URL is unset.
+
+    ``dev.py test`` starts one and sets REDIS_URL before pytest imports the
+    settings. For a bare ``pytest`` run without it, an embedded server is
+    started and the already loaded settings (channel layer, Celery broker) are
+    pointed at it, so this process and the servers share the same Redis.
+    """
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="e2e-redis-") as data_dir:
+        service = devstack.start_redis(Path(data_dir))
+        url = service.url or ""
+        stack_module.point_settings_at_redis(url)
+        try:
+            yield url
+        finally:
+            service.stop()
+
+
+@pytest.fixture(scope="session")
+def live_stack(
+    django_db_setup: None,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[stack_module.LiveStack]:
+    """daphne (free port) and a Celery worker on the test database, for the whole session.
+
+    Logs go to pytest's temporary directory (kept for the last few runs) and
+    are quoted in the error when a server fails to start.
+    """
+    env = dict(os.environ)
+    env["DJANGO_DEBUG"] = "1"
+    env["REDIS_URL"] = redis_url
+    env.pop("CELERY_TASK_ALWAYS_EAGER", None)  # the point is a real worker
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests while Chromium runs
+    stack_module.child_database_env(env)
+    stack = stack_module.LiveStack(env, devstack.free_port(), tmp_path_factory.mktemp("e2e-logs"))
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def api_user(transactional_db: None, django_user_model: Any) -> tuple[Any, str]:
+    """A fresh committed user and its DRF token key, usable by the live servers.
+
+    ``transactional_db`` commits for real (and flushes the tables after the
+    test), which is what makes the user visible to daphne and the worker.
+    """
+    from rest_framework.authtoken.models import Token
+
+    user = django_user_model.objects.create_user(
+        username=f"e2e-{uuid.uuid4().hex[:12]}", password=uuid.uuid4().hex
+    )
+    token = Token.objects.create(user=user)
+    return user, token.key

@@ -1,9 +1,8 @@
 """Browser tests: headless Chromium, driven by Playwright, against the real stack.
 
-The stack is the end-to-end tests' (daphne + a Celery worker + Redis, sharing
-the file SQLite test database; see ``tests/e2e/conftest.py``), started here for
-this package only and stopped after its last test, so it never runs alongside
-the e2e package's own.
+The stack is the end-to-end tests' ``live_stack`` (daphne + a Celery worker +
+Redis, sharing the file SQLite test database; see ``tests/stack.py``): one for
+the whole session, so two never run side by side.
 
 Chromium is the system's (``/usr/bin/chromium``, or ``CHROMIUM_PATH``); nothing
 is downloaded (``playwright install`` is never needed). Without it the tests
@@ -30,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import LiveStack, _child_database_env, redis_url  # noqa: F401 - redis_url is a fixture
+from tests.stack import LiveStack
 
 BROWSER_DIR = Path(__file__).resolve().parent
 SCREENSHOTS = BROWSER_DIR.parents[1] / "screenshots"
@@ -89,33 +88,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="package")
-def browser_stack(
-    django_db_setup: None, redis_url: str, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
-) -> Iterator[LiveStack]:
-    """daphne and a Celery worker on the test database, for this package's tests."""
-    from config import devstack
-
-    env = dict(os.environ)
-    env["DJANGO_DEBUG"] = "1"
-    env["REDIS_URL"] = redis_url
-    env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    _child_database_env(env)
-    stack = LiveStack(env, devstack.free_port(), tmp_path_factory.mktemp("browser-logs"))
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-
-
-@pytest.fixture(scope="package")
 def chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The browser, launched once for the package (the servers are started first)."""
     problem = browser_unavailable()
     if problem:  # only reached under CI=true: locally these tests are skipped
         pytest.fail(f"CI=true but the browser tests cannot run: {problem}")
-    request.getfixturevalue("browser_stack")
+    request.getfixturevalue("live_stack")
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -167,7 +145,7 @@ def screenshot_path(name: str) -> Path:
 
 
 @pytest.fixture
-def new_page(chromium: Any, browser_stack: LiveStack, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+def new_page(chromium: Any, live_stack: LiveStack, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """``new_page(viewport=DESKTOP, javascript=True)``: a page in a fresh context.
 
     Each page is screenshotted (full page) when the test ends, pass or fail,
@@ -177,7 +155,7 @@ def new_page(chromium: Any, browser_stack: LiveStack, request: pytest.FixtureReq
     pages: list[Any] = []
 
     def make(viewport: dict[str, int] = DESKTOP, javascript: bool = True) -> Any:
-        context = chromium.new_context(base_url=browser_stack.http_url, viewport=viewport, java_script_enabled=javascript)
+        context = chromium.new_context(base_url=live_stack.http_url, viewport=viewport, java_script_enabled=javascript)
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()

@@ -170,7 +170,7 @@ def test_the_list_updates_a_running_row_live(user_page: Page, account: Account) 
     assert_not_reloaded(page)
 
 
-def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Account, browser_stack: Any) -> None:
+def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Account, live_stack: Any) -> None:
     page = user_page
     steps = 20
     execution = start(account.user, steps=steps, step_seconds=0.7)
@@ -180,9 +180,9 @@ def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Acc
     expect(connection).to_have_attribute("data-mode", "live")
     wait_for_percentage_between(page, '#execution [role="progressbar"]', 5, 35)
 
-    browser_stack.daphne.stop()
+    live_stack.daphne.stop()
     expect(connection).to_have_attribute("data-mode", re.compile("reconnecting|polling|offline"))
-    browser_stack.restart_daphne()
+    live_stack.restart_daphne()
     execution.refresh_from_db()
     assert execution.status == "running", "the run ended before daphne was back: nothing was resumed"
 

@@ -1,0 +1,96 @@
+"""The real stack for end-to-end tests, as processes: daphne and a Celery worker.
+
+``live_stack`` (tests/conftest.py) runs them as child processes against the
+same test database as the test process (a SQLite file, see the root
+conftest.py, or the PostgreSQL test database) and the same Redis. Tests talk
+to it over HTTP and WebSockets like any client; data they create must be
+committed to be visible to the servers, hence ``transactional_db`` rather
+than ``db`` (see ``api_user``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from config import devstack
+
+
+class LiveStack:
+    """daphne and a Celery worker serving the test database.
+
+    ``restart_daphne()`` stops daphne and starts it again on the same port (and
+    the same log file, appended), for tests of what a client sees across a
+    server restart.
+    """
+
+    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.env = env
+        self.port = port
+        self.log_dir = log_dir
+        self.daphne: devstack.Service | None = None
+        self.worker: devstack.Service | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.daphne = devstack.start_daphne(self.env, self.port, log_path=self.log_dir / "daphne.log")
+        self.worker = devstack.start_worker(self.env, log_path=self.log_dir / "worker.log")
+
+    def restart_daphne(self) -> devstack.Service:
+        """Stop daphne (SIGTERM, as in a deploy) and start it again on the same port."""
+        if self.daphne is not None:
+            self.daphne.stop()
+        self.daphne = devstack.start_daphne(
+            self.env, self.port, log_path=self.log_dir / "daphne.log", truncate_log=False
+        )
+        return self.daphne
+
+    def stop(self) -> None:
+        # Worker first: a task still running when the session ends is given
+        # its warm shutdown while daphne and Redis are still up.
+        for service in (self.worker, self.daphne):
+            if service is not None:
+                service.stop()
+
+
+def child_database_env(env: dict[str, str]) -> None:
+    """Point the children at the test database this process created.
+
+    Read after ``django_db_setup``: Django then holds the test database's real
+    name in the connection settings (a SQLite file path, or e.g.
+    ``test_<name>`` for PostgreSQL, with any xdist suffix), whatever produced it.
+    """
+    from django.db import connections
+
+    settings_dict = connections["default"].settings_dict
+    name = str(settings_dict["NAME"])
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        env.pop("DATABASE_URL", None)  # settings would prefer it over SQLITE_PATH
+        env["SQLITE_PATH"] = name
+        return
+    url = env.get("DATABASE_URL")
+    if not url:
+        raise RuntimeError("live_stack needs DATABASE_URL for a non-SQLite database")
+    parts = urlsplit(url)
+    env["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + quote(name)))
+
+def point_settings_at_redis(url: str) -> None:
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    from config.celery import app
+
+    settings.REDIS_URL = url
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
+    channel_layers.backends.clear()
+    if not os.environ.get("CELERY_BROKER_URL"):
+        settings.CELERY_BROKER_URL = url
+        app.conf.broker_url = url
