@@ -27,7 +27,7 @@ from django.views.decorators.http import require_POST
 
 from progress.models import ProgressSnapshot
 
-from .models import TERMINAL_STATUSES, Execution
+from .models import TERMINAL_STATUSES, Execution, WebhookAttempt
 from .services import CannotCancel, execution_cancel
 
 #: Events shown inline on the change page (the newest ones).
@@ -51,16 +51,9 @@ class LatestEventsFormSet(BaseInlineFormSet):
         return self._total
 
 
-class ProgressSnapshotInline(admin.TabularInline):
-    """The latest events as a read-only table (its template renders the rows itself)."""
+class ReadOnlyInline(admin.TabularInline):
+    """Rows written by the system: shown, never added, changed or deleted here."""
 
-    model = ProgressSnapshot
-    formset = LatestEventsFormSet
-    template = "admin/executions/execution/events_inline.html"
-    verbose_name = "event"
-    verbose_name_plural = "latest events"
-    fields = ("seq", "type", "status", "progress", "payload", "timestamp")
-    readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = False
@@ -73,6 +66,29 @@ class ProgressSnapshotInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
         return False
+
+
+class WebhookAttemptInline(ReadOnlyInline):
+    """Every delivery attempt of the terminal event to ``callback_url`` (at most six)."""
+
+    model = WebhookAttempt
+    verbose_name = "webhook attempt"
+    verbose_name_plural = "webhook attempts"
+    fields = ("attempt", "event", "delivered", "status_code", "error", "duration_ms", "created_at", "url")
+    readonly_fields = fields
+    ordering = ("attempt",)
+
+
+class ProgressSnapshotInline(ReadOnlyInline):
+    """The latest events as a read-only table (its template renders the rows itself)."""
+
+    model = ProgressSnapshot
+    formset = LatestEventsFormSet
+    template = "admin/executions/execution/events_inline.html"
+    verbose_name = "event"
+    verbose_name_plural = "latest events"
+    fields = ("seq", "type", "status", "progress", "payload", "timestamp")
+    readonly_fields = fields
 
 
 def page_url(execution: Execution) -> str:
@@ -106,7 +122,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
     actions = ["cancel_selected"]
-    inlines = [ProgressSnapshotInline]
+    inlines = [ProgressSnapshotInline, WebhookAttemptInline]
     view_on_site = False  # the change page links to the live page itself (object tools)
     # Nothing here is the admin's to edit: the system owns every field.
     readonly_fields = (
@@ -272,3 +288,24 @@ class ExecutionAdmin(admin.ModelAdmin):
                 f"Not cancelled, {len(skipped)} already ended: {', '.join(skipped)}.",
                 messages.WARNING,
             )
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(admin.ModelAdmin):
+    """All deliveries across executions, to find the failing receivers; read-only."""
+
+    list_display = ("execution", "attempt", "event", "delivered", "status_code", "duration_ms", "created_at", "url")
+    list_filter = ("delivered", "event")
+    search_fields = ("execution__id", "url")
+    list_select_related = ("execution",)
+    ordering = ("-created_at",)
+    readonly_fields = ("execution", "attempt", "url", "event", "status_code", "error", "duration_ms", "delivered", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WebhookAttempt | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WebhookAttempt | None = None) -> bool:
+        return False

@@ -186,3 +186,38 @@ def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any, django_u
     assert client.post(admin_url(execution, "cancel")).status_code == 403
     execution.refresh_from_db()
     assert execution.status == "running"
+
+
+def with_webhook_attempts(owner: Any, make_execution: Any) -> Execution:
+    """A completed execution whose webhook failed twice (a 503, then a timeout) and then got through."""
+    from executions.models import WebhookAttempt
+
+    execution = make_execution(owner, status="completed")
+    url = "https://hooks.example.com/progress"
+    WebhookAttempt.objects.create(execution=execution, attempt=1, url=url, event="execution.completed", status_code=503, error="HTTP 503", duration_ms=41)
+    WebhookAttempt.objects.create(execution=execution, attempt=2, url=url, event="execution.completed", error="TimeoutError: timed out", duration_ms=10002)
+    WebhookAttempt.objects.create(execution=execution, attempt=3, url=url, event="execution.completed", status_code=204, duration_ms=37, delivered=True)
+    return execution
+
+
+def test_change_page_lists_every_webhook_attempt(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = with_webhook_attempts(alice, make_execution)
+    page = html(admin_page.get(change_url(execution)))
+    section = page[page.index("Webhook attempts") :]
+    assert "HTTP 503" in section and "TimeoutError: timed out" in section
+    assert "10002" in section and "https://hooks.example.com/progress" in section
+    # Oldest first: the three attempts in the order they were made.
+    assert section.index("HTTP 503") < section.index("TimeoutError") < section.index(">204<")
+    # Read-only: no form fields for the attempts, no "add another".
+    assert 'name="webhook_attempts-0-status_code"' not in page
+    assert "Add another webhook attempt" not in page
+
+
+def test_webhook_attempts_changelist_filters_failed_deliveries(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    execution = with_webhook_attempts(alice, make_execution)
+    failed = html(admin_page.get("/admin/executions/webhookattempt/", {"delivered__exact": "0"}))
+    assert "2 webhook attempts" in failed
+    assert execution.id in failed
+    delivered = html(admin_page.get("/admin/executions/webhookattempt/", {"delivered__exact": "1"}))
+    assert "1 webhook attempt" in delivered
+    assert admin_page.get("/admin/executions/webhookattempt/add/").status_code == 403
