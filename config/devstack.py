@@ -592,6 +592,9 @@ def cmd_run() -> int:
     """Migrate, ensure the demo users, start Redis/daphne/worker and supervise them."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # daphne serves plain HTTP on 127.0.0.1 here: HTTPS-only cookies would
+    # make logging in impossible with debug off.
+    env.setdefault("DJANGO_SECURE_COOKIES", "0")
     if not env.get("DJANGO_SECRET_KEY"):
         env["DJANGO_SECRET_KEY"] = ensure_secret_key()
     try:

@@ -266,8 +266,13 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Security ----------------------------------------------------------------------------
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES")
-CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES")
+# `manage.py check --deploy` with debug off reports only what is documented as
+# deliberate in the README ("Deployment"): HSTS (W004) and the HTTPS redirect
+# (W008) stay the operator's decision, and W001 of ours (no WEBHOOK_SECRET).
+# Cookies are HTTPS-only unless debug is on or DJANGO_SECURE_COOKIES=0 says
+# the site is served over plain HTTP (as `dev.py run` on 127.0.0.1 does).
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT")
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS")
