@@ -37,6 +37,8 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
+EXECUTION_ID_MAX_LENGTH: int = Execution._meta.pk.max_length  # type: ignore[union-attr, assignment]
+
 
 @dataclass
 class Opening:
@@ -56,6 +58,12 @@ def parse_after_seq(query_string: bytes) -> tuple[bool, int | None]:
     if len(values) > 1 or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return False, None
     return True, int(raw)
+
+
+def could_exist(execution_id: str) -> bool:
+    """False for an id no execution can have: longer than the key column, or with a
+    NUL character (which PostgreSQL refuses in a query with an error, not a miss)."""
+    return len(execution_id) <= EXECUTION_ID_MAX_LENGTH and "\x00" not in execution_id
 
 
 def read_opening(execution_id: str, after_seq: int | None) -> Opening:
@@ -88,12 +96,39 @@ def read_opening(execution_id: str, after_seq: int | None) -> Opening:
     return Opening(frames=frames, last_seq=execution.seq, finished=finished)
 
 
-def access_lost(user: Any, token_key: str | None, execution_id: str) -> tuple[str, int] | None:
-    """Why the user may no longer watch (message, close code), or None if they still may."""
+def session_user_pk(session_key: str | None) -> Any:
+    """The pk of the user the session is still logged in as, or None.
+
+    Through ``django.contrib.auth.get_user``, as for an HTTP request: a logout
+    (session deleted) or a password change (session hash no longer matches)
+    ends the session's access.
+    """
+    from importlib import import_module
+    from types import SimpleNamespace
+
+    from django.contrib.auth import get_user
+
+    if not session_key:
+        return None
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]
+
+
+def access_lost(
+    user: Any, token_key: str | None, execution_id: str, session_key: str | None = None
+) -> tuple[str, int] | None:
+    """Why the user may no longer watch (message, close code), or None if they still may.
+
+    ``token_key`` is set when the socket authenticated with a token; otherwise
+    the session (``session_key``) did, and it must still be logged in as ``user``.
+    """
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
-    if token_key is not None and not Token.objects.filter(key=token_key, user__is_active=True).exists():
+    if token_key is not None:
+        if not Token.objects.filter(key=token_key, user__is_active=True).exists():
+            return "Authentication required", CLOSE_UNAUTHENTICATED
+    elif session_user_pk(session_key) != user.pk:
         return "Authentication required", CLOSE_UNAUTHENTICATED
     current = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
     if current is None:
@@ -123,8 +158,10 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         valid, after_seq = parse_after_seq(self.scope.get("query_string", b""))
         if not valid:
             return await self.refuse("Invalid after_seq", CLOSE_BAD_REQUEST)
-        visible = await database_sync_to_async(execution_get_for_user)(user=user, execution_id=self.execution_id)
-        if visible is None:
+        visible = could_exist(self.execution_id) and await database_sync_to_async(execution_get_for_user)(
+            user=user, execution_id=self.execution_id
+        )
+        if not visible:
             return await self.refuse(f"Execution '{self.execution_id}' not found", CLOSE_NOT_FOUND)
 
         self.group = group_name(self.execution_id)
@@ -197,13 +234,17 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
                 await self.finish()
                 return
 
+    def session_key(self) -> str | None:
+        session = self.scope.get("session")
+        return getattr(session, "session_key", None) if session is not None else None
+
     async def resync_forever(self) -> None:
         interval = settings.PROGRESS_WS_RESYNC_SECONDS
         try:
             while not self.finished:
                 await asyncio.sleep(interval)
                 lost = await database_sync_to_async(access_lost)(
-                    self.scope["user"], self.scope.get("auth_token"), self.execution_id
+                    self.scope["user"], self.scope.get("auth_token"), self.execution_id, self.session_key()
                 )
                 async with self.order:
                     if self.finished:

@@ -1,0 +1,104 @@
+"""Revoked access closes open sockets on the real daphne, with the default settings.
+
+The consumer re-checks access every ``PROGRESS_WS_RESYNC_SECONDS`` (4 s by
+default), so a socket of a user who lost access closes within 5 s of the
+change: an ``error`` frame, then the contract's close code.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from executions.models import Execution
+
+from .streams import Stream, open_ws, read_frame
+
+pytestmark = pytest.mark.e2e
+
+#: The issue's bound: open sockets close within 5 s of losing access.
+CLOSE_WITHIN = 5.0
+
+
+def pending_execution(owner: Any) -> Execution:
+    """Committed and never queued: it stays pending, so only the revocation can end the stream."""
+    return Execution.objects.create(
+        owner=owner, type="pipeline", target_id="demo_steps", inputs={"steps": 1, "step_seconds": 0, "fail_at_step": None}
+    )
+
+
+def session_cookie(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def revoke(how: str, user: Any, token: str, cookie: str) -> None:
+    if how == "token deleted":
+        Token.objects.filter(key=token).delete()
+    elif how == "user deactivated":
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    elif how == "session ended":
+        from django.contrib.sessions.models import Session
+
+        Session.objects.filter(session_key=cookie.split("=", 1)[1]).delete()
+    elif how == "password changed":
+        fresh = get_user_model().objects.get(pk=user.pk)
+        fresh.set_password("a brand new password 123")
+        fresh.save()
+    elif how == "execution handed to someone else":
+        other = get_user_model().objects.create_user(username=f"{user.username}-other", password=None)
+        Execution.objects.filter(owner=user).update(owner=other)
+    else:  # pragma: no cover
+        raise AssertionError(how)
+
+
+CASES = [
+    ("token deleted", "token", "Authentication required", 4401),
+    ("user deactivated", "token", "Authentication required", 4401),
+    ("user deactivated", "session", "Authentication required", 4401),
+    ("session ended", "session", "Authentication required", 4401),
+    ("password changed", "session", "Authentication required", 4401),
+    ("execution handed to someone else", "token", "Execution '{id}' not found", 4404),
+]
+
+
+@pytest.mark.parametrize(("how", "auth", "message", "code"), CASES, ids=[f"{c[0]} ({c[1]})" for c in CASES])
+def test_losing_access_closes_the_socket_within_5_s(
+    live_stack: Any, api_user: tuple[Any, str], how: str, auth: str, message: str, code: int
+) -> None:
+    user, token = api_user
+    execution = pending_execution(user)
+    cookie = session_cookie(user)
+    if auth == "token":
+        ws = open_ws(live_stack.ws_url, execution.id, token)
+    else:
+        ws = open_ws(live_stack.ws_url, execution.id, headers={"Cookie": cookie})
+    stream = Stream()
+    with ws:
+        assert read_frame(ws, stream)["type"] == "status"
+        revoke(how, user, token, cookie)
+        revoked_at = time.monotonic()
+        frame = read_frame(ws, stream, timeout=CLOSE_WITHIN + 2)
+        assert frame == {"type": "error", "message": message.format(id=execution.id), "timestamp": frame["timestamp"]}
+        assert read_frame(ws, stream, timeout=CLOSE_WITHIN) is None
+        took = time.monotonic() - revoked_at
+    assert stream.close_code == code
+    assert took < CLOSE_WITHIN, f"closed {took:.2f} s after the revocation"
+
+
+def test_a_socket_whose_access_is_intact_stays_open_across_resyncs(live_stack: Any, api_user: tuple[Any, str]) -> None:
+    """The control: without a revocation, two resync ticks pass and nothing is sent."""
+    user, token = api_user
+    execution = pending_execution(user)
+    stream = Stream()
+    with open_ws(live_stack.ws_url, execution.id, token) as ws:
+        assert read_frame(ws, stream)["type"] == "status"
+        with pytest.raises(TimeoutError):
+            read_frame(ws, stream, timeout=2 * CLOSE_WITHIN)
+    assert stream.types == ["status"]
