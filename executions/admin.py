@@ -150,6 +150,21 @@ class ExecutionAdmin(admin.ModelAdmin):
         # Executions are started through the API or the start page, which validate inputs.
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
+        """Only ended executions may be deleted (a running one still has a worker writing to it).
+
+        The changelist's bulk "delete selected" is not offered (see ``get_actions``):
+        it cannot check each row's status.
+        """
+        if obj is not None and obj.status not in TERMINAL_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
     def has_cancel_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
         """Cancelling changes an execution: it takes the change permission."""
         return self.has_change_permission(request, obj)
@@ -235,9 +250,10 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def events_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Every stored event of one execution, oldest first, a page at a time."""
-        obj = self._get_or_404(request, object_id)
-        if not self.has_view_or_change_permission(request, obj):
+        # Permission before lookup: without it, 403 vs 404 would tell which ids exist.
+        if not self.has_view_or_change_permission(request):
             raise PermissionDenied
+        obj = self._get_or_404(request, object_id)
         events = ProgressSnapshot.objects.filter(execution=obj).order_by("seq").only(
             "seq", "type", "status", "progress", "payload", "timestamp"
         )
@@ -255,9 +271,9 @@ class ExecutionAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/executions/execution/events.html", context)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        obj = self._get_or_404(request, object_id)
-        if not self.has_cancel_permission(request, obj):
+        if not self.has_cancel_permission(request):
             raise PermissionDenied
+        obj = self._get_or_404(request, object_id)
         try:
             execution_cancel(execution_id=obj.pk)
         except CannotCancel as exc:

@@ -221,3 +221,15 @@ def test_webhook_attempts_changelist_filters_failed_deliveries(admin_page: Clien
     delivered = html(admin_page.get("/admin/executions/webhookattempt/", {"delivered__exact": "1"}))
     assert "1 webhook attempt" in delivered
     assert admin_page.get("/admin/executions/webhookattempt/add/").status_code == 403
+
+
+def test_only_ended_executions_can_be_deleted(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    running = make_execution(alice, "running")
+    ended = make_execution(alice, "completed")
+    assert admin_page.get(admin_url(running, "delete")).status_code == 403
+    assert admin_page.post(admin_url(running, "delete"), {"post": "yes"}).status_code == 403
+    assert Execution.objects.filter(pk=running.pk).exists()
+    assert admin_page.post(admin_url(ended, "delete"), {"post": "yes"}).status_code == 302
+    assert not Execution.objects.filter(pk=ended.pk).exists()
+    # No bulk delete: it could not check each row's status.
+    assert "delete_selected" not in html(admin_page.get(CHANGELIST))
