@@ -231,6 +231,7 @@ WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE")
 EXECUTION_THROTTLE_RATES = {
     "submit": os.environ.get("THROTTLE_SUBMIT_RATE", "120/min") or None,
     "cancel": os.environ.get("THROTTLE_CANCEL_RATE", "120/min") or None,
+    "token": os.environ.get("THROTTLE_TOKEN_RATE", "20/min") or None,
 }
 CACHES = {
     "default": {
@@ -252,7 +253,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["executions.api_errors.SafeJSONParser"],
     "EXCEPTION_HANDLER": "executions.api_errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "executions.openapi.ApiAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 if DEBUG:
@@ -260,9 +261,34 @@ if DEBUG:
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Executions API",
-    "DESCRIPTION": "Start pipelines and agents, follow their progress.",
+    "DESCRIPTION": (
+        "Start pipelines and agents, follow their progress. Every error answer is JSON with a "
+        "`detail` string. Authenticate with `Authorization: Token <key>` (from `POST "
+        "/api/v1/auth/token`) or a browser session (unsafe methods then need the CSRF token). "
+        "Live progress: `WS /api/v1/executions/{execution_id}/progress/ws` (see the README)."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema describes the API, which requires authentication (the docs page
+    # redirects to the login page instead, see config/urls.py).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "PREPROCESSING_HOOKS": ["executions.openapi.strip_trailing_slashes"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "executions.openapi.describe_execution_ids",
+    ],
+    # Component names for the choice sets (drf-spectacular would otherwise name the
+    # sets that share a field name with hashes).
+    "ENUM_NAME_OVERRIDES": {
+        "ExecutionStatusEnum": "executions.models.ExecutionStatus",
+        "ExecutionTypeEnum": "executions.models.ExecutionType",
+        "TerminalStatusEnum": "executions.serializers.TERMINAL_TYPES",
+        "PendingStatusEnum": ["pending"],
+        "RunningStatusEnum": ["running"],
+        "CancelledStatusEnum": ["cancelled"],
+        "StartedFrameTypeEnum": ["started"],
+        "ProgressFrameTypeEnum": ["progress"],
+    },
 }
 
 # --- Security ----------------------------------------------------------------------------

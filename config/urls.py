@@ -1,11 +1,17 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from executions.api import api_not_found
 
 urlpatterns = [
     path("api/v1/", include("executions.urls")),
     re_path(r"^api/v1/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
-    re_path(r"^api/v1/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # A page: anonymous visitors go to the login page (the schema it loads needs a login).
+    re_path(r"^api/v1/docs/?$", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    # Last of the API: any other /api/ path gets the API's JSON 404, whatever the method.
+    re_path(r"^api/", api_not_found, name="api-not-found"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("executions.page_urls")),

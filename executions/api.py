@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -25,6 +25,7 @@ from .serializers import (
     CancelResponseSerializer,
     DetailSerializer,
     EventsQuerySerializer,
+    EventsSerializer,
     ExecutionListQuerySerializer,
     ExecutionListSerializer,
     ExecutionSerializer,
@@ -40,9 +41,26 @@ from .services import CannotCancel, TargetNotFound, execution_cancel, execution_
 
 API_PREFIX = "/api/v1"
 
-NOT_FOUND = OpenApiResponse(DetailSerializer, description="Unknown, or someone else's")
-UNAUTHENTICATED = OpenApiResponse(DetailSerializer, description="Missing or invalid credentials")
-INVALID = OpenApiResponse(ValidationErrorSerializer, description="Invalid request")
+# Schema: errors implied by a view's configuration (401, 403, 404, 406, 413, 415,
+# 429) are added by executions.openapi.ApiAutoSchema; views declare only the rest.
+# The submit examples also seed Schemathesis with bodies that start real runs.
+SUBMIT_EXAMPLES = [
+    OpenApiExample(
+        "Demo pipeline",
+        value={"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": 3, "step_seconds": 0.5}},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Customer service pipeline",
+        value={"type": "pipeline", "target_id": "customer_service_flow", "inputs": {"customer_query": "Where is my order?"}},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Echo agent with a timeout",
+        value={"type": "agent", "target_id": "echo", "inputs": {"message": "hello"}, "config": {"timeout": 30}},
+        request_only=True,
+    ),
+]
 
 
 class ExecutionNotFound(NotFound):
@@ -79,7 +97,7 @@ class ExecutionCollectionView(APIView):
     @extend_schema(
         operation_id="executions_list",
         parameters=[ExecutionListQuerySerializer],
-        responses={200: ExecutionListSerializer, 400: INVALID, 401: UNAUTHENTICATED},
+        responses={200: ExecutionListSerializer, 400: OpenApiResponse(ValidationErrorSerializer, description="Bad filter or page values")},
     )
     def get(self, request: Request) -> Response:
         query = validated_query(request, ExecutionListQuerySerializer)
@@ -108,11 +126,10 @@ class ExecutionCollectionView(APIView):
     @extend_schema(
         operation_id="executions_create",
         request=ExecutionSubmitSerializer,
+        examples=SUBMIT_EXAMPLES,
         responses={
             202: ExecutionSubmittedSerializer,
-            400: INVALID,
-            401: UNAUTHENTICATED,
-            403: OpenApiResponse(DetailSerializer, description="CSRF check failed (session only)"),
+            400: OpenApiResponse(ValidationErrorSerializer, description="Invalid body or inputs"),
             404: OpenApiResponse(DetailSerializer, description="Unknown pipeline or agent"),
         },
     )
@@ -148,19 +165,18 @@ class ExecutionCollectionView(APIView):
 
 
 class ExecutionDetailView(ExecutionScopedView):
-    @extend_schema(responses={200: ExecutionSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND})
+    @extend_schema(operation_id="executions_retrieve", responses={200: ExecutionSerializer})
     def get(self, request: Request, execution_id: str) -> Response:
         return Response(execution_to_dict(self.get_execution(request, execution_id)))
 
 
 class ExecutionProgressView(ExecutionScopedView):
     @extend_schema(
+        operation_id="executions_progress",
         responses={
             200: ProgressSerializer,
             204: OpenApiResponse(description="No progress yet (pending, or cancelled before it started)"),
-            401: UNAUTHENTICATED,
-            404: NOT_FOUND,
-        }
+        },
     )
     def get(self, request: Request, execution_id: str) -> Response:
         execution = self.get_execution(request, execution_id)
@@ -173,8 +189,12 @@ class ExecutionCancelView(ExecutionScopedView):
     throttle_classes = [CancelThrottle]
 
     @extend_schema(
+        operation_id="executions_cancel",
         request=None,
-        responses={200: CancelResponseSerializer, 400: DetailSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        responses={
+            200: CancelResponseSerializer,
+            400: OpenApiResponse(DetailSerializer, description="Already ended (completed, failed or cancelled)"),
+        },
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = self.get_execution(request, execution_id)
@@ -197,14 +217,11 @@ class ExecutionCancelView(ExecutionScopedView):
 
 class ExecutionEventsView(ExecutionScopedView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after_seq", OpenApiTypes.INT, description="Only events after this seq (>= 0)"),
-        ],
+        operation_id="executions_events",
+        parameters=[EventsQuerySerializer],
         responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, description='{"events": [frame, ...]}, oldest first'),
-            400: INVALID,
-            401: UNAUTHENTICATED,
-            404: NOT_FOUND,
+            200: EventsSerializer,
+            400: OpenApiResponse(ValidationErrorSerializer, description="after_seq is not an integer in 0..10^18-1"),
         },
     )
     def get(self, request: Request, execution_id: str) -> HttpResponse:
@@ -217,7 +234,7 @@ class ExecutionEventsView(ExecutionScopedView):
 
 
 class TargetListView(APIView):
-    @extend_schema(responses={200: TargetListSerializer, 401: UNAUTHENTICATED})
+    @extend_schema(operation_id="targets_list", responses={200: TargetListSerializer})
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -233,3 +250,9 @@ class TargetListView(APIView):
                 ]
             }
         )
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
+    """Any method on a path under /api/ that no route serves: a JSON 404, not Django's page."""
+    return JsonResponse({"detail": f"No API endpoint at '{request.path}'"}, status=404)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -54,7 +56,17 @@ def _first_message(errors: Any) -> str | None:
     return None
 
 
+def _render_as_json(context: dict[str, Any]) -> None:
+    """Errors are JSON whatever the view renders on success (the schema view's
+    default is YAML, the browsable API's HTML): the contract's ``detail`` string."""
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = "application/json"
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    _render_as_json(context)
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     if isinstance(exc, exceptions.ValidationError):
@@ -68,6 +80,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, exceptions.Throttled):
+        # DRF leaves the header out when the wait rounds to 0; the schema promises it.
+        response["Retry-After"] = str(max(1, math.ceil(exc.wait or 0)))
     data = response.data
     if not (isinstance(data, dict) and isinstance(data.get("detail"), str)):
         response.data = {"detail": _first_message(data) or "Request failed", "errors": data}

@@ -7,12 +7,13 @@ import re
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from progress.events import iso
 
 from .limits import json_limit_error
-from .models import Execution, ExecutionStatus, ExecutionType
+from .models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionType
 from .selectors import SORT_FIELDS
 from .webhooks import UnsafeCallbackUrl, resolve_callback_url
 
@@ -29,9 +30,16 @@ class ProgressSerializer(serializers.Serializer):
 class ErrorInfoSerializer(serializers.Serializer):
     type = serializers.CharField()
     message = serializers.CharField()
-    details = serializers.JSONField(allow_null=True)
+    details = serializers.DictField(allow_null=True)
 
 
+@extend_schema_field(
+    {
+        # An empty string means no callback, like null.
+        "anyOf": [{"type": "string", "format": "uri", "maxLength": 2000}, {"type": "string", "maxLength": 0}],
+        "description": "An http(s) URL on a public host; empty or null for none",
+    }
+)
 class HttpUrlField(serializers.URLField):
     """An http(s) URL whose host resolves to a public address (no SSRF)."""
 
@@ -85,6 +93,7 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.Field):
     """A JSON object within a size and depth limit, checked before anything walks it."""
 
@@ -107,7 +116,7 @@ class JSONObjectField(serializers.Field):
 
 
 class ExecutionSubmitSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=ExecutionType.values)
+    type = serializers.ChoiceField(choices=ExecutionType.choices)
     target_id = StrictCharField(max_length=MAX_TARGET_ID_LENGTH)
     inputs = JSONObjectField(max_bytes_setting="EXECUTION_INPUTS_MAX_BYTES", required=False, default=dict)
     config = JSONObjectField(max_bytes_setting="EXECUTION_CONFIG_MAX_BYTES", required=False, default=dict)
@@ -129,7 +138,7 @@ class ExecutionSubmitSerializer(serializers.Serializer):
 
 class ExecutionSubmittedSerializer(serializers.Serializer):
     execution_id = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=[ExecutionStatus.PENDING])
     message = serializers.CharField()
     status_url = serializers.CharField()
     progress_url = serializers.CharField()
@@ -141,13 +150,13 @@ class ExecutionSerializer(serializers.Serializer):
     """The Execution of the contract; built from the model without extra queries."""
 
     execution_id = serializers.CharField(source="id")
-    type = serializers.CharField()
+    type = serializers.ChoiceField(choices=ExecutionType.choices)
     target_id = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices)
     progress = ProgressSerializer(allow_null=True)
-    inputs = serializers.JSONField()
-    config = serializers.JSONField()
-    outputs = serializers.JSONField(allow_null=True)
+    inputs = serializers.DictField()
+    config = serializers.DictField()
+    outputs = serializers.DictField(allow_null=True)
     error = ErrorInfoSerializer(allow_null=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
@@ -182,9 +191,15 @@ def execution_to_dict(execution: Execution) -> dict[str, Any]:
     }
 
 
+# Query integers have at most 18 digits: every such value fits the database's
+# 64-bit integers, so a comparison with one can never overflow.
+MAX_QUERY_DIGITS = 18
+MAX_QUERY_INTEGER = 10**MAX_QUERY_DIGITS - 1
+
+
 def parse_non_negative_int(raw: str) -> int | None:
     """Digits only: ``"5.0"``, ``"+5"``, ``" 5"`` and ``"-1"`` are not counts."""
-    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or len(raw) > MAX_QUERY_DIGITS:
         return None
     return int(raw)
 
@@ -226,12 +241,12 @@ class ExecutionListSerializer(serializers.Serializer):
 
 
 class EventsQuerySerializer(serializers.Serializer):
-    after_seq = QueryIntegerField(min_value=0, default=0)
+    after_seq = QueryIntegerField(min_value=0, max_value=MAX_QUERY_INTEGER, default=0)
 
 
 class CancelledDataSerializer(serializers.Serializer):
     execution_id = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=[ExecutionStatus.CANCELLED])
     cancelled_at = serializers.DateTimeField()
 
 
@@ -241,10 +256,10 @@ class CancelResponseSerializer(serializers.Serializer):
 
 
 class TargetSerializer(serializers.Serializer):
-    type = serializers.CharField()
+    type = serializers.ChoiceField(choices=ExecutionType.choices)
     target_id = serializers.CharField()
     steps = serializers.ListField(child=serializers.CharField(), allow_null=True)
-    inputs = serializers.JSONField()
+    inputs = serializers.DictField(help_text="A JSON Schema (draft 2020-12) of the accepted inputs")
     description = serializers.CharField()
 
 
@@ -252,10 +267,59 @@ class TargetListSerializer(serializers.Serializer):
     targets = TargetSerializer(many=True)
 
 
+# --- Events: the stored WebSocket frames (progress.events builds them) -------------------------
+
+TERMINAL_TYPES = sorted(str(status) for status in TERMINAL_STATUSES)
+
+
+class StartedFrameSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["started"])
+    execution_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=[ExecutionStatus.RUNNING])
+    seq = serializers.IntegerField(min_value=1)
+    timestamp = serializers.DateTimeField()
+
+
+class ProgressFrameSerializer(StartedFrameSerializer):
+    type = serializers.ChoiceField(choices=["progress"])
+    progress = ProgressSerializer()
+
+
+class TerminalFrameSerializer(StartedFrameSerializer):
+    type = serializers.ChoiceField(choices=TERMINAL_TYPES)
+    status = serializers.ChoiceField(choices=TERMINAL_TYPES, help_text="The same as type")
+    progress = ProgressSerializer(allow_null=True)
+    outputs = serializers.DictField(allow_null=True)
+    error = ErrorInfoSerializer(allow_null=True)
+
+
+EVENT_FRAME_SERIALIZERS = {
+    "started": StartedFrameSerializer,
+    "progress": ProgressFrameSerializer,
+    **dict.fromkeys(TERMINAL_TYPES, TerminalFrameSerializer),
+}
+
+
+class EventsSerializer(serializers.Serializer):
+    events = serializers.ListField(
+        child=PolymorphicProxySerializer(
+            component_name="EventFrame",
+            serializers=EVENT_FRAME_SERIALIZERS,
+            resource_type_field_name="type",
+        ),
+        help_text="The stored events, oldest first; each exactly the WebSocket frame",
+    )
+
+
+# --- Errors ------------------------------------------------------------------------------
+
+
 class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
 class ValidationErrorSerializer(serializers.Serializer):
+    """A 400: ``errors`` maps fields to messages; a body that is not JSON has only ``detail``."""
+
     detail = serializers.CharField()
-    errors = serializers.JSONField()
+    errors = serializers.DictField(required=False)

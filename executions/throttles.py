@@ -1,4 +1,5 @@
-"""Per-user throttles on the writes that cost work: submit and cancel.
+"""Throttles: per user on the writes that cost work (submit, cancel), per
+client address on token requests (password guessing).
 
 The rate is read from settings on every request (DRF's own throttles freeze it
 at import), so ``THROTTLE_SUBMIT_RATE`` / ``THROTTLE_CANCEL_RATE`` and test
@@ -30,3 +31,17 @@ class SubmitThrottle(_WriteThrottle):
 
 class CancelThrottle(_WriteThrottle):
     scope = "cancel"
+
+
+class TokenThrottle(_WriteThrottle):
+    """``POST /auth/token`` per client address: each request checks a password.
+
+    Keyed by address, not by user: the caller is anonymous, and a guesser
+    would rotate usernames. Behind a proxy, DRF's ``NUM_PROXIES`` decides
+    which ``X-Forwarded-For`` entry is the client.
+    """
+
+    scope = "token"
+
+    def get_cache_key(self, request: Any, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -2,26 +2,37 @@
 redirect: a redirected POST turns into a GET in many clients)."""
 
 from django.urls import re_path
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from . import api
 from .api_errors import SafeJSONParser
+from .serializers import ValidationErrorSerializer
+from .throttles import TokenThrottle
 
 EXECUTION = r"executions/(?P<execution_id>[^/]+)"
 
 
 class TokenView(ObtainAuthToken):
-    """DRF's obtain_auth_token, JSON only."""
+    """DRF's obtain_auth_token, JSON only, and open to anyone with a username and password."""
 
     # ObtainAuthToken sets DRF's plain JSONParser (and form parsers): deeply
     # nested JSON would then be a RecursionError's 500.
     parser_classes = [SafeJSONParser]
+    # No authentication: a client holding a stale token (or a browser session
+    # without the CSRF token) can still exchange its password for a token,
+    # instead of getting 401/403 from the credentials it is trying to replace.
+    authentication_classes: list[type] = []
+    throttle_classes = [TokenThrottle]
 
     @extend_schema(
+        operation_id="auth_token",
         request=inline_serializer("TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}),
-        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()}), 400: api.INVALID},
+        responses={
+            200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+            400: OpenApiResponse(ValidationErrorSerializer, description="Missing fields or bad credentials"),
+        },
         auth=[],
     )
     def post(self, request, *args, **kwargs):  # noqa: ANN001, ANN201
