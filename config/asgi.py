@@ -16,9 +16,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from progress.auth import TokenOrSessionAuthMiddleware  # noqa: E402
 from progress.origin import BrowserOriginValidator  # noqa: E402
 from progress.routing import websocket_urlpatterns  # noqa: E402
-from progress.transport import keep_queued_frames_for_slow_readers  # noqa: E402
+from progress.transport import tune_daphne_websockets  # noqa: E402
 
-keep_queued_frames_for_slow_readers()
+tune_daphne_websockets()
 
 application = ProtocolTypeRouter(
     {

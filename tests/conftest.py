@@ -128,18 +128,9 @@ def live_stack(
     Logs go to pytest's temporary directory (kept for the last few runs) and
     are quoted in the error when a server fails to start.
     """
-    env = dict(os.environ)
-    env["DJANGO_DEBUG"] = "1"
-    env["REDIS_URL"] = redis_url
-    env.pop("CELERY_TASK_ALWAYS_EAGER", None)  # the point is a real worker
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests while Chromium runs
-    stack_module.child_database_env(env)
-    stack = stack_module.LiveStack(env, devstack.free_port(), tmp_path_factory.mktemp("e2e-logs"))
-    try:
-        stack.start()
+    env = stack_module.stack_env(redis_url)
+    with stack_module.running_stack(env, tmp_path_factory.mktemp("e2e-logs")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

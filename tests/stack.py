@@ -11,6 +11,8 @@ than ``db`` (see ``api_user``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -94,3 +96,26 @@ def point_settings_at_redis(url: str) -> None:
     if not os.environ.get("CELERY_BROKER_URL"):
         settings.CELERY_BROKER_URL = url
         app.conf.broker_url = url
+
+
+def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
+    """The servers' environment: this process's, on the test database and ``redis_url``."""
+    env = dict(os.environ)
+    env["DJANGO_DEBUG"] = "1"
+    env["REDIS_URL"] = redis_url
+    env.pop("CELERY_TASK_ALWAYS_EAGER", None)  # the point is a real worker
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests while Chromium runs
+    child_database_env(env)
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def running_stack(env: dict[str, str], log_dir: Path) -> Iterator[LiveStack]:
+    """daphne (free port) and a worker, stopped on exit; logs in ``log_dir``."""
+    stack = LiveStack(env, devstack.free_port(), log_dir)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()

@@ -8,7 +8,6 @@ executions it submits never queue behind, or in front of, other tests' work.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from config import devstack
 from tests import stack as stack_module
 
 FUZZ_DIR = Path(__file__).resolve().parent
@@ -53,17 +51,7 @@ def fuzz_stack(
     Depends on ``api_user`` so that it stops (the worker finishing or dropping
     what the fuzzer queued) before the test database is flushed.
     """
-    env = dict(os.environ)
-    env["DJANGO_DEBUG"] = "1"
-    env["REDIS_URL"] = urlsplit(redis_url)._replace(path=f"/{FUZZ_REDIS_DB}").geturl()
+    env = stack_module.stack_env(urlsplit(redis_url)._replace(path=f"/{FUZZ_REDIS_DB}").geturl(), **FUZZ_ENV)
     env.pop("CELERY_BROKER_URL", None)
-    env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    env.update(FUZZ_ENV)
-    stack_module.child_database_env(env)
-    stack = stack_module.LiveStack(env, devstack.free_port(), tmp_path_factory.mktemp("fuzz-logs"))
-    try:
-        stack.start()
+    with stack_module.running_stack(env, tmp_path_factory.mktemp("fuzz-logs")) as stack:
         yield stack
-    finally:
-        stack.stop()

@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers (nothing is asserted). See README.md, "Benchmarks"."""

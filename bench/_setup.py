@@ -1,0 +1,112 @@
+"""Shared set-up of the benchmarks: a throw-away SQLite database, Redis, Django.
+
+Importing this module never loads Django; :func:`prepare_django` does, after
+pointing the settings at a temporary SQLite file and a Redis (the embedded one
+from ``config.devstack`` unless ``REDIS_URL`` is set). Every process this
+starts is stopped at exit by ``config.devstack``, and the directory is removed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import statistics
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config import devstack
+
+
+@dataclass
+class BenchEnv:
+    """Where the benchmark's database, Redis and logs are."""
+
+    work_dir: Path
+    sqlite_path: Path
+    redis_url: str
+    redis: devstack.Service | None
+
+
+def prepare_django(prefix: str) -> BenchEnv:
+    """Temp SQLite + Redis + ``django.setup()`` + ``migrate``; call before any Django import."""
+    work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+    # Registered before any service starts, so it runs after devstack has stopped them.
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    sqlite_path = work_dir / "bench.sqlite3"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "1")  # a development secret key
+    os.environ.pop("DATABASE_URL", None)  # settings would prefer it over SQLITE_PATH
+    os.environ["SQLITE_PATH"] = str(sqlite_path)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    redis: devstack.Service | None = None
+    if not os.environ.get("REDIS_URL"):
+        redis = devstack.start_redis(work_dir / "redis")
+        os.environ["REDIS_URL"] = redis.url or ""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    return BenchEnv(work_dir=work_dir, sqlite_path=sqlite_path, redis_url=os.environ["REDIS_URL"], redis=redis)
+
+
+def create_user_with_token() -> tuple[Any, str]:
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    user = get_user_model().objects.create_user(username=f"bench-{uuid.uuid4().hex[:8]}", password=uuid.uuid4().hex)
+    return user, Token.objects.create(user=user).key
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (``pct`` in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def describe_ms(values_s: list[float]) -> str:
+    """p50 / p99 / max / mean of durations given in seconds, printed in milliseconds."""
+    if not values_s:
+        return "(no samples)"
+    ms = [v * 1000 for v in values_s]
+    return (
+        f"p50 {percentile(ms, 50):.2f} ms, p99 {percentile(ms, 99):.2f} ms, "
+        f"max {max(ms):.2f} ms, mean {statistics.fmean(ms):.2f} ms"
+    )
+
+
+@dataclass
+class Servers:
+    daphne: devstack.Service
+    worker: devstack.Service
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.daphne.stop()
+
+
+def start_servers(bench: BenchEnv, *, concurrency: int = 2) -> Servers:
+    """daphne (free port) and a prefork Celery worker on the benchmark's database."""
+    env = dict(os.environ)
+    env.pop("CELERY_TASK_ALWAYS_EAGER", None)
+    env.setdefault("LOG_LEVEL", "WARNING")
+    port = devstack.free_port()
+    log_dir = bench.work_dir / "log"
+    daphne = devstack.start_daphne(env, port, log_path=log_dir / "daphne.log")
+    worker = devstack.start_worker(env, concurrency=concurrency, log_path=log_dir / "worker.log")
+    return Servers(daphne=daphne, worker=worker, port=port)

@@ -1,0 +1,74 @@
+"""Cost of ``ctx.report()`` in a tight loop inside a running target.
+
+Declares a one-step pipeline whose step calls ``ctx.report(i / N)`` N times
+(100,000 by default) with a strictly rising fraction, so every call takes the
+coalescing path of ``executions/runner.py`` (``RunContext._record_progress``):
+at most one ``progress`` event per ``PROGRESS_COALESCE_MS``, the rest folded
+into the next one. The execution runs in this process through
+``execution_run`` (the code a Celery worker runs), with its monitor thread, on
+a throw-away SQLite file; the publish goes to Redis (``REDIS_URL``, or an
+embedded one). Prints reports/s, ns per call, and how many events were recorded.
+
+Run::
+
+    .venv/bin/python -m bench.report_loop
+    .venv/bin/python -m bench.report_loop --reports 1000000
+    PROGRESS_COALESCE_MS=20 .venv/bin/python -m bench.report_loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from bench._setup import create_user_with_token, prepare_django
+
+TARGET_ID = "bench_report_loop"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=100_000, help="ctx.report() calls (default 100000)")
+    args = parser.parse_args()
+
+    prepare_django("report-loop")
+    from django.conf import settings
+
+    from executions.models import Execution
+    from executions.registry import pipeline
+    from executions.runner import RunContext, execution_run
+    from progress.models import ProgressSnapshot
+
+    reports = args.reports
+    measured: dict[str, float] = {}
+
+    @pipeline(TARGET_ID, steps=["loop"], inputs={})
+    def report_loop(ctx: RunContext) -> dict[str, Any]:
+        ctx.enter_step("loop")
+        start = time.perf_counter()
+        for i in range(1, reports + 1):
+            ctx.report(i / reports)
+        measured["seconds"] = time.perf_counter() - start
+        return {"reports": reports}
+
+    user, _ = create_user_with_token()
+    execution = Execution.objects.create(owner=user, type="pipeline", target_id=TARGET_ID, inputs={}, config={})
+    status = execution_run(execution_id=execution.id)
+    assert status == "completed", status
+
+    events = list(ProgressSnapshot.objects.filter(execution_id=execution.id).values_list("type", flat=True))
+    progress_events = events.count("progress")
+    seconds = measured["seconds"]
+    coalesce_ms = settings.PROGRESS_COALESCE_SECONDS * 1000
+    print(f"report_loop: {reports:,} ctx.report() calls in one step, coalescing at {coalesce_ms:g} ms")
+    print(f"  loop took {seconds:.3f} s: {reports / seconds:,.0f} reports/s, {seconds / reports * 1e9:,.0f} ns per call")
+    print(f"  events recorded: {len(events)} in all ({' + '.join(f'{events.count(t)} {t}' for t in dict.fromkeys(events))}); "
+          f"{progress_events - 1} of them from the {reports:,} reports (the other progress event is entering the step)")
+    if coalesce_ms:
+        print(f"  the loop spans {seconds / settings.PROGRESS_COALESCE_SECONDS:.1f} coalescing intervals; "
+              f"{reports / max(progress_events - 1, 1):,.0f} reports folded into each recorded event")
+
+
+if __name__ == "__main__":
+    main()
