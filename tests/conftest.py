@@ -43,6 +43,11 @@ def staff(db: None) -> Any:
 
 
 @pytest.fixture
+def superuser(db: None, django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("root", email="root@example.com", password=PASSWORD)
+
+
+@pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
 

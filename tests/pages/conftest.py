@@ -7,18 +7,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from tests.offline import offline  # noqa: F401 - an autouse fixture
 from tests.conftest import PASSWORD
-
-
-@pytest.fixture(autouse=True)
-def _no_broker(task_queue: Any) -> Any:
-    return task_queue
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    """Every test here creates users and logs in: a deliberately slow hasher would dominate."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def logged_in(user: Any) -> Client:
@@ -40,11 +30,6 @@ def bob_page(bob: Any) -> Client:
 @pytest.fixture
 def staff_page(staff: Any) -> Client:
     return logged_in(staff)
-
-
-@pytest.fixture
-def superuser(db: None, django_user_model: Any) -> Any:
-    return django_user_model.objects.create_superuser("root", email="root@example.com", password=PASSWORD)
 
 
 @pytest.fixture
