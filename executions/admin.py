@@ -74,9 +74,13 @@ class WebhookAttemptInline(ReadOnlyInline):
     model = WebhookAttempt
     verbose_name = "webhook attempt"
     verbose_name_plural = "webhook attempts"
-    fields = ("attempt", "event", "delivered", "status_code", "error", "duration_ms", "created_at", "url")
+    fields = ("attempt", "event", "delivered", "status_code", "error", "duration_ms", "sent_at", "url")
     readonly_fields = fields
     ordering = ("attempt",)
+
+    @admin.display(description="Sent at")
+    def sent_at(self, obj: WebhookAttempt) -> str:
+        return precise(obj.created_at)
 
 
 class ProgressSnapshotInline(ReadOnlyInline):
