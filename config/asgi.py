@@ -13,16 +13,19 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from config.http import BoundedBody, tune_daphne_http  # noqa: E402
+
 from progress.auth import TokenOrSessionAuthMiddleware  # noqa: E402
 from progress.origin import BrowserOriginValidator  # noqa: E402
 from progress.routing import websocket_urlpatterns  # noqa: E402
 from progress.transport import tune_daphne_websockets  # noqa: E402
 
 tune_daphne_websockets()
+tune_daphne_http()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BoundedBody(django_asgi_app),
         "websocket": BrowserOriginValidator(
             TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),
