@@ -232,6 +232,7 @@ EXECUTION_THROTTLE_RATES = {
     "submit": os.environ.get("THROTTLE_SUBMIT_RATE", "120/min") or None,
     "cancel": os.environ.get("THROTTLE_CANCEL_RATE", "120/min") or None,
     "token": os.environ.get("THROTTLE_TOKEN_RATE", "20/min") or None,
+    "login": os.environ.get("THROTTLE_LOGIN_RATE", "10/min") or None,
 }
 CACHES = {
     "default": {

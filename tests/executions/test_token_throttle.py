@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -17,8 +18,8 @@ TOKEN_URL = "/api/v1/auth/token"
 def token_rate(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from executions.throttles import TokenThrottle
 
-    # A private counter store: the shared Redis may hold counts from other test runs.
-    monkeypatch.setattr(TokenThrottle, "cache", LocMemCache("test-token-throttle", {}))
+    # A private counter store per test (locmem caches of one name share their data).
+    monkeypatch.setattr(TokenThrottle, "cache", LocMemCache(f"test-token-throttle-{uuid.uuid4()}", {}))
     settings.EXECUTION_THROTTLE_RATES = {"submit": None, "cancel": None, "token": "3/min"}
 
 

@@ -1,0 +1,37 @@
+"""The login pages (``/accounts/login/`` and the admin's), with failed attempts
+throttled per client address: Django itself lets anyone guess passwords as
+fast as the server answers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from .throttles import FailedLoginThrottle
+
+
+def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``view`` answering 429 once an address has failed too often; a failure is
+    a POST answered with the form again (200), a success redirects."""
+
+    @wraps(view)
+    def throttled(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        throttle = FailedLoginThrottle()
+        if not throttle.prepare(request):
+            wait = max(1, math.ceil(throttle.wait() or 0))
+            response = TemplateResponse(request, "registration/throttled.html", {"wait": wait}, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        response = view(request, *args, **kwargs)
+        if response.status_code == 200:
+            throttle.record_failure()
+        return response
+
+    return throttled
