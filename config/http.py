@@ -77,9 +77,9 @@ class BoundedBody:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if scope["type"] != "http" or limit is None:  # None: Django's "no limit"
+            return await self.app(scope, receive, send)
         declared = _header(scope, b"content-length")
         if declared is not None:
             if declared.strip().isdigit() and int(declared) > limit:
@@ -137,7 +137,8 @@ def tune_daphne_http() -> None:
         received = 0
 
         def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's name
-            if length is not None and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if length is not None and limit is not None and length > limit:
                 # Twisted would answer "Expect: 100-continue" right after this call.
                 self.requestHeaders.removeHeader(b"expect")
                 self.refuse()
@@ -150,7 +151,8 @@ def tune_daphne_http() -> None:
                 if self.received > DISCARD_BEFORE_CLOSE:
                     self.channel.transport.abortConnection()
                 return
-            if self.received > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if limit is not None and self.received > limit:
                 self.refuse()
                 return
             super().handleContentChunk(data)
