@@ -81,32 +81,15 @@ def describe_ms(values_s: list[float]) -> str:
     )
 
 
-@dataclass
-class Servers:
-    daphne: devstack.Service
-    worker: devstack.Service
-    port: int
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.worker.stop()
-        self.daphne.stop()
-
-
-def start_servers(bench: BenchEnv, *, concurrency: int = 2) -> Servers:
+def start_servers(bench: BenchEnv, *, concurrency: int = 2) -> devstack.AppServers:
     """daphne (free port) and a prefork Celery worker on the benchmark's database."""
     env = dict(os.environ)
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
     env.setdefault("LOG_LEVEL", "WARNING")
-    port = devstack.free_port()
-    log_dir = bench.work_dir / "log"
-    daphne = devstack.start_daphne(env, port, log_path=log_dir / "daphne.log")
-    worker = devstack.start_worker(env, concurrency=concurrency, log_path=log_dir / "worker.log")
-    return Servers(daphne=daphne, worker=worker, port=port)
+    servers = devstack.AppServers(env, devstack.free_port(), bench.work_dir / "log", concurrency=concurrency)
+    try:
+        servers.start()
+    except BaseException:
+        servers.stop()
+        raise
+    return servers

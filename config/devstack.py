@@ -511,6 +511,51 @@ def start_worker(
     return service
 
 
+
+class AppServers:
+    """daphne on ``port`` and a Celery worker, sharing one environment.
+
+    What the end-to-end tests and the benchmarks run against (the run command
+    supervises its own). ``restart_daphne()`` stops daphne and starts it again
+    on the same port, appending to the same log, for tests of what a client
+    sees across a server restart.
+    """
+
+    def __init__(self, env: Mapping[str, str], port: int, log_dir: Path, *, concurrency: int = 2) -> None:
+        self.env = dict(env)
+        self.port = port
+        self.log_dir = Path(log_dir)
+        self.concurrency = concurrency
+        self.daphne: Service | None = None
+        self.worker: Service | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.daphne = start_daphne(self.env, self.port, log_path=self.log_dir / "daphne.log")
+        self.worker = start_worker(self.env, self.concurrency, log_path=self.log_dir / "worker.log")
+
+    def restart_daphne(self) -> Service:
+        """Stop daphne (SIGTERM, as in a deploy) and start it again on the same port."""
+        if self.daphne is not None:
+            self.daphne.stop()
+        self.daphne = start_daphne(self.env, self.port, log_path=self.log_dir / "daphne.log", truncate_log=False)
+        return self.daphne
+
+    def stop(self) -> None:
+        # Worker first: a task still running is given its warm shutdown
+        # while daphne and Redis are still up.
+        for service in (self.worker, self.daphne):
+            if service is not None:
+                service.stop()
+
+
 # --- the run command ---------------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.http import body_too_large_message
+
+from .throttles import retry_after
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -84,7 +85,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     if isinstance(exc, exceptions.Throttled):
         # DRF leaves the header out when the wait rounds to 0; the schema promises it.
-        response["Retry-After"] = str(max(1, math.ceil(exc.wait or 0)))
+        response["Retry-After"] = str(retry_after(exc.wait))
     data = response.data
     if not (isinstance(data, dict) and isinstance(data.get("detail"), str)):
         response.data = {"detail": _first_message(data) or "Request failed", "errors": data}

@@ -4,7 +4,6 @@ fast as the server answers."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from .throttles import FailedLoginThrottle
+from .throttles import FailedLoginThrottle, retry_after
 
 
 def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -24,8 +23,8 @@ def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
         if request.method != "POST":
             return view(request, *args, **kwargs)
         throttle = FailedLoginThrottle()
-        if not throttle.prepare(request):
-            wait = max(1, math.ceil(throttle.wait() or 0))
+        if not throttle.allow_request(request, None):
+            wait = retry_after(throttle.wait())
             response = TemplateResponse(request, "registration/throttled.html", {"wait": wait}, status=429)
             response["Retry-After"] = str(wait)
             return response

@@ -19,8 +19,19 @@ def execution_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Exe
     return Execution.objects.filter(owner=user)
 
 
+EXECUTION_ID_MAX_LENGTH: int = Execution._meta.pk.max_length  # type: ignore[union-attr, assignment]
+
+
+def could_exist(execution_id: str) -> bool:
+    """False for an id no execution can have: longer than the key column, or with a
+    NUL character (which PostgreSQL refuses in a query with an error, not a miss)."""
+    return len(execution_id) <= EXECUTION_ID_MAX_LENGTH and "\x00" not in execution_id
+
+
 def execution_get_for_user(*, user: AbstractBaseUser | AnonymousUser, execution_id: str) -> Execution | None:
     """The execution, or None when it is missing or someone else's (indistinguishable)."""
+    if not could_exist(execution_id):
+        return None
     return execution_visible_to(user).filter(pk=execution_id).first()
 
 

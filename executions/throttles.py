@@ -9,10 +9,11 @@ daphne process counts the same requests.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
-from rest_framework.throttling import UserRateThrottle
+from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
 
 class _WriteThrottle(UserRateThrottle):
@@ -50,27 +51,23 @@ class TokenThrottle(_WriteThrottle):
 class FailedLoginThrottle(TokenThrottle):
     """Failed logins on the login pages, per client address.
 
-    Only failures count (``record_failure``), so people behind one address
-    who type their password right are never held up; once the limit is
-    reached every attempt is refused, the right password included, until
-    the window has passed.
+    ``allow_request`` only checks; a failure is counted by ``record_failure``,
+    so people behind one address who type their password right are never held
+    up. Once the limit is reached every attempt is refused, the right password
+    included, until the window has passed.
     """
 
     scope = "login"
 
-    def prepare(self, request: Any) -> bool:
-        """Load the history; False when this address may not try now."""
-        self.rate = self.get_rate()
-        if self.rate is None:
-            return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        self.key = self.get_cache_key(request, None)
-        self.history = self.cache.get(self.key, [])
-        self.now = self.timer()
-        while self.history and self.history[-1] <= self.now - self.duration:
-            self.history.pop()
-        return len(self.history) < self.num_requests
+    def throttle_success(self) -> bool:
+        return True  # checking does not count
 
     def record_failure(self) -> None:
+        """Count the attempt ``allow_request`` just let through."""
         if self.rate is not None:
-            self.throttle_success()  # DRF's name for "count this one"
+            SimpleRateThrottle.throttle_success(self)
+
+
+def retry_after(wait: float | None) -> int:
+    """``Retry-After`` seconds for a throttle's ``wait()``: at least 1 (DRF may round to 0)."""
+    return max(1, math.ceil(wait or 0))

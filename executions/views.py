@@ -185,6 +185,14 @@ def pretty_json(value: Any) -> str:
 # --- pages --------------------------------------------------------------------------------
 
 
+def execution_or_404(request: HttpRequest, execution_id: str) -> Execution:
+    """The user's execution (staff: anyone's); someone else's is as missing as an unknown one."""
+    execution = execution_get_for_user(user=request.user, execution_id=execution_id)
+    if execution is None:
+        raise Http404(f"Execution '{execution_id}' not found")
+    return execution
+
+
 @login_required
 @require_GET
 def execution_list(request: HttpRequest) -> HttpResponse:
@@ -223,9 +231,7 @@ def execution_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
-    execution = execution_get_for_user(user=request.user, execution_id=execution_id)
-    if execution is None:
-        raise Http404(f"Execution '{execution_id}' not found")
+    execution = execution_or_404(request, execution_id)
     # Events up to the execution's seq: the page shows exactly that state, and
     # the script resumes the stream after it (``after_seq``), so nothing is missed.
     first_shown = max(0, execution.seq - TIMELINE_MAX_EVENTS)
@@ -266,9 +272,7 @@ def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
 @require_POST
 def execution_cancel_view(request: HttpRequest, execution_id: str) -> HttpResponse:
     """The Cancel button without JavaScript (progress.js uses the REST endpoint)."""
-    execution = execution_get_for_user(user=request.user, execution_id=execution_id)
-    if execution is None:
-        raise Http404(f"Execution '{execution_id}' not found")
+    execution = execution_or_404(request, execution_id)
     try:
         execution_cancel(execution_id=execution.id)
     except CannotCancel as exc:

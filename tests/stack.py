@@ -19,48 +19,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from config import devstack
 
 
-class LiveStack:
-    """daphne and a Celery worker serving the test database.
-
-    ``restart_daphne()`` stops daphne and starts it again on the same port (and
-    the same log file, appended), for tests of what a client sees across a
-    server restart.
-    """
-
-    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
-        self.env = env
-        self.port = port
-        self.log_dir = log_dir
-        self.daphne: devstack.Service | None = None
-        self.worker: devstack.Service | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.daphne = devstack.start_daphne(self.env, self.port, log_path=self.log_dir / "daphne.log")
-        self.worker = devstack.start_worker(self.env, log_path=self.log_dir / "worker.log")
-
-    def restart_daphne(self) -> devstack.Service:
-        """Stop daphne (SIGTERM, as in a deploy) and start it again on the same port."""
-        if self.daphne is not None:
-            self.daphne.stop()
-        self.daphne = devstack.start_daphne(
-            self.env, self.port, log_path=self.log_dir / "daphne.log", truncate_log=False
-        )
-        return self.daphne
-
-    def stop(self) -> None:
-        # Worker first: a task still running when the session ends is given
-        # its warm shutdown while daphne and Redis are still up.
-        for service in (self.worker, self.daphne):
-            if service is not None:
-                service.stop()
+#: daphne and a Celery worker serving the test database (see ``config.devstack``).
+LiveStack = devstack.AppServers
 
 
 def child_database_env(env: dict[str, str]) -> None:
