@@ -3,8 +3,9 @@
 
 Only the standard library is used, so this works before anything is
 installed. It creates ``.venv`` next to this file if needed, installs
-``requirements-dev.txt`` into it when the requirements changed since the last
-install (a sha256 of ``requirements*.txt`` is kept in ``.venv``), then replaces
+``requirements-dev.lock`` (every transitive dependency pinned with its hashes)
+into it when the lock changed since the last
+install (a sha256 of the lock files is kept in ``.venv``), then replaces
 itself with ``.venv/bin/python -m config.devstack ...``, which does the work.
 
 Deliberately free of syntax newer than Python 3.6 (annotations are strings,
@@ -22,7 +23,8 @@ MIN_PYTHON = (3, 11)
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".requirements.sha256"
-REQUIREMENTS = ROOT / "requirements-dev.txt"
+# The lock, not requirements-dev.txt: a fresh clone installs exactly what CI tested.
+REQUIREMENTS = ROOT / "requirements-dev.lock"
 COMMANDS = ("run", "test")
 
 
@@ -39,13 +41,9 @@ def venv_python() -> "Path":
 
 
 def requirements_digest() -> "str":
-    """sha256 over every requirements*.txt (names and contents).
-
-    All files count, not just requirements-dev.txt, because it includes
-    requirements.txt with ``-r``.
-    """
+    """sha256 over every requirements*.lock (names and contents)."""
     digest = hashlib.sha256()
-    for path in sorted(ROOT.glob("requirements*.txt")):
+    for path in sorted(ROOT.glob("requirements*.lock")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -90,7 +88,10 @@ def ensure_requirements(python: "Path") -> "None":
     except OSError:
         pass
     print("dev.py: installing {} into .venv (requirements changed) ...".format(REQUIREMENTS.name), flush=True)
-    cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(REQUIREMENTS)]
+    cmd = [
+        str(python), "-m", "pip", "install", "--disable-pip-version-check",
+        "--require-hashes", "--no-deps", "-r", str(REQUIREMENTS),
+    ]
     result = subprocess.run(cmd, cwd=str(ROOT), check=False)
     if result.returncode != 0:
         fail("pip install failed (exit code {}); see the output above.".format(result.returncode), result.returncode)
