@@ -1,4 +1,4 @@
-"""Throughput and latency of ``progress.services.event_record`` on SQLite.
+"""Throughput and latency of ``executions.events.event_record`` on SQLite.
 
 Records ``started``, N ``progress`` events and ``completed`` for one execution,
 each in its own IMMEDIATE transaction, with the publish to Redis after commit
@@ -33,8 +33,8 @@ def main() -> None:
 
     from executions.models import Execution
     from progress import broadcast
-    from progress.models import EventType, ProgressSnapshot
-    from progress.services import event_record
+    from executions.models import EventType, ProgressSnapshot
+    from executions.events import event_record
 
     user, _ = create_user_with_token()
     total = args.events

@@ -37,8 +37,9 @@ def main() -> None:
 
     from executions.models import Execution
     from executions.registry import pipeline
-    from executions.runner import RunContext, execution_run
-    from progress.models import ProgressSnapshot
+    from executions.context import RunContext
+from executions.runner import execution_run
+    from executions.models import ProgressSnapshot
 
     reports = args.reports
     measured: dict[str, float] = {}

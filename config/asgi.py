@@ -13,8 +13,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from config.http import BoundedBody, tune_daphne_http  # noqa: E402
-
+from core.http import BoundedBody, tune_daphne_http  # noqa: E402
 from progress.auth import TokenOrSessionAuthMiddleware  # noqa: E402
 from progress.origin import BrowserOriginValidator  # noqa: E402
 from progress.routing import websocket_urlpatterns  # noqa: E402

@@ -252,9 +252,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["executions.api_errors.SafeJSONParser"],
-    "EXCEPTION_HANDLER": "executions.api_errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "executions.openapi.ApiAutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["core.api_errors.SafeJSONParser"],
+    "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "executions.api.schema.ApiAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 if DEBUG:
@@ -273,17 +273,17 @@ SPECTACULAR_SETTINGS = {
     # The schema describes the API, which requires authentication (the docs page
     # redirects to the login page instead, see config/urls.py).
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    "PREPROCESSING_HOOKS": ["executions.openapi.strip_trailing_slashes"],
+    "PREPROCESSING_HOOKS": ["executions.api.schema.strip_trailing_slashes"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "executions.openapi.describe_execution_ids",
+        "executions.api.schema.describe_execution_ids",
     ],
     # Component names for the choice sets (drf-spectacular would otherwise name the
     # sets that share a field name with hashes).
     "ENUM_NAME_OVERRIDES": {
         "ExecutionStatusEnum": "executions.models.ExecutionStatus",
         "ExecutionTypeEnum": "executions.models.ExecutionType",
-        "TerminalStatusEnum": "executions.serializers.TERMINAL_TYPES",
+        "TerminalStatusEnum": "executions.api.serializers.TERMINAL_TYPES",
         "PendingStatusEnum": ["pending"],
         "RunningStatusEnum": ["running"],
         "CancelledStatusEnum": ["cancelled"],

@@ -4,11 +4,11 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from executions.api import api_not_found
-from executions.login import login_throttled
+from core.api_errors import api_not_found
+from core.login import login_throttled
 
 urlpatterns = [
-    path("api/v1/", include("executions.urls")),
+    path("api/v1/", include("executions.api.urls")),
     re_path(r"^api/v1/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
     # A page: anonymous visitors go to the login page (the schema it loads needs a login).
     re_path(r"^api/v1/docs/?$", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
@@ -19,5 +19,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", login_throttled(auth_views.LoginView.as_view()), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("", include("executions.page_urls")),
+    path("", include("executions.pages.urls")),
 ]

@@ -25,9 +25,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from progress.models import ProgressSnapshot
-
-from .models import TERMINAL_STATUSES, Execution, WebhookAttempt
+from .models import TERMINAL_STATUSES, Execution, ProgressSnapshot, WebhookAttempt
 from .services import CannotCancel, execution_cancel
 
 #: Events shown inline on the change page (the newest ones).

@@ -6,11 +6,8 @@ class ExecutionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the built-in targets of the contract and the system checks.
-        from progress.services import terminal_listeners
-
-        from . import checks, targets  # noqa: F401
-        from .webhooks import on_terminal_event
-
-        if on_terminal_event not in terminal_listeners:
-            terminal_listeners.append(on_terminal_event)
+        # Imported for their side effects, which need the models loaded (hence
+        # here and not at the top): the built-in targets register themselves,
+        # the system checks register, and the tasks module connects the webhook
+        # receiver to ``event_recorded``.
+        from . import checks, targets, tasks  # noqa: F401

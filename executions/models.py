@@ -1,7 +1,8 @@
-"""The Execution row: the current state of one run of a target.
+"""The domain's rows: an Execution (its current state), its numbered event
+history (ProgressSnapshot) and the webhook attempts made when it ended.
 
-No logic lives here; state changes go through ``progress.services`` (events)
-and ``executions.services`` (submit, cancel).
+No logic lives here. Every state change after submission goes through
+``executions.events.event_record``, the one writer of events.
 """
 
 from __future__ import annotations
@@ -80,6 +81,45 @@ class Execution(models.Model):
     @property
     def percentage(self) -> float | None:
         return None if self.progress is None else self.progress.get("percentage")
+
+
+class EventType(models.TextChoices):
+    STARTED = "started", "Started"
+    PROGRESS = "progress", "Progress"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_EVENT_TYPES = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+
+
+class ProgressSnapshot(models.Model):
+    """One stored event: the numbered, append-only history of an execution."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=16, choices=EventType.choices)
+    status = models.CharField(max_length=16)
+    progress = models.JSONField(null=True, blank=True)
+    # Type-specific keys of the frame (outputs, error).
+    payload = models.JSONField(null=True, blank=True)
+    timestamp = models.DateTimeField()
+    # The exact JSON text sent on the WebSocket, serialised once when recorded:
+    # replays and the events endpoint send it as stored.
+    frame = models.TextField()
+
+    class Meta:
+        # The table was created by the ``progress`` app, which owned the model
+        # before the domain did; keeping its name keeps existing data in place.
+        db_table = "progress_progresssnapshot"
+        ordering = ["execution", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "seq"], name="snapshot_unique_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} #{self.seq} {self.type}"
 
 
 class WebhookAttempt(models.Model):

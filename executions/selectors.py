@@ -1,11 +1,11 @@
-"""Reads of executions, always scoped to what the user may see."""
+"""Reads: executions, always scoped to what the user may see, and their stored events."""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, QuerySet
 
-from .models import Execution
+from .models import Execution, ProgressSnapshot
 
 SORT_FIELDS = ("created_at", "started_at", "completed_at", "status")
 
@@ -62,3 +62,19 @@ def execution_list_for_user(
         keys.append(ordered("created_at"))
     keys.append(ordered("id"))
     return query.order_by(*keys)
+
+
+def event_frames_after(*, execution_id: str, after_seq: int = 0, before_seq: int | None = None) -> list[tuple[int, str, str]]:
+    """``(seq, type, frame_text)`` of the stored events after ``after_seq``, oldest first."""
+    query = ProgressSnapshot.objects.filter(execution_id=execution_id, seq__gt=after_seq)
+    if before_seq is not None:
+        query = query.filter(seq__lt=before_seq)
+    return list(query.order_by("seq").values_list("seq", "type", "frame"))
+
+
+def event_frame_at(*, execution_id: str, seq: int) -> str | None:
+    return (
+        ProgressSnapshot.objects.filter(execution_id=execution_id, seq=seq)
+        .values_list("frame", flat=True)
+        .first()
+    )

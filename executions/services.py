@@ -1,4 +1,4 @@
-"""Writes that start or stop executions (events themselves: progress.services)."""
+"""Writes that start or stop executions (events themselves: ``executions.events``)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from progress.models import EventType
-from progress.services import RecordedEvent, event_record
-
-from .models import Execution
+from .events import RecordedEvent, event_record
+from .models import EventType, Execution
 from .registry import get_target
 from .runner import execution_fail, execution_timeout
+from .tasks import run_execution
+from .webhooks import resolve_callback_url
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,12 @@ def execution_create(
 ) -> Execution:
     """Validate against the target's declaration, store, and queue after commit.
 
-    Raises :class:`TargetNotFound` or ``registry.InputsInvalid``.
+    Raises ``webhooks.UnsafeCallbackUrl`` (a ``callback_url`` on a private
+    address), :class:`TargetNotFound` or ``registry.InputsInvalid``, checked in
+    that order.
     """
+    if callback_url:
+        resolve_callback_url(callback_url)
     target = get_target(type, target_id)
     if target is None:
         raise TargetNotFound(type, target_id)
@@ -73,8 +77,6 @@ def celery_time_limits(config: dict[str, Any]) -> tuple[float, float]:
 
 
 def _enqueue(execution: Execution) -> None:
-    from .tasks import run_execution
-
     soft, hard = celery_time_limits(execution.config)
     try:
         run_execution.apply_async(args=[execution.id], soft_time_limit=soft, time_limit=hard)

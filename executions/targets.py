@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .context import RunContext
 from .registry import Integer, Number, String, agent, pipeline
-from .runner import RunContext
 
 DEMO_MAX_STEPS = 10_000
 

@@ -1,14 +1,19 @@
-"""The Celery task: fetch by id, claim, run. All logic is in ``runner``."""
+"""Celery tasks: fetch by id, call one service. The logic lives in ``runner`` and ``webhooks``."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.worker.request import Request
+from django.dispatch import receiver
 
+from .events import RecordedEvent
 from .runner import execution_fail, execution_run
+from .signals import event_recorded
+from .webhooks import backoff_seconds, webhook_deliver
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +56,13 @@ def run_execution(execution_id: str) -> str | None:
 @shared_task(bind=True, name="executions.deliver_webhook", ignore_result=True, max_retries=5)
 def deliver_webhook(self: Task, execution_id: str) -> None:
     """POST the terminal event; retried with exponential backoff (2, 4, 8, 16, 32 s)."""
-    from .webhooks import backoff_seconds, webhook_deliver
-
     done = webhook_deliver(execution_id=execution_id, attempt=self.request.retries + 1)
     if not done and self.request.retries < self.max_retries:
         raise self.retry(countdown=backoff_seconds(self.request.retries + 1))
+
+
+@receiver(event_recorded, dispatch_uid="executions.queue_webhook")
+def queue_webhook(sender: type[RecordedEvent], *, event: RecordedEvent, **kwargs: Any) -> None:
+    """A terminal event of an execution with a ``callback_url`` queues its delivery."""
+    if event.is_terminal and event.callback_url:
+        deliver_webhook.delay(event.execution_id)

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import urllib3
 from django.conf import settings
 
-from progress.events import iso
 
+from .frames import iso
 from .models import Execution, WebhookAttempt
 
 logger = logging.getLogger(__name__)
@@ -186,14 +186,3 @@ def webhook_deliver(*, execution_id: str, attempt: int) -> bool:
 
 def backoff_seconds(retry: int) -> float:
     return BACKOFF_BASE_SECONDS * (2 ** (retry - 1))
-
-
-def on_terminal_event(recorded: Any) -> None:
-    """progress.services calls this after commit for every terminal event."""
-    if recorded.callback_url:
-        from .tasks import deliver_webhook
-
-        try:
-            deliver_webhook.delay(recorded.execution_id)
-        except Exception:  # noqa: BLE001 - the broker may be down; the state is already safe
-            logger.exception("could not queue the webhook of %s", recorded.execution_id)

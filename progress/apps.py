@@ -2,5 +2,12 @@ from django.apps import AppConfig
 
 
 class ProgressConfig(AppConfig):
+    """The streaming edge: WebSocket consumers, their routing, auth and transport."""
+
     name = "progress"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Connects the publisher to ``executions.signals.event_recorded``; it
+        # imports the channel layer, which needs the settings loaded.
+        from . import broadcast  # noqa: F401

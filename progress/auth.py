@@ -18,6 +18,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
+from rest_framework.authtoken.models import Token
 
 
 def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -36,8 +37,6 @@ def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 @database_sync_to_async
 def user_for_token(key: str) -> Any:
-    from rest_framework.authtoken.models import Token
-
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()

@@ -1,5 +1,9 @@
 """Group names and the only ``group_send`` of the project.
 
+The domain announces every recorded event with ``executions.signals.event_recorded``
+(after commit); :func:`publish_recorded_event` below is the receiver that hands
+it to the channel layer.
+
 Sync code (a Celery task, a DRF view) publishes through one long-lived event
 loop per process, running in a daemon thread, so the channel layer keeps its
 pooled Redis connections: ``async_to_sync(group_send)`` per event opens a new
@@ -19,6 +23,10 @@ import threading
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.dispatch import receiver
+
+from executions.events import RecordedEvent
+from executions.signals import event_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +111,15 @@ def publish_event(*, execution_id: str, seq: int, event_type: str, frame_text: s
 
 def flush(timeout: float = 5.0) -> None:
     _publisher.flush(timeout)
+
+
+@receiver(event_recorded, dispatch_uid="progress.publish_recorded_event")
+def publish_recorded_event(sender: type[RecordedEvent], *, event: RecordedEvent, **kwargs: Any) -> None:
+    """Publish every recorded event; wait for a terminal one to be handed over.
+
+    Waiting for the last frame of a run means a worker child that is recycled
+    or stopped right after the run cannot take its terminal frame with it.
+    """
+    publish_event(execution_id=event.execution_id, seq=event.seq, event_type=event.type, frame_text=event.frame_text)
+    if event.is_terminal:
+        flush()

@@ -14,21 +14,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import get_user, get_user_model
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
-from executions.models import TERMINAL_STATUSES, Execution
-from executions.selectors import execution_get_for_user
+from executions.frames import dumps, error_frame, status_frame
+from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, Execution
+from executions.selectors import event_frame_at, event_frames_after, execution_get_for_user
 
 from .broadcast import group_name
-from .events import dumps, error_frame, status_frame
-from .models import TERMINAL_EVENT_TYPES
-from .selectors import event_frame_at, event_frames_after
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +97,6 @@ def session_user_pk(session_key: str | None) -> Any:
     (session deleted) or a password change (session hash no longer matches)
     ends the session's access.
     """
-    from importlib import import_module
-    from types import SimpleNamespace
-
-    from django.contrib.auth import get_user
-
     if not session_key:
         return None
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
@@ -114,9 +111,6 @@ def access_lost(
     ``token_key`` is set when the socket authenticated with a token; otherwise
     the session (``session_key``) did, and it must still be logged in as ``user``.
     """
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
     if token_key is not None:
         if not Token.objects.filter(key=token_key, user__is_active=True).exists():
             return "Authentication required", CLOSE_UNAUTHENTICATED

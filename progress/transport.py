@@ -35,6 +35,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from daphne import server as daphne_server
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -47,11 +49,6 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 
 def tune_daphne_websockets() -> None:
     """Install the tuned WebSocket factory and protocol in daphne (see the module docstring)."""
-    try:
-        from daphne import server as daphne_server
-        from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
-    except ImportError:  # another ASGI server: nothing to tune
-        return
     if getattr(WebSocketFactory, _PATCHED, False):
         return
     timeout = settings.WEBSOCKET_CLOSE_TIMEOUT_SECONDS

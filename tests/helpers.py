@@ -19,8 +19,8 @@ from rest_framework.test import APIClient
 from executions.models import Execution
 from executions.registry import get_target
 from executions.services import execution_cancel, execution_create
-from progress.models import EventType
-from progress.services import event_record
+from executions.models import EventType
+from executions.events import event_record
 
 PASSWORD = "correct horse battery staple"
 

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from executions.models import Execution
 from executions.services import execution_cancel
-from progress.models import ProgressSnapshot
+from executions.models import ProgressSnapshot
 
 from ..helpers import (
     PASSWORD,
@@ -454,7 +454,7 @@ def test_submit_too_large_body_is_refused(alice_client: APIClient) -> None:
 def test_submit_is_throttled_per_user(
     alice_client: APIClient, bob_client: APIClient, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from executions.throttles import SubmitThrottle
+    from core.throttles import SubmitThrottle
 
     # A private counter store: the shared Redis may hold counts from other test runs.
     monkeypatch.setattr(SubmitThrottle, "cache", LocMemCache("test-submit-throttle", {}))

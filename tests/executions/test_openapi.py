@@ -16,9 +16,9 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.exceptions import Throttled
 from rest_framework.test import APIClient
 
-from executions import urls as api_urls
-from executions.api_errors import exception_handler
-from executions.serializers import MAX_QUERY_INTEGER
+from executions.api import urls as api_urls
+from core.api_errors import exception_handler
+from executions.api.serializers import MAX_QUERY_INTEGER
 
 from ..helpers import PASSWORD
 

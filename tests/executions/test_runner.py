@@ -25,15 +25,15 @@ from django.utils import timezone
 
 from executions.models import Execution
 from executions.registry import Number, pipeline
-from executions.runner import (
+from executions.context import (
     ExecutionCancelled,
     ExecutionInterrupted,
     ExecutionTimeout,
     RunContext,
-    execution_run,
 )
+from executions.runner import execution_run
 from executions.services import execution_cancel
-from progress.models import ProgressSnapshot
+from executions.models import ProgressSnapshot
 
 from ..helpers import create_execution, final_progress, wait_for
 

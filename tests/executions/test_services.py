@@ -22,8 +22,8 @@ from executions.services import (
     execution_cancel,
     execution_create,
 )
-from progress.models import EventType, ProgressSnapshot
-from progress.services import event_record
+from executions.models import EventType, ProgressSnapshot
+from executions.events import event_record
 
 from ..helpers import create_execution, final_progress, start_progress, step_progress
 

@@ -16,7 +16,7 @@ TOKEN_URL = "/api/v1/auth/token"
 
 @pytest.fixture
 def token_rate(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from executions.throttles import TokenThrottle
+    from core.throttles import TokenThrottle
 
     # A private counter store per test (locmem caches of one name share their data).
     monkeypatch.setattr(TokenThrottle, "cache", LocMemCache(f"test-token-throttle-{uuid.uuid4()}", {}))

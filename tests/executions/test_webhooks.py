@@ -18,8 +18,8 @@ from executions.models import Execution, WebhookAttempt
 from executions.services import execution_create
 from executions.tasks import deliver_webhook
 from executions.webhooks import UnsafeCallbackUrl, resolve_callback_url
-from progress.models import EventType
-from progress.services import event_record
+from executions.models import EventType
+from executions.events import event_record
 
 SECRET = "test-webhook-secret"
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from executions.admin import HISTORY_PAGE_SIZE, INLINE_EVENTS
 from executions.models import Execution
-from progress.models import ProgressSnapshot
+from executions.models import ProgressSnapshot
 
 pytestmark = pytest.mark.django_db
 

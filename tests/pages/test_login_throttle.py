@@ -16,7 +16,7 @@ LOGIN_PAGES = ["/accounts/login/", "/admin/login/"]
 
 @pytest.fixture
 def login_rate(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from executions.throttles import FailedLoginThrottle
+    from core.throttles import FailedLoginThrottle
 
     # A private counter store per test (locmem caches of one name share their data).
     monkeypatch.setattr(FailedLoginThrottle, "cache", LocMemCache(f"test-login-throttle-{uuid.uuid4()}", {}))

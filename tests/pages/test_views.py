@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from executions.models import Execution
-from executions.views import PAGE_SIZE, format_duration
+from executions.pages.views import PAGE_SIZE, format_duration
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -216,7 +216,7 @@ def test_staff_get_an_admin_link(staff_page: Client, alice: Any, make_execution:
 
 
 def test_long_runs_render_only_the_latest_events(alice_page: Client, alice: Any, make_execution: Any) -> None:
-    from executions import views
+    from executions.pages import views
 
     execution = make_execution(alice, "running", inputs={"steps": 40}, steps_entered=30)
     original = views.TIMELINE_MAX_EVENTS

@@ -2,7 +2,7 @@
 
 Everything goes through ``config.asgi.application`` (origin validator, token
 or session authentication, URL routing) and the real Redis channel layer;
-events are recorded with ``progress.services.event_record`` (or by running a
+events are recorded with ``executions.events.event_record`` (or by running a
 target in-process), exactly as the worker records them. Waits are on frames
 with timeouts, never on sleeps.
 """
@@ -27,8 +27,8 @@ from executions.models import Execution
 from executions.runner import execution_run
 from executions.services import execution_cancel
 from progress import broadcast
-from progress.selectors import event_frame_at
-from progress.services import event_record
+from executions.selectors import event_frame_at
+from executions.events import event_record
 from tests.frames import (
     TERMINAL_TYPES,
     assert_frame_shape,

@@ -37,8 +37,8 @@ from django.urls import URLPattern, resolve
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from executions import page_urls
-from executions import urls as api_urls
+from executions.pages import urls as page_urls
+from executions.api import urls as api_urls
 from executions.models import Execution
 from progress.routing import websocket_urlpatterns
 from tests.helpers import PASSWORD
@@ -697,7 +697,7 @@ def test_lists_do_not_reveal_others_executions(
 ) -> None:
     """Bob's lists, totals, pages and filter results are byte for byte what they
     were before alice had any execution; staff see everyone's."""
-    from executions import views
+    from executions.pages import views
 
     monkeypatch.setattr(views, "PAGE_SIZE", 2)  # so that bob's three executions make two pages
     bobs = [make_execution(bob, "pending"), make_execution(bob, "completed"), make_execution(bob, "failed")]

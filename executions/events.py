@@ -1,4 +1,4 @@
-"""The one service that records events.
+"""The one writer of events: the execution's state machine (transitions, seq, timestamps).
 
 Every state change of an execution after submission goes through
 :func:`event_record`: it takes the execution's row lock (``SELECT ... FOR
@@ -12,18 +12,18 @@ ever recorded after a terminal event.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from executions.models import Execution, ExecutionStatus
+from .frames import ErrorInfo, Progress, dumps, event_frame
+from .models import TERMINAL_EVENT_TYPES, EventType, Execution, ExecutionStatus, ProgressSnapshot
+from .signals import event_recorded
 
-from . import broadcast
-from .events import ErrorInfo, Progress, dumps, event_frame
-from .models import EventType, ProgressSnapshot
+logger = logging.getLogger(__name__)
 
 #: Which statuses each event may leave from. The claim of a run is the
 #: ``started`` event: pending -> running, so a second delivery finds it running.
@@ -50,10 +50,6 @@ TIMESTAMP_FIELD: dict[str, str] = {
     EventType.CANCELLED: "cancelled_at",
 }
 
-#: Called after commit with every terminal event (webhooks hook in here).
-terminal_listeners: list[Callable[[RecordedEvent], None]] = []
-
-
 @dataclass(frozen=True)
 class RecordedEvent:
     execution_id: str
@@ -65,7 +61,7 @@ class RecordedEvent:
 
     @property
     def is_terminal(self) -> bool:
-        return self.type in (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED)
+        return self.type in TERMINAL_EVENT_TYPES
 
 
 def _merge_progress(current: Progress | None, new: Progress | None) -> Progress | None:
@@ -130,14 +126,15 @@ def event_record(
             error=error if event_type == EventType.FAILED else None,
         )
         frame_text = dumps(frame)
-        payload = {key: frame[key] for key in ("outputs", "error") if key in frame}  # type: ignore[literal-required]
+        terminal = event_type in TERMINAL_EVENT_TYPES
+        payload = {"outputs": frame.get("outputs"), "error": frame.get("error")} if terminal else None
         ProgressSnapshot.objects.create(
             execution_id=execution_id,
             seq=seq,
             type=event_type,
             status=status,
             progress=new_progress,
-            payload=payload or None,
+            payload=payload,
             timestamp=now,
             frame=frame_text,
         )
@@ -149,17 +146,14 @@ def event_record(
             frame_text=frame_text,
             callback_url=execution.callback_url,
         )
-        transaction.on_commit(lambda: _after_commit(recorded))
+        transaction.on_commit(lambda: _announce(recorded))
     return recorded
 
 
-def _after_commit(recorded: RecordedEvent) -> None:
-    broadcast.publish_event(
-        execution_id=recorded.execution_id,
-        seq=recorded.seq,
-        event_type=recorded.type,
-        frame_text=recorded.frame_text,
-    )
-    if recorded.is_terminal:
-        for listener in terminal_listeners:
-            listener(recorded)
+def _announce(recorded: RecordedEvent) -> None:
+    for receiver, result in event_recorded.send_robust(sender=RecordedEvent, event=recorded):
+        if isinstance(result, Exception):
+            logger.error(
+                "%s of %s #%s failed: %r", getattr(receiver, "__qualname__", receiver),
+                recorded.execution_id, recorded.seq, result, exc_info=result,
+            )

@@ -1,4 +1,4 @@
-"""Server-rendered pages (see executions/views.py and the contract's Pages section)."""
+"""Server-rendered pages (see executions/pages/views.py and the contract's Pages section)."""
 
 from django.urls import path
 

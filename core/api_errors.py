@@ -1,4 +1,5 @@
-"""Every API error has a human-readable ``detail`` string (the contract)."""
+"""Every API error has a human-readable ``detail`` string (the contract), site-wide:
+the DRF exception handler and parser, and the JSON 404 for unrouted ``/api/`` paths."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from config.http import body_too_large_message
+from .http import body_too_large_message
 
 from .throttles import retry_after
 
@@ -90,3 +93,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if not (isinstance(data, dict) and isinstance(data.get("detail"), str)):
         response.data = {"detail": _first_message(data) or "Request failed", "errors": data}
     return response
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
+    """Any method on a path under /api/ that no route serves: a JSON 404, not Django's page."""
+    return JsonResponse({"detail": f"No API endpoint at '{request.path}'"}, status=404)

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from daphne import http_protocol
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -123,11 +124,7 @@ DISCARD_BEFORE_CLOSE = 4 * 1024 * 1024
 
 
 def tune_daphne_http() -> None:
-    """Install the bounded request class in daphne (a no-op under other servers)."""
-    try:
-        from daphne import http_protocol
-    except ImportError:
-        return
+    """Install the bounded request class in daphne (harmless under other servers)."""
     if getattr(http_protocol.WebRequest, "bounded_body", False):
         return
 

@@ -10,12 +10,10 @@ from django.conf import settings
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from progress.events import iso
-
-from .limits import json_limit_error
-from .models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionType
-from .selectors import SORT_FIELDS
-from .webhooks import UnsafeCallbackUrl, resolve_callback_url
+from executions.frames import execution_dict
+from executions.limits import json_limit_error
+from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionType
+from executions.selectors import SORT_FIELDS
 
 MAX_TARGET_ID_LENGTH = 100
 
@@ -41,7 +39,8 @@ class ErrorInfoSerializer(serializers.Serializer):
     }
 )
 class HttpUrlField(serializers.URLField):
-    """An http(s) URL whose host resolves to a public address (no SSRF)."""
+    """An http(s) URL. Whether its host is public (no SSRF) is the domain's check,
+    made by ``execution_create``; this field only checks the form."""
 
     default_error_messages = {"invalid": "Enter a valid http(s) URL."}
 
@@ -49,10 +48,6 @@ class HttpUrlField(serializers.URLField):
         value = super().to_internal_value(data)
         if not value.lower().startswith(("http://", "https://")):
             self.fail("invalid")
-        try:
-            resolve_callback_url(value)
-        except UnsafeCallbackUrl as exc:
-            raise serializers.ValidationError(str(exc)) from exc
         return value
 
 
@@ -167,28 +162,7 @@ class ExecutionSerializer(serializers.Serializer):
     callback_url = serializers.CharField(allow_null=True)
 
     def to_representation(self, instance: Execution) -> dict[str, Any]:
-        return execution_to_dict(instance)
-
-
-def execution_to_dict(execution: Execution) -> dict[str, Any]:
-    return {
-        "execution_id": execution.id,
-        "type": execution.type,
-        "target_id": execution.target_id,
-        "status": execution.status,
-        "progress": execution.progress,
-        "inputs": execution.inputs,
-        "config": execution.config,
-        "outputs": execution.outputs,
-        "error": execution.error,
-        "created_at": iso(execution.created_at),
-        "started_at": iso(execution.started_at),
-        "completed_at": iso(execution.completed_at),
-        "failed_at": iso(execution.failed_at),
-        "cancelled_at": iso(execution.cancelled_at),
-        "seq": execution.seq,
-        "callback_url": execution.callback_url or None,
-    }
+        return execution_dict(instance)
 
 
 # Query integers have at most 18 digits: every such value fits the database's
@@ -267,7 +241,7 @@ class TargetListSerializer(serializers.Serializer):
     targets = TargetSerializer(many=True)
 
 
-# --- Events: the stored WebSocket frames (progress.events builds them) -------------------------
+# --- Events: the stored WebSocket frames (executions.frames builds them) -------------------------
 
 TERMINAL_TYPES = sorted(str(status) for status in TERMINAL_STATUSES)
 

@@ -1,15 +1,21 @@
-"""The wire contract: every WebSocket frame is built here, from primitives.
+"""The wire format: every frame, and the execution's public JSON shape, is built here.
 
 A frame is serialised to JSON text once, when its event is recorded; that text
 is stored with the event and travels through the channel layer unchanged, so
-msgpack never meets a datetime and no frame is re-encoded per client.
+msgpack never meets a datetime and no frame is re-encoded per client. The
+protocol is described in the README ("The WebSocket protocol"); the OpenAPI
+serializers in ``executions.api.serializers`` describe these shapes, and a test
+checks every builder here against them.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast, overload
+
+if TYPE_CHECKING:
+    from .models import Execution
 
 
 class Progress(TypedDict):
@@ -26,6 +32,7 @@ class ErrorInfo(TypedDict):
 
 
 FrameType = Literal["status", "started", "progress", "completed", "failed", "cancelled", "error"]
+TERMINAL_FRAME_TYPES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
 class Frame(TypedDict):
@@ -40,6 +47,12 @@ class Frame(TypedDict):
     timestamp: NotRequired[str]
 
 
+@overload
+def iso(dt: datetime) -> str: ...
+@overload
+def iso(dt: None) -> None: ...
+@overload
+def iso(dt: datetime | None) -> str | None: ...
 def iso(dt: datetime | None) -> str | None:
     """UTC ISO-8601 with a ``Z`` offset, microseconds kept so order is visible."""
     if dt is None:
@@ -62,16 +75,16 @@ def event_frame(
     outputs: dict[str, Any] | None = None,
     error: ErrorInfo | None = None,
 ) -> Frame:
-    """The frame of a stored event; its keys depend on the type (see CONTRACT)."""
-    frame: Frame = {"type": event_type, "execution_id": execution_id, "status": status}  # type: ignore[typeddict-item]
+    """The frame of a stored event; its keys depend on the type (README, "The WebSocket protocol")."""
+    frame: Frame = {"type": cast(FrameType, event_type), "execution_id": execution_id, "status": status}
     if event_type == "progress":
         frame["progress"] = progress
-    elif event_type in ("completed", "failed", "cancelled"):
+    elif event_type in TERMINAL_FRAME_TYPES:
         frame["progress"] = progress
         frame["outputs"] = outputs
         frame["error"] = error
     frame["seq"] = seq
-    frame["timestamp"] = iso(timestamp)  # type: ignore[typeddict-item]
+    frame["timestamp"] = iso(timestamp)
     return frame
 
 
@@ -84,9 +97,31 @@ def status_frame(
         "status": status,
         "progress": progress,
         "seq": seq,
-        "timestamp": iso(timestamp),  # type: ignore[typeddict-item]
+        "timestamp": iso(timestamp),
     }
 
 
 def error_frame(message: str) -> Frame:
-    return {"type": "error", "message": message, "timestamp": iso(datetime.now(UTC))}  # type: ignore[typeddict-item]
+    return {"type": "error", "message": message, "timestamp": iso(datetime.now(UTC))}
+
+
+def execution_dict(execution: Execution) -> dict[str, Any]:
+    """The execution's public JSON shape: the REST API's answer, and the pages' initial state."""
+    return {
+        "execution_id": execution.id,
+        "type": execution.type,
+        "target_id": execution.target_id,
+        "status": execution.status,
+        "progress": execution.progress,
+        "inputs": execution.inputs,
+        "config": execution.config,
+        "outputs": execution.outputs,
+        "error": execution.error,
+        "created_at": iso(execution.created_at),
+        "started_at": iso(execution.started_at),
+        "completed_at": iso(execution.completed_at),
+        "failed_at": iso(execution.failed_at),
+        "cancelled_at": iso(execution.cancelled_at),
+        "seq": execution.seq,
+        "callback_url": execution.callback_url or None,
+    }

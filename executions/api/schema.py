@@ -73,7 +73,7 @@ class ApiAutoSchema(AutoSchema):
         if "{" in self.path:
             add(404, "Unknown execution, or someone else's")
         add(406, "The Accept header excludes application/json")
-        # Our throttles (executions.throttles) let safe methods through.
+        # Our throttles (core.throttles) let safe methods through.
         if method not in SAFE_METHODS and view.get_throttles():
             add(429, "Too many requests (throttled)", headers=RETRY_AFTER)
         return errors

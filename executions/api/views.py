@@ -1,26 +1,29 @@
 """REST views of the contract. Each parses input, calls one service or selector,
-and renders; the logic lives in ``services``, ``selectors`` and ``runner``."""
+and renders; the logic lives in the domain (``executions.services``, ``selectors``)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import status
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from progress.events import iso
-from progress.selectors import event_frames_after
+from core.api_errors import SafeJSONParser
+from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
+from executions.frames import execution_dict, iso
+from executions.models import Execution
+from executions.registry import InputsInvalid, all_targets
+from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
+from executions.services import CannotCancel, TargetNotFound, execution_cancel, execution_create
+from executions.webhooks import UnsafeCallbackUrl
 
-from .models import Execution
-from .registry import InputsInvalid, all_targets
-from .selectors import execution_get_for_user, execution_list_for_user
 from .serializers import (
     CancelResponseSerializer,
     DetailSerializer,
@@ -34,15 +37,12 @@ from .serializers import (
     ProgressSerializer,
     TargetListSerializer,
     ValidationErrorSerializer,
-    execution_to_dict,
 )
-from .throttles import CancelThrottle, SubmitThrottle
-from .services import CannotCancel, TargetNotFound, execution_cancel, execution_create
 
 API_PREFIX = "/api/v1"
 
 # Schema: errors implied by a view's configuration (401, 403, 404, 406, 413, 415,
-# 429) are added by executions.openapi.ApiAutoSchema; views declare only the rest.
+# 429) are added by executions.api.schema.ApiAutoSchema; views declare only the rest.
 # The submit examples also seed Schemathesis with bodies that start real runs.
 SUBMIT_EXAMPLES = [
     OpenApiExample(
@@ -109,7 +109,7 @@ class ExecutionCollectionView(APIView):
         items = list(executions[start : start + page_size]) if start < total else []
         return Response(
             {
-                "executions": [execution_to_dict(e) for e in items],
+                "executions": [execution_dict(e) for e in items],
                 "pagination": {
                     "page": page,
                     "page_size": page_size,
@@ -148,6 +148,8 @@ class ExecutionCollectionView(APIView):
                 config=data["config"],
                 callback_url=data.get("callback_url") or "",
             )
+        except UnsafeCallbackUrl as exc:
+            raise ValidationError({"callback_url": [str(exc)]}) from exc
         except TargetNotFound as exc:
             raise NotFound(str(exc)) from exc
         except InputsInvalid as exc:
@@ -167,7 +169,7 @@ class ExecutionCollectionView(APIView):
 class ExecutionDetailView(ExecutionScopedView):
     @extend_schema(operation_id="executions_retrieve", responses={200: ExecutionSerializer})
     def get(self, request: Request, execution_id: str) -> Response:
-        return Response(execution_to_dict(self.get_execution(request, execution_id)))
+        return Response(execution_dict(self.get_execution(request, execution_id)))
 
 
 class ExecutionProgressView(ExecutionScopedView):
@@ -252,7 +254,26 @@ class TargetListView(APIView):
         )
 
 
-@csrf_exempt
-def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
-    """Any method on a path under /api/ that no route serves: a JSON 404, not Django's page."""
-    return JsonResponse({"detail": f"No API endpoint at '{request.path}'"}, status=404)
+class TokenView(ObtainAuthToken):
+    """DRF's obtain_auth_token, JSON only, and open to anyone with a username and password."""
+
+    # ObtainAuthToken sets DRF's plain JSONParser (and form parsers): deeply
+    # nested JSON would then be a RecursionError's 500.
+    parser_classes = [SafeJSONParser]
+    # No authentication: a client holding a stale token (or a browser session
+    # without the CSRF token) can still exchange its password for a token,
+    # instead of getting 401/403 from the credentials it is trying to replace.
+    authentication_classes: list[type] = []
+    throttle_classes = [TokenThrottle]
+
+    @extend_schema(
+        operation_id="auth_token",
+        request=inline_serializer("TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}),
+        responses={
+            200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+            400: OpenApiResponse(ValidationErrorSerializer, description="Missing fields or bad credentials"),
+        },
+        auth=[],
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)

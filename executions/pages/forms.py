@@ -12,8 +12,8 @@ from typing import Any
 
 from django import forms
 
-from .models import ExecutionStatus, ExecutionType
-from .registry import Target, all_targets
+from executions.models import ExecutionStatus, ExecutionType
+from executions.registry import Target, all_targets
 
 #: Strings longer than this get a textarea rather than a one-line input.
 TEXTAREA_FROM_LENGTH = 200

@@ -23,16 +23,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from progress.events import iso
-from progress.models import TERMINAL_EVENT_TYPES
-from progress.selectors import event_frames_after
+from executions.frames import execution_dict, iso
+from executions.models import TERMINAL_EVENT_TYPES, Execution, ExecutionStatus
+from executions.registry import InputsInvalid, all_targets, get_target
+from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
+from executions.services import CannotCancel, execution_cancel, execution_create
 
 from .forms import ExecutionFilterForm, ExecutionStartForm, target_for_key, target_key
-from .models import Execution, ExecutionStatus
-from .registry import InputsInvalid, all_targets, get_target
-from .selectors import execution_get_for_user, execution_list_for_user
-from .serializers import execution_to_dict
-from .services import CannotCancel, execution_cancel, execution_create
 
 PAGE_SIZE = 20
 #: The detail page renders at most this many of the latest events in its timeline.
@@ -242,7 +239,7 @@ def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
     timeline = build_timeline(frames, planned_steps=planned_steps(execution), status=execution.status)
     timeline.hidden_events = first_shown
     now = timezone.now()
-    state = execution_to_dict(execution)
+    state = execution_dict(execution)
     state["progress_at"] = iso(timeline.progress_at)
     return render(
         request,
