@@ -6,7 +6,7 @@ installed. It creates ``.venv`` next to this file if needed, installs
 ``requirements-dev.lock`` (every transitive dependency pinned with its hashes)
 into it when the lock changed since the last
 install (a sha256 of the lock files is kept in ``.venv``), then replaces
-itself with ``.venv/bin/python -m config.devstack ...``, which does the work.
+itself with ``.venv/bin/python -m devtools.launcher ...``, which does the work.
 
 Deliberately free of syntax newer than Python 3.6 (annotations are strings,
 no ``from __future__``) so that an old interpreter reaches the version check
@@ -113,7 +113,7 @@ def main(argv: "list[str]") -> "None":
     os.chdir(str(ROOT))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(str(python), [str(python), "-m", "config.devstack"] + argv)
+    os.execv(str(python), [str(python), "-m", "devtools.launcher"] + argv)
 
 
 if __name__ == "__main__":

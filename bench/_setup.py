@@ -1,9 +1,9 @@
 """Shared set-up of the benchmarks: a throw-away SQLite database, Redis, Django.
 
 Importing this module never loads Django; :func:`prepare_django` does, after
-pointing the settings at a temporary SQLite file and a Redis (the embedded one
-from ``config.devstack`` unless ``REDIS_URL`` is set). Every process this
-starts is stopped at exit by ``config.devstack``, and the directory is removed.
+pointing the settings at a temporary SQLite file and a Redis (the embedded one,
+see ``devtools.processes``, unless ``REDIS_URL`` is set). That Redis is stopped
+at exit, and the directory is removed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config import devstack
+from devtools import processes
 
 
 @dataclass
@@ -28,13 +28,13 @@ class BenchEnv:
     work_dir: Path
     sqlite_path: Path
     redis_url: str
-    redis: devstack.Service | None
+    redis: processes.Child | None
 
 
 def prepare_django(prefix: str) -> BenchEnv:
     """Temp SQLite + Redis + ``django.setup()`` + ``migrate``; call before any Django import."""
     work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
-    # Registered before any service starts, so it runs after devstack has stopped them.
+    # Registered first, so it runs last: after Redis has been stopped.
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
     sqlite_path = work_dir / "bench.sqlite3"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -42,9 +42,10 @@ def prepare_django(prefix: str) -> BenchEnv:
     os.environ.pop("DATABASE_URL", None)  # settings would prefer it over SQLITE_PATH
     os.environ["SQLITE_PATH"] = str(sqlite_path)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    redis: devstack.Service | None = None
+    redis: processes.Child | None = None
     if not os.environ.get("REDIS_URL"):
-        redis = devstack.start_redis(work_dir / "redis")
+        redis = processes.start_redis(work_dir / "redis")
+        atexit.register(redis.stop)
         os.environ["REDIS_URL"] = redis.url or ""
     import django
 
@@ -81,15 +82,11 @@ def describe_ms(values_s: list[float]) -> str:
     )
 
 
-def start_servers(bench: BenchEnv, *, concurrency: int = 2) -> devstack.AppServers:
+def start_servers(bench: BenchEnv, *, concurrency: int = 2) -> processes.AppServers:
     """daphne (free port) and a prefork Celery worker on the benchmark's database."""
     env = dict(os.environ)
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
     env.setdefault("LOG_LEVEL", "WARNING")
-    servers = devstack.AppServers(env, devstack.free_port(), bench.work_dir / "log", concurrency=concurrency)
-    try:
-        servers.start()
-    except BaseException:
-        servers.stop()
-        raise
+    servers = processes.AppServers(env, processes.free_port(), bench.work_dir / "log", concurrency=concurrency)
+    servers.start()
     return servers

@@ -8,6 +8,7 @@ and the real stack (``redis_url``, ``live_stack``, ``api_user``; see tests/stack
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from config import devstack
+from devtools import processes
 from executions.models import Execution
 
 from . import stack as stack_module
@@ -110,16 +111,14 @@ def redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="e2e-redis-") as data_dir:
-        service = devstack.start_redis(Path(data_dir))
-        url = service.url or ""
+        redis = processes.start_redis(Path(data_dir))
+        url = redis.url or ""
         stack_module.point_settings_at_redis(url)
         try:
             yield url
         finally:
-            service.stop()
+            redis.stop()
 
 
 @pytest.fixture(scope="session")

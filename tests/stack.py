@@ -16,11 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from config import devstack
+from channels.layers import channel_layers
+from django.conf import settings
+from django.db import connections
 
+from config.celery import app
+from devtools import processes
 
-#: daphne and a Celery worker serving the test database (see ``config.devstack``).
-LiveStack = devstack.AppServers
+#: daphne and a Celery worker serving the test database (see ``devtools.processes``).
+LiveStack = processes.AppServers
 
 
 def child_database_env(env: dict[str, str]) -> None:
@@ -30,8 +34,6 @@ def child_database_env(env: dict[str, str]) -> None:
     name in the connection settings (a SQLite file path, or e.g.
     ``test_<name>`` for PostgreSQL, with any xdist suffix), whatever produced it.
     """
-    from django.db import connections
-
     settings_dict = connections["default"].settings_dict
     name = str(settings_dict["NAME"])
     if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
@@ -44,12 +46,9 @@ def child_database_env(env: dict[str, str]) -> None:
     parts = urlsplit(url)
     env["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + quote(name)))
 
+
 def point_settings_at_redis(url: str) -> None:
-    from channels.layers import channel_layers
-    from django.conf import settings
-
-    from config.celery import app
-
+    """Make this process's channel layer and Celery broker use the Redis at ``url``."""
     settings.REDIS_URL = url
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
     channel_layers.backends.clear()
@@ -73,7 +72,7 @@ def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
 @contextmanager
 def running_stack(env: dict[str, str], log_dir: Path) -> Iterator[LiveStack]:
     """daphne (free port) and a worker, stopped on exit; logs in ``log_dir``."""
-    stack = LiveStack(env, devstack.free_port(), log_dir)
+    stack = LiveStack(env, processes.free_port(), log_dir)
     try:
         stack.start()
         yield stack

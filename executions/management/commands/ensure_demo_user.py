@@ -1,13 +1,19 @@
-"""Create the local demo accounts, idempotently, and print how to log in.
+"""Create the local demo accounts, idempotently, and say how to log in.
 
 ``dev.py run`` calls this on every start. The passwords are random (never a
 well-known default that could leak into a deployment) and kept in
 ``var/<user>_password`` (mode 0600, ``var/`` is git-ignored) so every start
 prints the same credentials and the browser's saved login keeps working.
+
+The credentials are printed for a person (unless ``--verbosity 0``) and, with
+``--credentials-file PATH``, written there as JSON (mode 0600) for a program:
+that is how ``dev.py run`` gets them for its banner, as data rather than by
+reading this command's output.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -17,7 +23,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -47,13 +53,13 @@ def read_password(path: Path) -> str | None:
     return value or None
 
 
-def write_password(path: Path, password: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write the file readable by the owner only, created that way (no chmod race)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(password + "\n")
+        fh.write(text)
     os.replace(tmp, path)
 
 
@@ -79,7 +85,7 @@ def ensure_account(account: Account, password_file: Path) -> tuple[AbstractBaseU
             user.save()
         token, _ = Token.objects.get_or_create(user=user)
     if stored is None:
-        write_password(password_file, password)
+        write_private(password_file, password + "\n")
     return user, password, token.key
 
 
@@ -88,10 +94,31 @@ class Command(BaseCommand):
     # dev.py runs migrate (which runs the checks) just before; once is enough.
     requires_system_checks: ClassVar[list[str]] = []
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--credentials-file",
+            type=Path,
+            help='Also write the credentials to this file as JSON (mode 0600): '
+            '{"accounts": [{"username", "password", "token", "description", "superuser"}, ...]}.',
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        accounts = []
         for account in ACCOUNTS:
             _, password, token = ensure_account(account, var_dir() / f"{account.username}_password")
-            self.stdout.write(f"{account.description}:")
-            self.stdout.write(f"  username: {account.username}")
-            self.stdout.write(f"  password: {password}")
-            self.stdout.write(f"  token: {token}")
+            accounts.append(
+                {
+                    "username": account.username,
+                    "password": password,
+                    "token": token,
+                    "description": account.description,
+                    "superuser": account.superuser,
+                }
+            )
+            if options["verbosity"] >= 1:
+                self.stdout.write(f"{account.description}:")
+                self.stdout.write(f"  username: {account.username}")
+                self.stdout.write(f"  password: {password}")
+                self.stdout.write(f"  token: {token}")
+        if options["credentials_file"] is not None:
+            write_private(options["credentials_file"], json.dumps({"accounts": accounts}, indent=2) + "\n")
