@@ -38,7 +38,7 @@ def main() -> None:
     from executions.models import Execution
     from executions.registry import pipeline
     from executions.context import RunContext
-from executions.runner import execution_run
+    from executions.runner import execution_run
     from executions.models import ProgressSnapshot
 
     reports = args.reports
