@@ -199,6 +199,35 @@ EXECUTION_MAX_SECONDS = env_float("EXECUTION_MAX_SECONDS", 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(EXECUTION_MAX_SECONDS * 2 + 600)}
 # Test runs can execute tasks inline (no worker) by setting this.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
+# A submit while the broker is unreachable answers 503 within about this many
+# seconds instead of hanging on the connection (kombu's default is 4 s per try).
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# What a 503 for an unreachable broker tells clients to wait before retrying.
+BROKER_RETRY_AFTER_SECONDS = env_int("BROKER_RETRY_AFTER_SECONDS", 5)
+
+# --- Liveness: every execution ends, whatever process dies -----------------------------
+# (README, "Reliability"). A running execution's monitor thread writes its
+# heartbeat this often; every worker sweeps this often: it fails running
+# executions whose heartbeat is older than the timeout (WorkerLostError) and
+# queues again pending ones whose task message is gone. Worst case from a kill
+# to the failed event: heartbeat + timeout + sweep = 45 s with the defaults.
+EXECUTION_HEARTBEAT_SECONDS = env_float("EXECUTION_HEARTBEAT_SECONDS", 5)
+EXECUTION_HEARTBEAT_TIMEOUT_SECONDS = env_float("EXECUTION_HEARTBEAT_TIMEOUT_SECONDS", 30)
+WORKER_SWEEP_SECONDS = env_float("WORKER_SWEEP_SECONDS", 10)
+# A pending execution is queued again once its message has been missing from
+# the broker for a sweep, and at the earliest this long after it was queued.
+EXECUTION_REQUEUE_SECONDS = env_float("EXECUTION_REQUEUE_SECONDS", 30)
+# On SIGTERM a worker takes no new work and gives running executions this long
+# to finish; those still running then end `failed` (WorkerShutdown).
+WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30)
+
+# --- Retention -----------------------------------------------------------------------
+# Ended executions older than this are deleted with their events and webhook
+# attempts, by every worker once per interval and by `manage.py prune_executions`.
+# 0 keeps everything.
+EXECUTION_RETENTION_DAYS = env_float("EXECUTION_RETENTION_DAYS", 30)
+EXECUTION_PRUNE_INTERVAL_SECONDS = env_float("EXECUTION_PRUNE_INTERVAL_SECONDS", 3600)
 
 # --- Progress ---------------------------------------------------------------------
 # At most one progress event per execution per interval; step boundaries are

@@ -4,16 +4,22 @@ client address on password checks (the token endpoint, the login pages).
 The rate is read from settings on every request (DRF's own throttles freeze it
 at import), so ``THROTTLE_SUBMIT_RATE`` / ``THROTTLE_CANCEL_RATE`` and test
 overrides take effect. Counters live in the shared cache (Redis), so every
-daphne process counts the same requests.
+server process counts the same requests. While Redis is unreachable they let
+requests through (logged): a throttle must not turn an outage into 500s, and
+the submit itself then answers 503 (its broker is the same Redis).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 from django.conf import settings
+from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
+
+logger = logging.getLogger(__name__)
 
 
 class _WriteThrottle(UserRateThrottle):
@@ -23,7 +29,12 @@ class _WriteThrottle(UserRateThrottle):
     def allow_request(self, request: Any, view: Any) -> bool:
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return True
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except (RedisError, OSError) as exc:
+            logger.warning("%s throttle unavailable, letting the request through: %r", self.scope, exc)
+            self.history = []
+            return True
 
 
 class SubmitThrottle(_WriteThrottle):
@@ -64,8 +75,11 @@ class FailedLoginThrottle(TokenThrottle):
 
     def record_failure(self) -> None:
         """Count the attempt ``allow_request`` just let through."""
-        if self.rate is not None:
-            SimpleRateThrottle.throttle_success(self)
+        if self.rate is not None and getattr(self, "key", None) is not None:
+            try:
+                SimpleRateThrottle.throttle_success(self)
+            except (RedisError, OSError) as exc:
+                logger.warning("login throttle unavailable, a failure went uncounted: %r", exc)
 
 
 def retry_after(wait: float | None) -> int:

@@ -21,10 +21,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from .events import event_record
 from .frames import Progress
-from .models import TERMINAL_STATUSES, EventType, Execution
+from .models import TERMINAL_STATUSES, EventType, Execution, ExecutionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class RunContext:
         timeout: float | None,
         coalesce_seconds: float,
         poll_seconds: float,
+        heartbeat_seconds: float = 5.0,
     ):
         self.execution_id = execution_id
         self.inputs = dict(inputs)
@@ -72,6 +74,7 @@ class RunContext:
         self._deadline = None if timeout is None else self._started + timeout
         self._coalesce = coalesce_seconds
         self._poll = poll_seconds
+        self._heartbeat = heartbeat_seconds
         self._finished_steps = 0
         self._step_index = -1  # 0-based index of the step running now; -1 before the first
         self._percentage = 0.0
@@ -223,21 +226,35 @@ class RunContext:
                     pass
 
     def _watch(self) -> None:
+        """Poll for a cancel, watch the deadline, flush coalesced reports, and beat.
+
+        The heartbeat (``heartbeat_at``, no event) tells the sweepers that this
+        run is alive; a run whose heartbeat stops is failed as lost. A failing
+        iteration (the database briefly unreachable) is logged and retried: if
+        the monitor itself died, the run would be declared lost while alive.
+        """
         tick = max(min(self._poll, self._coalesce or self._poll) / 2, 0.01)
-        next_poll = time.monotonic()
+        next_poll = next_beat = time.monotonic()
         try:
             while not self._monitor_done.wait(tick):
-                now = time.monotonic()
-                if self._deadline_passed():
-                    self._set_stop(ExecutionTimeout(self.timeout or 0))
-                if now >= next_poll:
-                    next_poll = now + self._poll
-                    status = Execution.objects.filter(pk=self.execution_id).values_list("status", flat=True).first()
-                    if status is None or status in TERMINAL_STATUSES:
-                        self._set_stop(ExecutionCancelled("Execution was cancelled"))
-                if not self._stop.is_set():
-                    self._flush_due()
-        except Exception:  # noqa: BLE001 - a monitor failure must not kill the run
-            logger.exception("progress monitor of %s failed", self.execution_id)
+                try:
+                    now = time.monotonic()
+                    if self._deadline_passed():
+                        self._set_stop(ExecutionTimeout(self.timeout or 0))
+                    if now >= next_beat:
+                        next_beat = now + self._heartbeat
+                        Execution.objects.filter(pk=self.execution_id, status=ExecutionStatus.RUNNING).update(
+                            heartbeat_at=timezone.now()
+                        )
+                    if now >= next_poll:
+                        next_poll = now + self._poll
+                        status = Execution.objects.filter(pk=self.execution_id).values_list("status", flat=True).first()
+                        if status is None or status in TERMINAL_STATUSES:
+                            self._set_stop(ExecutionCancelled("Execution was cancelled"))
+                    if not self._stop.is_set():
+                        self._flush_due()
+                except Exception:  # noqa: BLE001 - a monitor failure must not kill the run
+                    logger.exception("progress monitor of %s failed; retrying", self.execution_id)
+                    self._monitor_done.wait(1.0)
         finally:
             connection.close()

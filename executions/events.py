@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .frames import ErrorInfo, Progress, dumps, event_frame
@@ -81,20 +82,23 @@ def event_record(
     progress: Progress | None = None,
     outputs: dict[str, Any] | None = None,
     error: ErrorInfo | None = None,
+    worker: str = "",
+    only_if: Q | None = None,
 ) -> RecordedEvent | None:
     """Record one event; return it, or None when the transition is not allowed.
 
     ``progress`` is the new progress for ``started``, ``progress`` and
     ``completed``; for ``failed`` it is optional (the latest progress the run
     knew of) and ``cancelled`` keeps the progress the execution has.
+    ``worker`` names the Celery worker that claims the run (``started`` only).
+    ``only_if`` is a further condition on the locked row, checked in the same
+    transaction: the sweeper fails a run only if its heartbeat is still stale.
     """
     with transaction.atomic():
-        execution = (
-            Execution.objects.select_for_update()
-            .only("id", "status", "seq", "progress", "callback_url")
-            .filter(pk=execution_id)
-            .first()
-        )
+        query = Execution.objects.select_for_update().only("id", "status", "seq", "progress", "callback_url")
+        if only_if is not None:
+            query = query.filter(only_if)
+        execution = query.filter(pk=execution_id).first()
         if execution is None or execution.status not in ALLOWED_FROM[event_type]:
             return None
         now = timezone.now()
@@ -109,6 +113,10 @@ def event_record(
         updates: dict[str, Any] = {"seq": seq, "status": status, "progress": new_progress}
         if event_type in TIMESTAMP_FIELD:
             updates[TIMESTAMP_FIELD[event_type]] = now
+        if event_type == EventType.STARTED:
+            # The claim: the first heartbeat, and who holds the run.
+            updates["worker"] = worker
+            updates["heartbeat_at"] = now
         if event_type == EventType.COMPLETED:
             updates["outputs"] = outputs
         if event_type == EventType.FAILED:

@@ -59,6 +59,14 @@ class Execution(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # Liveness (not part of the public shape). When the task message was last
+    # handed to the broker: a pending execution whose message is gone is
+    # queued again (``executions.maintenance``).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    # The Celery worker (node name) that claimed the run, and the last time its
+    # monitor thread said the run is alive; a stale heartbeat fails the run.
+    worker = models.CharField(max_length=255, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -69,6 +77,9 @@ class Execution(models.Model):
             models.Index(fields=["target_id", "-created_at"], name="exec_target_created"),
             models.Index(fields=["started_at"], name="exec_started"),
             models.Index(fields=["completed_at"], name="exec_completed"),
+            # The sweeper's two queries: running by heartbeat, pending by enqueue time.
+            models.Index(fields=["status", "heartbeat_at"], name="exec_status_heartbeat"),
+            models.Index(fields=["status", "enqueued_at"], name="exec_status_enqueued"),
         ]
 
     def __str__(self) -> str:
@@ -140,3 +151,18 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id} webhook #{self.attempt}"
+
+
+class WorkerBeat(models.Model):
+    """A Celery worker that is (or was) alive: written by every worker every few seconds.
+
+    ``/readyz`` needs at least one worker seen within the heartbeat window.
+    """
+
+    hostname = models.CharField(primary_key=True, max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.hostname} (last seen {self.last_seen_at:%Y-%m-%d %H:%M:%S})"

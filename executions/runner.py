@@ -55,12 +55,20 @@ def execution_fail(*, execution_id: str, error: ErrorInfo) -> bool:
     return event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error) is not None
 
 
-def execution_run(*, execution_id: str) -> str | None:
+#: The execution this process is running now, if any, and the worker it runs
+#: in: a worker child told to stop (SIGTERM) records its end (``executions.worker``).
+current_execution_id: str | None = None
+current_worker: str = ""
+
+
+def execution_run(*, execution_id: str, worker: str = "") -> str | None:
     """Claim a pending execution, run its target and record how it ended.
 
     Returns the terminal status it recorded, or None when the claim failed
     (a second delivery of the same task, or the execution was cancelled first).
+    ``worker`` is the Celery node name, kept on the execution for the sweepers.
     """
+    global current_execution_id, current_worker
     close_old_connections()
     execution = Execution.objects.filter(pk=execution_id).first()
     if execution is None or execution.status != "pending":
@@ -72,11 +80,15 @@ def execution_run(*, execution_id: str) -> str | None:
             error={"type": "LookupError", "message": f"Target {execution.target_id!r} is no longer registered", "details": None},
         )
         return "failed"
-    steps = target.step_names(execution.inputs)
+    try:
+        steps = target.step_names(execution.inputs)
+    except Exception as exc:  # noqa: BLE001 - a target's step function failing fails the run, never strands it
+        return "failed" if execution_fail(execution_id=execution_id, error=_error_info(exc)) else None
     started = event_record(
         execution_id=execution_id,
         event_type=EventType.STARTED,
         progress={"current_step": 0, "total_steps": len(steps), "percentage": 0.0, "current_step_name": None},
+        worker=worker,
     )
     if started is None:
         return None
@@ -90,12 +102,15 @@ def execution_run(*, execution_id: str) -> str | None:
         timeout=execution_timeout(execution.config),
         coalesce_seconds=settings.PROGRESS_COALESCE_SECONDS,
         poll_seconds=settings.PROGRESS_CANCEL_POLL_SECONDS,
+        heartbeat_seconds=settings.EXECUTION_HEARTBEAT_SECONDS,
     )
+    current_execution_id, current_worker = execution_id, worker
     ctx.start_monitor()
     try:
         return _run_target(ctx, target)
     finally:
         ctx.stop_monitor()
+        current_execution_id = None
 
 
 def _record_failure(ctx: RunContext, error: ErrorInfo) -> str | None:

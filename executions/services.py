@@ -8,11 +8,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from .events import RecordedEvent, event_record
-from .models import EventType, Execution
+from .models import EventType, Execution, ExecutionStatus
 from .registry import get_target
-from .runner import execution_fail, execution_timeout
+from .runner import execution_timeout
 from .tasks import run_execution
 from .webhooks import resolve_callback_url
 
@@ -27,6 +29,13 @@ class TargetNotFound(LookupError):  # noqa: N818 - reads as the API's answer
     def __init__(self, target_type: str, target_id: str):
         label = "Agent" if target_type == "agent" else "Pipeline"
         super().__init__(f"{label} '{target_id}' not found")
+
+
+class QueueUnavailable(RuntimeError):  # noqa: N818 - reads as the API's answer
+    """The broker could not take the run's task message (Redis down); nothing was stored."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(f"The task queue is unavailable, try again shortly ({type(cause).__name__})")
 
 
 class CannotCancel(ValueError):  # noqa: N818
@@ -48,7 +57,8 @@ def execution_create(
 
     Raises ``webhooks.UnsafeCallbackUrl`` (a ``callback_url`` on a private
     address), :class:`TargetNotFound` or ``registry.InputsInvalid``, checked in
-    that order.
+    that order, and :class:`QueueUnavailable` when the broker cannot take the
+    task: the row is then deleted again, so a refused submit leaves nothing.
     """
     if callback_url:
         resolve_callback_url(callback_url)
@@ -56,16 +66,26 @@ def execution_create(
     if target is None:
         raise TargetNotFound(type, target_id)
     cleaned = target.validate_inputs(inputs)
-    with transaction.atomic():
-        execution = Execution.objects.create(
-            owner=owner,
-            type=type,
-            target_id=target_id,
-            inputs=cleaned,
-            config=config,
-            callback_url=callback_url or "",
-        )
-        transaction.on_commit(lambda: _enqueue(execution))
+    execution: Execution | None = None
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                owner=owner,
+                type=type,
+                target_id=target_id,
+                inputs=cleaned,
+                config=config,
+                callback_url=callback_url or "",
+                enqueued_at=timezone.now(),
+            )
+            created = execution
+            # After commit, or the worker may not find the row; robust=False
+            # so that a broker failure reaches this caller.
+            transaction.on_commit(lambda: execution_enqueue(created), robust=False)
+    except QueueUnavailable:
+        if execution is not None:
+            Execution.objects.filter(pk=execution.id, status=ExecutionStatus.PENDING, seq=0).delete()
+        raise
     return execution
 
 
@@ -76,16 +96,18 @@ def celery_time_limits(config: dict[str, Any]) -> tuple[float, float]:
     return soft, soft + HARD_LIMIT_GRACE_SECONDS
 
 
-def _enqueue(execution: Execution) -> None:
+def execution_enqueue(execution: Execution) -> None:
+    """Hand the run's task to the broker; raise :class:`QueueUnavailable` if it is unreachable.
+
+    Also used to queue a pending execution again when its message was lost
+    (``executions.maintenance``): the run's claim makes a second delivery harmless.
+    """
     soft, hard = celery_time_limits(execution.config)
     try:
         run_execution.apply_async(args=[execution.id], soft_time_limit=soft, time_limit=hard)
-    except Exception as exc:  # noqa: BLE001 - a broker outage must not leave it pending forever
-        logger.exception("could not queue %s", execution.id)
-        execution_fail(
-            execution_id=execution.id,
-            error={"type": "QueueUnavailable", "message": f"Could not queue the execution: {exc}", "details": None},
-        )
+    except (OperationalError, OSError) as exc:
+        logger.warning("could not queue %s: %r", execution.id, exc)
+        raise QueueUnavailable(exc) from exc
 
 
 def execution_cancel(*, execution_id: str) -> RecordedEvent:

@@ -8,6 +8,7 @@ from typing import Any
 from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.worker.request import Request
+from billiard.einfo import ExceptionInfo
 from django.dispatch import receiver
 
 from .events import RecordedEvent
@@ -28,19 +29,23 @@ class ExecutionRequest(Request):
         if not soft:
             self._fail("TimeoutError", f"Execution exceeded its hard time limit of {timeout:g} s")
 
-    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):  # noqa: ANN001, ANN201
+    def on_failure(self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False) -> None:
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
-        if isinstance(exc_info.exception, WorkerLostError):
-            self._fail("WorkerLostError", "The worker process running this execution died")
+        # billiard hands the exception over wrapped (ExceptionWithTraceback);
+        # Celery itself unwraps it with ``.exc``.
+        exception = getattr(exc_info.exception, "exc", exc_info.exception)
+        if isinstance(exception, WorkerLostError):
+            self._fail("WorkerLostError", f"The worker process running this execution died: {exception}")
 
     def _fail(self, error_type: str, message: str) -> None:
         execution_id = (self.args or [None])[0]
         if execution_id:
             try:
                 execution_fail(
-                    execution_id=execution_id, error={"type": error_type, "message": message, "details": None}
+                    execution_id=execution_id,
+                    error={"type": error_type, "message": message, "details": {"worker": self.hostname}},
                 )
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the sweeper fails it later if this write cannot be made
                 logger.exception("could not mark %s failed", execution_id)
 
 
@@ -48,9 +53,9 @@ class ExecutionTask(Task):
     Request = ExecutionRequest
 
 
-@shared_task(base=ExecutionTask, name="executions.run_execution", ignore_result=True)
-def run_execution(execution_id: str) -> str | None:
-    return execution_run(execution_id=execution_id)
+@shared_task(bind=True, base=ExecutionTask, name="executions.run_execution", ignore_result=True)
+def run_execution(self: Task, execution_id: str) -> str | None:
+    return execution_run(execution_id=execution_id, worker=self.request.hostname or "")
 
 
 @shared_task(bind=True, name="executions.deliver_webhook", ignore_result=True, max_retries=5)

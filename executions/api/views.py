@@ -21,7 +21,9 @@ from executions.frames import execution_dict, iso
 from executions.models import Execution
 from executions.registry import InputsInvalid, all_targets
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from executions.services import CannotCancel, TargetNotFound, execution_cancel, execution_create
+from django.conf import settings
+
+from executions.services import CannotCancel, QueueUnavailable, TargetNotFound, execution_cancel, execution_create
 from executions.webhooks import UnsafeCallbackUrl
 
 from .serializers import (
@@ -154,6 +156,12 @@ class ExecutionCollectionView(APIView):
             raise NotFound(str(exc)) from exc
         except InputsInvalid as exc:
             raise ValidationError({"inputs": exc.errors}) from exc
+        except QueueUnavailable as exc:
+            return Response(
+                {"detail": str(exc)},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(settings.BROKER_RETRY_AFTER_SECONDS)},
+            )
         return Response(
             {
                 "execution_id": execution.id,

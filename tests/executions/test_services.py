@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from kombu.exceptions import OperationalError
 from django.test import override_settings
 
 from executions.models import Execution
@@ -17,13 +18,15 @@ from executions.runner import execution_fail
 from executions.services import (
     HARD_LIMIT_GRACE_SECONDS,
     CannotCancel,
+    QueueUnavailable,
     TargetNotFound,
     celery_time_limits,
     execution_cancel,
     execution_create,
 )
-from executions.models import EventType, ProgressSnapshot
 from executions.events import event_record
+from executions.models import EventType, ProgressSnapshot
+from executions.tasks import run_execution
 
 from ..helpers import create_execution, final_progress, start_progress, step_progress
 
@@ -91,23 +94,16 @@ def test_create_queues_the_run_only_after_commit(alice: Any, task_queue: Any, dj
     assert task_queue.calls[0]["time_limit"] == 7 + HARD_LIMIT_GRACE_SECONDS
 
 
-@pytest.mark.django_db
-def test_create_marks_the_execution_failed_when_the_broker_is_down(
-    alice: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
-) -> None:
-    from executions.tasks import run_execution
-
+@pytest.mark.django_db(transaction=True)
+def test_create_refuses_and_stores_nothing_when_the_broker_is_down(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("broker unreachable")
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(run_execution, "apply_async", broken)
-    with django_capture_on_commit_callbacks(execute=True):
-        execution = execution_create(owner=alice, type="agent", target_id="echo", inputs={}, config={})
-    execution.refresh_from_db()
-    assert execution.status == "failed"
-    assert execution.error["type"] == "QueueUnavailable"
-    assert "broker unreachable" in execution.error["message"]
-    assert event_types(execution.id) == ["failed"]
+    with pytest.raises(QueueUnavailable, match="task queue is unavailable"):
+        execution_create(owner=alice, type="agent", target_id="echo", inputs={}, config={})
+    assert not Execution.objects.exists()
+    assert not ProgressSnapshot.objects.exists()
 
 
 @pytest.mark.django_db

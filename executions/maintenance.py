@@ -1,0 +1,254 @@
+"""Keeping the truth true: the services every worker runs periodically.
+
+* :func:`executions_fail_lost` fails running executions whose heartbeat stopped
+  (the worker was killed, its machine lost): ``WorkerLostError``.
+* :func:`executions_requeue_lost` queues again pending executions whose task
+  message is gone from the broker (Redis restarted without persistence, the
+  queue flushed).
+* :func:`executions_fail_on_shutdown` fails the runs a stopping worker still
+  holds when its grace period ends: ``WorkerShutdown``.
+* :func:`executions_prune` deletes ended executions past the retention period.
+
+Each is safe when several workers run it at once: a state change is a
+compare-and-set (the event writer's locked transition, or a conditional
+``UPDATE``), so only one of them acts on a given execution. They run in the
+worker (``executions.worker``) and from ``manage.py prune_executions``; the
+README's "Reliability" section gives the bounds they keep.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .events import event_record
+from .frames import ErrorInfo, iso
+from .models import (
+    TERMINAL_STATUSES,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    ProgressSnapshot,
+    WebhookAttempt,
+    WorkerBeat,
+)
+from .services import QueueUnavailable, execution_enqueue
+from .tasks import run_execution
+
+logger = logging.getLogger(__name__)
+
+#: How many executions one sweep looks at (the rest wait for the next sweep).
+SWEEP_BATCH = 200
+
+
+def worker_beat(*, hostname: str, pid: int, started_at: datetime) -> None:
+    """Record that a worker is alive (``/readyz`` wants one seen recently)."""
+    WorkerBeat.objects.update_or_create(
+        hostname=hostname, defaults={"pid": pid, "started_at": started_at, "last_seen_at": timezone.now()}
+    )
+
+
+def workers_alive(*, within_seconds: float | None = None) -> int:
+    """How many workers beat within the heartbeat window."""
+    window = settings.EXECUTION_HEARTBEAT_TIMEOUT_SECONDS if within_seconds is None else within_seconds
+    return WorkerBeat.objects.filter(last_seen_at__gte=timezone.now() - timedelta(seconds=window)).count()
+
+
+def _stale(cutoff: datetime) -> Q:
+    """Running with no heartbeat since ``cutoff`` (a run claimed before heartbeats existed counts from its start)."""
+    return Q(status=ExecutionStatus.RUNNING) & (
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+
+
+def executions_fail_lost(*, swept_by: str = "", now: datetime | None = None) -> list[str]:
+    """Fail running executions whose heartbeat is older than the timeout; return their ids.
+
+    The staleness is checked again inside the event's locked transaction, so a
+    run whose heartbeat arrives between the query and the write is left alone,
+    and two sweepers never both fail the same run.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.EXECUTION_HEARTBEAT_TIMEOUT_SECONDS)
+    candidates = list(
+        Execution.objects.filter(_stale(cutoff)).values_list("id", "worker", "heartbeat_at", "started_at")[:SWEEP_BATCH]
+    )
+    failed = []
+    for execution_id, worker, heartbeat_at, started_at in candidates:
+        last_seen = heartbeat_at or started_at
+        error: ErrorInfo = {
+            "type": "WorkerLostError",
+            "message": (
+                f"The worker running this execution ({worker or 'unknown'}) stopped answering: "
+                f"its last heartbeat was at {iso(last_seen)}, "
+                f"{(now - last_seen).total_seconds():.0f} s before this check"
+            ),
+            "details": {
+                "worker": worker or None,
+                "last_heartbeat_at": iso(last_seen),
+                "detected_at": iso(now),
+                "detected_by": swept_by or None,
+            },
+        }
+        if event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error, only_if=_stale(cutoff)):
+            logger.warning("failed lost execution %s (worker %s, last heartbeat %s)", execution_id, worker, iso(last_seen))
+            failed.append(execution_id)
+    return failed
+
+
+def executions_fail_on_shutdown(*, worker: str, grace_seconds: float) -> list[str]:
+    """Fail the executions ``worker`` still runs once its shutdown grace has passed.
+
+    Their run's monitor sees the terminal state within a poll and stops the
+    target, so the worker can finish its warm shutdown.
+    """
+    failed = []
+    for execution_id in Execution.objects.filter(status=ExecutionStatus.RUNNING, worker=worker).values_list("id", flat=True):
+        error: ErrorInfo = {
+            "type": "WorkerShutdown",
+            "message": (
+                f"The worker {worker} was stopped (a deploy or restart) and this execution was still running "
+                f"when its {grace_seconds:g} s grace period ended; start it again to finish it"
+            ),
+            "details": {"worker": worker, "grace_seconds": grace_seconds},
+        }
+        if event_record(
+            execution_id=execution_id, event_type=EventType.FAILED, error=error, only_if=Q(worker=worker)
+        ):
+            failed.append(execution_id)
+    return failed
+
+
+def execution_fail_on_signal(*, execution_id: str, worker: str, signal_name: str) -> bool:
+    """A worker child told to stop by a signal fails the run it holds before it dies."""
+    error: ErrorInfo = {
+        "type": "WorkerShutdown",
+        "message": (
+            f"The worker process running this execution ({worker or 'unknown'}) received {signal_name} and stopped; "
+            "start it again to finish it"
+        ),
+        "details": {"worker": worker or None, "signal": signal_name},
+    }
+    return event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error) is not None
+
+
+@dataclass(frozen=True)
+class Requeued:
+    execution_ids: list[str]
+    #: False when the broker's queue could not be inspected and age alone decided.
+    inspected: bool
+
+
+def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
+    """Queue again the pending executions whose task message the broker no longer holds.
+
+    A candidate was queued at least ``EXECUTION_REQUEUE_SECONDS`` ago; with a
+    Redis broker it is requeued only when its id is in neither the queue nor
+    the unacknowledged set (a message waiting behind others stays alone).
+    With another broker, age alone decides: a duplicate is harmless, since
+    only one delivery can claim the run. ``enqueued_at`` is moved forward with
+    a compare-and-set, so concurrent sweepers queue each execution once.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.EXECUTION_REQUEUE_SECONDS)
+    candidates = list(
+        Execution.objects.filter(status=ExecutionStatus.PENDING)
+        .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff))
+        .only("id", "config", "enqueued_at")[:SWEEP_BATCH]
+    )
+    if not candidates:
+        return Requeued([], inspected=True)
+    held = broker_held_text()
+    requeued = []
+    for execution in candidates:
+        if held is not None and execution.id.encode() in held:
+            continue
+        claimed = Execution.objects.filter(
+            pk=execution.id, status=ExecutionStatus.PENDING, enqueued_at=execution.enqueued_at
+        ).update(enqueued_at=now)
+        if not claimed:
+            continue
+        try:
+            execution_enqueue(execution)
+        except QueueUnavailable:
+            # Put the clock back: the next sweep tries again.
+            Execution.objects.filter(pk=execution.id, enqueued_at=now).update(enqueued_at=execution.enqueued_at)
+            break
+        logger.warning("queued lost execution %s again", execution.id)
+        requeued.append(execution.id)
+    return Requeued(requeued, inspected=held is not None)
+
+
+def broker_held_text() -> bytes | None:
+    """Every message the Redis broker holds for the run queue, as one blob; None if unknown.
+
+    Ready messages are lists (one per priority step) named after the queue;
+    messages fetched by a worker but not yet acknowledged sit in the
+    ``unacked`` hash. Execution ids are 12 random hex digits, so a substring
+    test against the raw messages cannot confuse two of them.
+    """
+    app = run_execution.app
+    queue = app.conf.task_default_queue
+    with app.connection_for_read() as connection:
+        if connection.transport.driver_type != "redis":
+            return None
+        channel = connection.default_channel
+        client = channel.client
+        keys = [queue] + [f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step]
+        pipe = client.pipeline()
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        pipe.hvals(channel.unacked_key)
+        chunks = pipe.execute()
+    return b"\n".join(item for chunk in chunks for item in chunk)
+
+
+def executions_prune(
+    *, now: datetime | None = None, dry_run: bool = False, batch_size: int = 100, events_per_transaction: int = 5000
+) -> int:
+    """Delete ended executions older than the retention period, with their events and webhook attempts.
+
+    Returns how many executions were (or, with ``dry_run``, would be) deleted.
+    Events go first, ``events_per_transaction`` at a time, then the executions
+    a batch at a time: no transaction holds the write lock for long, and a
+    prune interrupted half-way leaves only ended executions with fewer events,
+    which the next prune finishes. Pending and running executions are never
+    touched, whatever their age.
+    """
+    days = settings.EXECUTION_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    ended_before_cutoff = Q(status__in=TERMINAL_STATUSES) & (
+        Q(completed_at__lt=cutoff) | Q(failed_at__lt=cutoff) | Q(cancelled_at__lt=cutoff)
+        | Q(completed_at__isnull=True, failed_at__isnull=True, cancelled_at__isnull=True, created_at__lt=cutoff)
+    )
+    expired = Execution.objects.filter(ended_before_cutoff)
+    if dry_run:
+        return expired.count()
+    deleted = 0
+    while True:
+        ids = list(expired.values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        while True:
+            with transaction.atomic():
+                event_ids = list(
+                    ProgressSnapshot.objects.filter(execution_id__in=ids).values_list("id", flat=True)[
+                        :events_per_transaction
+                    ]
+                )
+                if not event_ids:
+                    break
+                ProgressSnapshot.objects.filter(id__in=event_ids).delete()
+        with transaction.atomic():
+            WebhookAttempt.objects.filter(execution_id__in=ids).delete()
+            # Checked again: nothing ever leaves a terminal state, but this
+            # keeps "never a running one" true by construction.
+            deleted += Execution.objects.filter(ended_before_cutoff, id__in=ids).delete()[1].get("executions.Execution", 0)

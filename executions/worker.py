@@ -1,0 +1,152 @@
+"""What every Celery worker does besides running tasks: no extra process to deploy.
+
+* :class:`MaintenanceStep`, a worker bootstep (registered in ``config/celery.py``):
+  a thread in the worker's main process that beats (``WorkerBeat``), fails lost
+  runs, queues lost messages again every ``WORKER_SWEEP_SECONDS``, and prunes
+  old executions every ``EXECUTION_PRUNE_INTERVAL_SECONDS``. It sweeps once as
+  soon as the worker starts, so a worker restarted after a crash cleans up at once.
+* On a warm shutdown (SIGTERM to the main process: ``docker stop``, systemd
+  with ``KillMode=mixed``) the worker takes no new work; running executions get
+  ``WORKER_SHUTDOWN_GRACE_SECONDS`` to finish, then end ``failed``
+  (``WorkerShutdown``) and their targets stop at the next check.
+* A pool child told to stop by SIGTERM itself (systemd's default sends it to the
+  whole process group) records ``WorkerShutdown`` for the run it holds before it
+  dies: Celery children otherwise die at once and leave the run to the sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from celery import bootsteps
+from celery.signals import worker_process_init, worker_shutting_down
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from . import runner
+from .maintenance import (
+    execution_fail_on_signal,
+    executions_fail_lost,
+    executions_fail_on_shutdown,
+    executions_prune,
+    executions_requeue_lost,
+    worker_beat,
+)
+
+logger = logging.getLogger(__name__)
+
+#: How long a stopping child waits for its WorkerShutdown event to be written.
+SIGNAL_WRITE_TIMEOUT_SECONDS = 5.0
+
+
+class Maintenance:
+    """The sweeper loop of one worker (see the module docstring)."""
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+        self.started_at = timezone.now()
+        self.stopped = threading.Event()
+        self.last_prune = float("-inf")
+        self.thread = threading.Thread(target=self.run, name="executions-maintenance", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run(self) -> None:
+        while True:
+            self.tick()
+            if self.stopped.wait(settings.WORKER_SWEEP_SECONDS):
+                return
+
+    def tick(self) -> None:
+        """One sweep; a failure (database or broker briefly down) is logged and retried next time."""
+        try:
+            worker_beat(hostname=self.hostname, pid=os.getpid(), started_at=self.started_at)
+            executions_fail_lost(swept_by=self.hostname)
+            executions_requeue_lost()
+            if time.monotonic() - self.last_prune >= settings.EXECUTION_PRUNE_INTERVAL_SECONDS:
+                self.last_prune = time.monotonic()
+                pruned = executions_prune()
+                if pruned:
+                    logger.info("pruned %d executions older than %g days", pruned, settings.EXECUTION_RETENTION_DAYS)
+        except Exception:  # noqa: BLE001 - the loop must outlive a database or broker outage
+            logger.exception("maintenance sweep of %s failed; retrying in %g s", self.hostname, settings.WORKER_SWEEP_SECONDS)
+        finally:
+            close_old_connections()
+
+
+class MaintenanceStep(bootsteps.StartStopStep):
+    """Runs :class:`Maintenance` in every worker's main process."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.maintenance: Maintenance | None = None
+
+    def start(self, worker: Any) -> None:
+        self.maintenance = Maintenance(worker.hostname)
+        self.maintenance.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.maintenance is not None:
+            self.maintenance.stop()
+
+
+def _fail_running_after_grace(hostname: str, grace: float) -> None:
+    time.sleep(grace)
+    try:
+        failed = executions_fail_on_shutdown(worker=hostname, grace_seconds=grace)
+        if failed:
+            logger.warning("shutdown grace of %g s ended: failed %s", grace, ", ".join(failed))
+    finally:
+        connection.close()
+
+
+@worker_shutting_down.connect(dispatch_uid="executions.shutdown_grace")
+def start_shutdown_grace(sender: str, sig: str, how: str, exitcode: int, **kwargs: Any) -> None:
+    """Main process, warm shutdown: the grace clock starts (runs in a signal handler: only start a thread)."""
+    if how != "Warm":
+        return
+    grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS
+    logger.warning("%s received %s: running executions get %g s to finish", sender, sig, grace)
+    threading.Thread(target=_fail_running_after_grace, args=(sender, grace), name="shutdown-grace", daemon=True).start()
+
+
+def _on_child_sigterm(signum: int, frame: Any) -> None:
+    execution_id = runner.current_execution_id
+    if execution_id is not None:
+        hostname = runner.current_worker
+        writer = threading.Thread(
+            target=_write_signal_failure, args=(execution_id, hostname, signal.Signals(signum).name), daemon=True
+        )
+        writer.start()
+        # A thread of its own: this handler interrupts the main thread, which may
+        # be inside a transaction on its own connection.
+        writer.join(SIGNAL_WRITE_TIMEOUT_SECONDS)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _write_signal_failure(execution_id: str, hostname: str, signal_name: str) -> None:
+    try:
+        execution_fail_on_signal(execution_id=execution_id, worker=hostname, signal_name=signal_name)
+    except Exception:  # noqa: BLE001 - the sweeper still fails it once the heartbeat stops
+        logger.exception("could not record the end of %s", execution_id)
+    finally:
+        connection.close()
+
+
+@worker_process_init.connect(dispatch_uid="executions.child_sigterm")
+def install_child_sigterm_handler(**kwargs: Any) -> None:
+    """Pool child: record the run's end on SIGTERM, then die as before."""
+    signal.signal(signal.SIGTERM, _on_child_sigterm)
