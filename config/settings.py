@@ -171,18 +171,33 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # --- Redis: channel layer and Celery broker --------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# One Redis subscription per execution per server process, delivered locally
+# to that process's sockets (progress/hub.py; README, "Performance").
+# CHANNEL_LAYER=core or =pubsub selects channels-redis's layers instead, for
+# comparison in the benchmarks.
+CHANNEL_LAYER_BACKENDS = {
+    "hub": "progress.hub.HubChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
+CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "hub")
+if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
+    raise ImproperlyConfigured(f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, got {CHANNEL_LAYER!r}")
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
         "CONFIG": {
             "hosts": [REDIS_URL],
-            # A watcher that falls this far behind is skipped by group_send; the
+            # A watcher that falls this far behind misses the next messages; the
             # consumer repairs the gap from the database, so nothing is lost.
             "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
-            "expiry": 60,
         },
     }
 }
+if CHANNEL_LAYER == "core":
+    CHANNEL_LAYERS["default"]["CONFIG"]["expiry"] = 60
+elif CHANNEL_LAYER == "pubsub":
+    del CHANNEL_LAYERS["default"]["CONFIG"]["capacity"]
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None

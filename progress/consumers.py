@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -27,12 +29,24 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from executions.frames import dumps, error_frame, status_frame
-from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, Execution
+from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
 from executions.selectors import event_frame_at, event_frames_after, execution_get_for_user
 
 from .broadcast import group_name
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+def read_db(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Run a read-only database function in a worker thread of the pool.
+
+    ``database_sync_to_async`` is thread-sensitive by default: every socket of
+    the process would queue on one shared thread (Channels sets no per-socket
+    context, unlike Django for each HTTP request). These functions only read
+    and keep no state between calls, so any thread will do.
+    """
+    return database_sync_to_async(function, thread_sensitive=False)
+
 
 CLOSE_NORMAL = 1000
 CLOSE_BAD_REQUEST = 4400
@@ -60,8 +74,12 @@ def parse_after_seq(query_string: bytes) -> tuple[bool, int | None]:
     return True, int(raw)
 
 
-def read_opening(execution_id: str, after_seq: int | None) -> Opening:
-    """The first frames of a stream (see guarantees 1, 2 and 4 of the contract)."""
+def read_opening(*, user: Any, execution_id: str, after_seq: int | None) -> Opening | None:
+    """The first frames of a stream (README, "The WebSocket protocol", 1, 2 and 4);
+    None when the user may not see the execution (missing or someone else's)."""
+    execution = execution_get_for_user(user=user, execution_id=execution_id)
+    if execution is None:
+        return None
     if after_seq is not None:
         events = event_frames_after(execution_id=execution_id, after_seq=after_seq)
         if events:
@@ -70,7 +88,6 @@ def read_opening(execution_id: str, after_seq: int | None) -> Opening:
                 last_seq=events[-1][0],
                 finished=events[-1][1] in TERMINAL_EVENT_TYPES,
             )
-    execution = Execution.objects.only("id", "status", "progress", "seq").get(pk=execution_id)
     frames = [
         dumps(
             status_frame(
@@ -144,13 +161,14 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         valid, after_seq = parse_after_seq(self.scope.get("query_string", b""))
         if not valid:
             return await self.refuse("Invalid after_seq", CLOSE_BAD_REQUEST)
-        visible = await database_sync_to_async(execution_get_for_user)(user=user, execution_id=self.execution_id)
-        if visible is None:
-            return await self.refuse(f"Execution '{self.execution_id}' not found", CLOSE_NOT_FOUND)
-
+        # Join before reading the state, so that no event can fall between the
+        # two; the read also checks that the user may see the execution.
         self.group = group_name(self.execution_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        opening = await database_sync_to_async(read_opening)(self.execution_id, after_seq)
+        opening = await read_db(read_opening)(user=user, execution_id=self.execution_id, after_seq=after_seq)
+        if opening is None:
+            await self.leave_group()
+            return await self.refuse(f"Execution '{self.execution_id}' not found", CLOSE_NOT_FOUND)
         async with self.order:
             for frame in opening.frames:
                 await self.send(text_data=frame)
@@ -192,6 +210,25 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=dumps(error_frame("Unsupported message")))
 
     # --- events from the channel layer ------------------------------------------------
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch, without its ``aclose_old_connections`` per message.
+
+        That call is a thread-sensitive hop to the one thread every socket of
+        the process shares, for each frame of each socket: at 1,000 watchers it
+        is the bottleneck. This consumer's database reads run through
+        ``read_db``, which closes stale connections in its own threads.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def progress_resync(self, message: dict[str, Any]) -> None:
+        """The channel layer's subscription came back after Redis was away: read what was missed."""
+        async with self.order:
+            if not self.finished and not self.closed:
+                await self.send_stored()
+
     async def progress_event(self, message: dict[str, Any]) -> None:
         seq = int(message["seq"])
         async with self.order:
@@ -208,7 +245,7 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
 
     async def send_stored(self, before_seq: int | None = None) -> None:
         """Send the stored events after ``last_seq`` (and before ``before_seq``)."""
-        events = await database_sync_to_async(event_frames_after)(
+        events = await read_db(event_frames_after)(
             execution_id=self.execution_id, after_seq=self.last_seq, before_seq=before_seq
         )
         for seq, event_type, frame in events:
@@ -223,11 +260,16 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         return getattr(session, "session_key", None) if session is not None else None
 
     async def resync_forever(self) -> None:
+        """Every ``PROGRESS_WS_RESYNC_SECONDS``: close if access is gone, send what the layer dropped.
+
+        A failing round (the database briefly away) is logged and the next one
+        tried: this loop is what delivers a terminal frame the layer lost.
+        """
         interval = settings.PROGRESS_WS_RESYNC_SECONDS
-        try:
-            while not self.finished:
-                await asyncio.sleep(interval)
-                lost = await database_sync_to_async(access_lost)(
+        while not self.finished:
+            await asyncio.sleep(interval)
+            try:
+                lost = await read_db(access_lost)(
                     self.scope["user"], self.scope.get("auth_token"), self.execution_id, self.session_key()
                 )
                 async with self.order:
@@ -239,7 +281,5 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
                         await self.refuse(*lost)
                         return
                     await self.send_stored()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the live stream goes on without resync
-            logger.exception("resync of %s failed", self.execution_id)
+            except Exception:  # noqa: BLE001 - try again next round
+                logger.exception("resync of %s failed; retrying in %g s", self.execution_id, interval)

@@ -1,0 +1,251 @@
+"""The channel layer: one Redis subscription per group per process, delivered locally.
+
+channels-redis's default layer stores every group message once per member
+channel in Redis, and each consumer pulls its own copy: 1,000 watchers of one
+execution cost 1,000 Redis writes and 1,000 reads per event. Here a server
+process subscribes once to each group one of its sockets is in (Redis
+``SUBSCRIBE``), and a message that arrives is put on the local queue of each
+member: one ``PUBLISH`` per event, whatever the number of watchers.
+``RedisPubSubChannelLayer`` (channels-redis) works the same way; this one
+differs where it matters here (README, "Performance", has the measurements):
+
+* **No Redis round trip to connect.** A consumer's own channel is a local
+  queue (nothing here sends to a single consumer across processes), so
+  ``new_channel`` never waits on Redis; ``group_add`` subscribes only the
+  first member of a group in the process.
+* **It outlives Redis.** While Redis is away nothing raises into the
+  consumers: membership is kept locally, the reader reconnects with backoff,
+  subscribes again to every group it still has members in, and then puts a
+  ``progress.resync`` message on every member's queue, because whatever was
+  published meanwhile is lost (pub/sub keeps no backlog). The consumer answers
+  it by reading the missed events from the database.
+
+Delivery stays best effort (at most once), as with every channels-redis layer:
+the database is the truth and the consumer repairs gaps by ``seq``.
+
+Messages are msgpack, primitives only, like channels-redis's. A layer object
+holds one connection set per event loop (daphne has one; a Celery worker's
+publisher thread has its own; tests make many).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+#: The message put on every member's queue once the subscriptions are back after
+#: a lost connection: events published meanwhile were not received.
+RESYNC_MESSAGE = {"type": "progress.resync"}
+RECONNECT_BACKOFF_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
+#: How long ``group_add`` waits for Redis before relying on the resync message.
+SUBSCRIBE_WAIT_SECONDS = 2.0
+
+
+@dataclass
+class _LoopState:
+    """Connections and local membership for one event loop."""
+
+    client: aioredis.Redis
+    channels: dict[str, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
+    groups: dict[str, set[str]] = field(default_factory=dict)
+    #: Groups subscribed on the current connection (``pubsub``), if any.
+    subscribed: set[str] = field(default_factory=set)
+    pubsub: aioredis.client.PubSub | None = None
+    #: Set while ``pubsub`` is connected and subscribed to every wanted group.
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    wanted_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    reader: asyncio.Task[None] | None = None
+
+
+class HubChannelLayer:
+    """A Channels layer (``channels.layers.BaseChannelLayer`` interface, groups extension)."""
+
+    extensions = ["groups", "flush"]
+
+    def __init__(self, hosts: list[str] | None = None, prefix: str = "executions", capacity: int = 1000, **kwargs: Any):
+        self.url = (hosts or ["redis://127.0.0.1:6379/0"])[0]
+        self.prefix = prefix
+        #: A member queue holding this many messages drops the next ones (the
+        #: consumer fills the gap from the database); a stuck socket cannot
+        #: grow the server's memory without bound.
+        self.capacity = capacity
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+
+    # --- per loop -----------------------------------------------------------------------
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2, health_check_interval=10)
+            state = _LoopState(client=client)
+            self._states[loop] = state
+        return state
+
+    def _redis_channel(self, group: str) -> str:
+        return f"{self.prefix}:group:{group}"
+
+    # --- the layer API ------------------------------------------------------------------
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        state = self._state()
+        name = f"{self.prefix}.{prefix}{uuid.uuid4().hex}"
+        state.channels[name] = asyncio.Queue(maxsize=self.capacity)
+        return name
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        state = self._state()
+        queue = state.channels.get(channel)
+        if queue is None:
+            queue = state.channels[channel] = asyncio.Queue(maxsize=self.capacity)
+        try:
+            return await queue.get()
+        except asyncio.CancelledError:
+            # Channels cancels the receive when the consumer ends: forget the
+            # channel and its memberships, or every closed socket would leave
+            # a queue behind.
+            self._forget(state, channel)
+            raise
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Only channels of this process can be sent to (consumers here never need more)."""
+        queue = self._state().channels.get(channel)
+        if queue is not None:
+            _offer(queue, message)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Join locally; subscribe the process if it is the group's first member here.
+
+        Returns once the subscription is active, so that nothing published
+        afterwards is missed; while Redis is unreachable it returns at once
+        (after ``SUBSCRIBE_WAIT_SECONDS`` at most), and the member gets a
+        ``progress.resync`` message when the subscription is back.
+        """
+        state = self._state()
+        state.channels.setdefault(channel, asyncio.Queue(maxsize=self.capacity))
+        state.groups.setdefault(group, set()).add(channel)
+        if group in state.subscribed:
+            return
+        state.wanted_changed.set()
+        self._ensure_reader(state)
+        try:
+            async with asyncio.timeout(SUBSCRIBE_WAIT_SECONDS):
+                await state.connected.wait()
+                if group not in state.subscribed and state.pubsub is not None:
+                    await state.pubsub.subscribe(self._redis_channel(group))
+                    state.subscribed.add(group)
+        except (TimeoutError, RedisError, OSError) as exc:
+            # The reader reconnects and subscribes every wanted group again.
+            logger.debug("subscription to %s deferred: %r", group, exc)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        state = self._state()
+        members = state.groups.get(group)
+        if members is None:
+            return
+        members.discard(channel)
+        if not members:
+            del state.groups[group]
+            state.wanted_changed.set()
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """One PUBLISH, whoever listens; raises if Redis cannot be reached (the caller logs it)."""
+        await self._state().client.publish(self._redis_channel(group), msgpack.packb(message, use_bin_type=True))
+
+    async def flush(self) -> None:
+        state = self._states.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            if state.reader is not None:
+                state.reader.cancel()
+            await state.client.aclose()
+
+    # --- local delivery -----------------------------------------------------------------
+    def _forget(self, state: _LoopState, channel: str) -> None:
+        state.channels.pop(channel, None)
+        for group in [g for g, members in state.groups.items() if channel in members]:
+            state.groups[group].discard(channel)
+            if not state.groups[group]:
+                del state.groups[group]
+                state.wanted_changed.set()
+
+    def _deliver(self, state: _LoopState, group: str, message: dict[str, Any]) -> None:
+        for channel in state.groups.get(group, ()):
+            queue = state.channels.get(channel)
+            if queue is not None:
+                _offer(queue, message)
+
+    def _ensure_reader(self, state: _LoopState) -> None:
+        if state.reader is None or state.reader.done():
+            state.reader = asyncio.get_running_loop().create_task(self._read(state), name="channel-layer-reader")
+
+    async def _read(self, state: _LoopState) -> None:
+        """Own the subscription connection: (re)subscribe, receive, reconnect; never raise."""
+        attempt = 0
+        while True:
+            if not state.groups:
+                # Nothing to listen to (yet, or any more): wait for a group_add.
+                state.wanted_changed.clear()
+                await state.wanted_changed.wait()
+                continue
+            pubsub = state.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                wanted = set(state.groups)
+                await pubsub.subscribe(*(self._redis_channel(g) for g in wanted))
+                state.pubsub, state.subscribed = pubsub, wanted
+                state.connected.set()
+                if attempt:
+                    # Whatever was published while the subscription was down
+                    # was lost (pub/sub keeps no backlog): members check the
+                    # database. (On a first connection group_add waited for
+                    # it, so nothing was missed.)
+                    logger.warning("channel layer reconnected to Redis; members resync from the database")
+                    for group in wanted:
+                        self._deliver(state, group, RESYNC_MESSAGE)
+                attempt = 0
+                while True:
+                    if state.wanted_changed.is_set():
+                        state.wanted_changed.clear()
+                        drop = state.subscribed - set(state.groups)
+                        if drop:
+                            state.subscribed -= drop
+                            await pubsub.unsubscribe(*(self._redis_channel(g) for g in drop))
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        group = message["channel"].decode().split(":group:", 1)[1]
+                        self._deliver(state, group, msgpack.unpackb(message["data"], raw=False))
+            except asyncio.CancelledError:
+                state.connected.clear()
+                await _quietly_close(pubsub)
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis away, or a bad message: never end every socket's feed
+                state.connected.clear()
+                state.pubsub, state.subscribed = None, set()
+                delay = RECONNECT_BACKOFF_SECONDS[min(attempt, len(RECONNECT_BACKOFF_SECONDS) - 1)]
+                attempt += 1
+                if attempt == 1:
+                    logger.warning("channel layer lost its Redis subscription (%r); reconnecting", exc)
+                await _quietly_close(pubsub)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+
+
+def _offer(queue: asyncio.Queue[dict[str, Any]], message: dict[str, Any]) -> None:
+    try:
+        queue.put_nowait(message)
+    except asyncio.QueueFull:
+        pass  # the member is that far behind: it repairs from the database by seq
+
+
+async def _quietly_close(pubsub: aioredis.client.PubSub) -> None:
+    try:
+        await pubsub.aclose()
+    except Exception:  # noqa: BLE001 - closing a broken connection may fail again
+        pass

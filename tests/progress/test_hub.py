@@ -1,0 +1,134 @@
+"""The channel layer (``progress.hub``) against the real Redis of the test run.
+
+One subscription per group per process, local delivery to every member, no
+Redis round trip for a consumer's own channel, nothing left behind by a closed
+socket, and a ``progress.resync`` message to every member once a lost
+subscription is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import redis
+
+from progress.hub import RESYNC_MESSAGE, HubChannelLayer
+
+pytestmark = pytest.mark.asyncio
+
+TIMEOUT = 5.0
+
+
+@pytest_asyncio.fixture
+async def layer(redis_url: str) -> AsyncIterator[HubChannelLayer]:
+    hub = HubChannelLayer(hosts=[redis_url], prefix="test-hub", capacity=10)
+    yield hub
+    await hub.flush()
+
+
+async def receive(hub: HubChannelLayer, channel: str) -> dict:
+    async with asyncio.timeout(TIMEOUT):
+        return await hub.receive(channel)
+
+
+def subscribers(redis_url: str, group: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.pubsub_numsub(f"test-hub:group:{group}")[0][1])
+    finally:
+        client.close()
+
+
+async def test_a_group_message_reaches_every_member_through_one_subscription(
+    layer: HubChannelLayer, redis_url: str
+) -> None:
+    members = [await layer.new_channel() for _ in range(50)]
+    for channel in members:
+        await layer.group_add("execution.a", channel)
+    assert subscribers(redis_url, "execution.a") == 1
+
+    await layer.group_send("execution.a", {"type": "progress.event", "seq": 1, "frame": "{}"})
+    for channel in members:
+        assert await receive(layer, channel) == {"type": "progress.event", "seq": 1, "frame": "{}"}
+
+
+async def test_a_member_of_another_group_gets_nothing(layer: HubChannelLayer) -> None:
+    mine, other = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("execution.mine", mine)
+    await layer.group_add("execution.other", other)
+    await layer.group_send("execution.mine", {"type": "progress.event", "seq": 7})
+    assert (await receive(layer, mine))["seq"] == 7
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await layer.receive(other)
+
+
+async def test_the_last_member_leaving_unsubscribes_the_process(layer: HubChannelLayer, redis_url: str) -> None:
+    first, second = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("execution.b", first)
+    await layer.group_add("execution.b", second)
+    await layer.group_discard("execution.b", first)
+    await layer.group_send("execution.b", {"type": "progress.event", "seq": 1})
+    assert (await receive(layer, second))["seq"] == 1
+    await layer.group_discard("execution.b", second)
+    # The reader drops the subscription at its next turn.
+    async with asyncio.timeout(TIMEOUT):
+        while subscribers(redis_url, "execution.b"):
+            await asyncio.sleep(0.05)
+
+
+async def test_a_cancelled_receive_forgets_the_channel_and_its_groups(layer: HubChannelLayer) -> None:
+    """What Channels does when a socket closes: nothing may stay behind per connection."""
+    for _ in range(20):
+        channel = await layer.new_channel()
+        await layer.group_add("execution.c", channel)
+        task = asyncio.create_task(layer.receive(channel))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    state = layer._state()
+    assert state.channels == {}
+    assert state.groups == {}
+
+
+async def test_a_full_member_queue_drops_instead_of_growing(layer: HubChannelLayer) -> None:
+    channel = await layer.new_channel()
+    await layer.group_add("execution.d", channel)
+    for seq in range(1, 31):
+        await layer.group_send("execution.d", {"type": "progress.event", "seq": seq})
+    await layer.group_send("execution.e", {"type": "barrier"})  # no member: just let the reader run
+    async with asyncio.timeout(TIMEOUT):
+        while layer._state().channels[channel].qsize() < 10:
+            await asyncio.sleep(0.01)
+    received = [(await receive(layer, channel))["seq"] for _ in range(10)]
+    assert received == list(range(1, 11))  # capacity 10: the rest were dropped, the consumer repairs by seq
+
+
+async def test_members_are_told_to_resync_once_a_lost_subscription_is_back(
+    layer: HubChannelLayer, redis_url: str
+) -> None:
+    channel = await layer.new_channel()
+    await layer.group_add("execution.f", channel)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        killed = client.client_kill_filter(_type="pubsub")
+    finally:
+        client.close()
+    assert killed >= 1
+    assert await receive(layer, channel) == RESYNC_MESSAGE
+    # And the subscription is live again.
+    await layer.group_send("execution.f", {"type": "progress.event", "seq": 2})
+    assert (await receive(layer, channel))["seq"] == 2
+
+
+async def test_joining_while_redis_is_unreachable_neither_raises_nor_hangs() -> None:
+    hub = HubChannelLayer(hosts=["redis://127.0.0.1:9/0"], prefix="test-hub")
+    channel = await hub.new_channel()
+    async with asyncio.timeout(TIMEOUT):
+        await hub.group_add("execution.g", channel)
+    assert hub._state().groups == {"execution.g": {channel}}
+    await hub.flush()
