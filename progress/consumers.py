@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -47,6 +48,9 @@ def read_db(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """
     return database_sync_to_async(function, thread_sensitive=False)
 
+
+#: What a group name may hold (Channels' rule), within an execution id's length.
+GROUPABLE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 CLOSE_NORMAL = 1000
 CLOSE_BAD_REQUEST = 4400
@@ -161,6 +165,9 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         valid, after_seq = parse_after_seq(self.scope.get("query_string", b""))
         if not valid:
             return await self.refuse("Invalid after_seq", CLOSE_BAD_REQUEST)
+        if not GROUPABLE_ID.fullmatch(self.execution_id):
+            # No execution has such an id (they are "exec_" and hex digits).
+            return await self.refuse(f"Execution '{self.execution_id}' not found", CLOSE_NOT_FOUND)
         # Join before reading the state, so that no event can fall between the
         # two; the read also checks that the user may see the execution.
         self.group = group_name(self.execution_id)
