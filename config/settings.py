@@ -313,6 +313,11 @@ SPECTACULAR_SETTINGS = {
         "Live progress: `WS /api/v1/executions/{execution_id}/progress/ws` (see the README)."
     ),
     "VERSION": "1.0.0",
+    # OpenAPI 3.1: a nullable value is a JSON Schema union with {"type": "null"}. Under
+    # 3.0.3 a nullable object came out as `allOf: [$ref]` + `nullable: true` without a
+    # `type`, which strict validators ignore: they rejected the nulls we really send
+    # (tests/executions/test_api_responses.py validates real answers).
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema describes the API, which requires authentication (the docs page
     # redirects to the login page instead, see config/urls.py).
@@ -333,6 +338,8 @@ SPECTACULAR_SETTINGS = {
         "CancelledStatusEnum": ["cancelled"],
         "StartedFrameTypeEnum": ["started"],
         "ProgressFrameTypeEnum": ["progress"],
+        "StatusFrameTypeEnum": ["status"],
+        "ErrorFrameTypeEnum": ["error"],
     },
 }
 

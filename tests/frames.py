@@ -1,38 +1,116 @@
-"""The contract's frame shapes, shared by the consumer and end-to-end tests."""
+"""Frame shapes, checked against the published OpenAPI schema; shared by the
+consumer, end-to-end and schema tests.
+
+The keys and types of every frame are written once, in the OpenAPI components
+that ``executions.api.serializers`` declares and /api/v1/schema publishes
+(``WebSocketFrame``: every frame the WebSocket sends, by ``type``). Tests read
+them from the generated document instead of restating them; the protocol
+itself is described in the README, "The WebSocket protocol". What a schema
+cannot say (UTC timestamps, a percentage within 0..100, a step within the
+total, a terminal status equal to the frame's type) is checked here.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 from datetime import datetime
 from typing import Any
 
-#: Exactly the keys of each frame type (CONTRACT.md, "Events and the WebSocket stream").
-FRAME_KEYS: dict[str, frozenset[str]] = {
-    "status": frozenset({"type", "execution_id", "status", "progress", "seq", "timestamp"}),
-    "started": frozenset({"type", "execution_id", "status", "seq", "timestamp"}),
-    "progress": frozenset({"type", "execution_id", "status", "progress", "seq", "timestamp"}),
-    "completed": frozenset({"type", "execution_id", "status", "progress", "outputs", "error", "seq", "timestamp"}),
-    "failed": frozenset({"type", "execution_id", "status", "progress", "outputs", "error", "seq", "timestamp"}),
-    "cancelled": frozenset({"type", "execution_id", "status", "progress", "outputs", "error", "seq", "timestamp"}),
-    "error": frozenset({"type", "message", "timestamp"}),
-}
-TERMINAL_TYPES = frozenset({"completed", "failed", "cancelled"})
-PROGRESS_KEYS = frozenset({"current_step", "total_steps", "percentage", "current_step_name"})
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.renderers import OpenApiJsonRenderer
+from jsonschema.exceptions import best_match
+from openapi_schema_validator import OAS31Validator
+
+from executions.frames import TERMINAL_FRAME_TYPES
+
+#: The frame types that end a stream (the server's constant: the schema checks its frames).
+TERMINAL_TYPES = TERMINAL_FRAME_TYPES
+COMPONENT_REF = "#/components/schemas/{}"
+
+
+@functools.cache
+def published_schema() -> dict[str, Any]:
+    """The OpenAPI document that /api/v1/schema serves, as plain JSON, generated once.
+
+    Rendered through drf-spectacular's JSON renderer, as the view does, so the
+    lazy strings and other objects of the generated tree become what a client reads.
+    """
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return json.loads(OpenApiJsonRenderer().render(schema, renderer_context={}))
+
+
+def closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy in which every object schema that lists its ``properties`` allows no others.
+
+    Only for tests: it makes the check "nothing undocumented is sent" while the
+    published schema stays open to additions. It adds a constraint and removes
+    none, so whatever passes the closed copy passes the published one. Sound
+    for this schema because no object is composed from parts (``allOf``).
+    """
+    result = copy.deepcopy(schema)
+    pending: list[Any] = [result]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if "properties" in node and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return result
+
+
+@functools.cache
+def component_validator(name: str) -> OAS31Validator:
+    """A strict validator (OpenAPI 3.1's JSON Schema dialect, formats checked) for one
+    component of the published schema, closed to undocumented keys (see ``closed``)."""
+    schema = published_schema()
+    assert schema["openapi"].startswith("3.1"), "the components are validated with the 3.1 dialect"
+    components = closed({"components": schema["components"]})["components"]
+    assert name in components["schemas"], f"no component {name!r} in the published schema"
+    root = {"$ref": COMPONENT_REF.format(name), "components": components}
+    return OAS31Validator(root, format_checker=OAS31Validator.FORMAT_CHECKER)
+
+
+def schema_errors(value: Any, component: str) -> list[str]:
+    """Why ``value`` does not match the published ``component`` (empty when it does)."""
+    errors = list(component_validator(component).iter_errors(value))
+    if not errors:
+        return []
+    # The most relevant first: oneOf failures otherwise bury the real cause.
+    first = best_match(errors)
+    return [f"{'/'.join(map(str, first.absolute_path)) or '<root>'}: {first.message}"] + [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in errors
+        if error is not first
+    ]
+
+
+def assert_matches_component(value: Any, component: str) -> None:
+    errors = schema_errors(value, component)
+    assert not errors, f"{component} does not describe {value!r}:\n" + "\n".join(errors)
+
+
+def assert_timestamp_is_utc(stamp: Any) -> None:
+    assert isinstance(stamp, str) and stamp.endswith(("Z", "+00:00")), stamp
+    offset = datetime.fromisoformat(stamp.replace("Z", "+00:00")).utcoffset()
+    assert offset is not None and offset.total_seconds() == 0, stamp
+
+
+def assert_progress_is_consistent(progress: dict[str, Any]) -> None:
+    assert 0 <= progress["percentage"] <= 100, progress
+    assert 0 <= progress["current_step"] <= progress["total_steps"], progress
 
 
 def assert_frame_shape(frame: dict[str, Any]) -> None:
-    """The frame has exactly its type's keys, a UTC timestamp and a well-formed progress."""
-    assert frame.get("type") in FRAME_KEYS, frame
-    assert set(frame) == FRAME_KEYS[frame["type"]], frame
-    stamp = frame["timestamp"]
-    assert isinstance(stamp, str) and (stamp.endswith("Z") or stamp.endswith("+00:00")), frame
-    assert datetime.fromisoformat(stamp.replace("Z", "+00:00")).utcoffset() is not None
+    """The frame is one the published ``WebSocketFrame`` describes (no other key), with a
+    UTC timestamp, a consistent progress, and a terminal status equal to its type."""
+    assert_matches_component(frame, "WebSocketFrame")
+    assert_timestamp_is_utc(frame["timestamp"])
     if frame.get("progress") is not None:
-        progress = frame["progress"]
-        assert set(progress) == PROGRESS_KEYS, frame
-        assert 0 <= progress["percentage"] <= 100, frame
-        assert 0 <= progress["current_step"] <= progress["total_steps"], frame
-    if frame["type"] in ("started", "progress"):
-        assert frame["status"] == "running", frame
+        assert_progress_is_consistent(frame["progress"])
     if frame["type"] in TERMINAL_TYPES:
         assert frame["status"] == frame["type"], frame
 

@@ -38,10 +38,31 @@ RETRY_AFTER = {
     }
 }
 BODY_METHODS = ("POST", "PUT", "PATCH")
+WEBSOCKET_PATH = "/api/v1/executions/{execution_id}/progress/ws"
+WEBSOCKET_DESCRIPTION = (
+    "The WebSocket that streams this execution's frames: a `status` frame, then each event as "
+    "this operation returns it, or an `error` frame before a refusal (see the README, "
+    '"The WebSocket protocol"). OpenAPI has no WebSocket operations: this names its path and '
+    "the schema of every frame it sends."
+)
 
 
 class ApiAutoSchema(AutoSchema):
-    """AutoSchema that documents the error answers implied by the view's configuration."""
+    """AutoSchema that documents the error answers implied by the view's configuration,
+    and the WebSocket frames of a view that sets ``websocket_frames``."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        frames = getattr(self.view, "websocket_frames", None)
+        if operation is not None and frames is not None:
+            # Resolving registers the component, so the frames sent only on the
+            # WebSocket are published too; the vendor extension says where.
+            operation["x-websocket"] = {
+                "description": WEBSOCKET_DESCRIPTION,
+                "path": WEBSOCKET_PATH,
+                "frames": self.resolve_serializer(frames, "response").ref,
+            }
+        return operation
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)

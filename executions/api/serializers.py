@@ -1,4 +1,5 @@
-"""Request validation and the response shapes of the contract."""
+"""Request validation, and the shapes of every answer and WebSocket frame for the
+OpenAPI schema (the README's "REST API" and "The WebSocket protocol" describe them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
@@ -31,13 +33,6 @@ class ErrorInfoSerializer(serializers.Serializer):
     details = serializers.DictField(allow_null=True)
 
 
-@extend_schema_field(
-    {
-        # An empty string means no callback, like null.
-        "anyOf": [{"type": "string", "format": "uri", "maxLength": 2000}, {"type": "string", "maxLength": 0}],
-        "description": "An http(s) URL on a public host; empty or null for none",
-    }
-)
 class HttpUrlField(serializers.URLField):
     """An http(s) URL. Whether its host is public (no SSRF) is the domain's check,
     made by ``execution_create``; this field only checks the form."""
@@ -49,6 +44,27 @@ class HttpUrlField(serializers.URLField):
         if not value.lower().startswith(("http://", "https://")):
             self.fail("invalid")
         return value
+
+
+class HttpUrlFieldSchema(OpenApiSerializerFieldExtension):
+    """The schema of ``HttpUrlField``: a URL, or an empty string (no callback, like null).
+
+    The branches exclude each other by length (``oneOf``), and ``oneOf`` is the
+    only key, so that drf-spectacular's OpenAPI 3.1 output can add ``null`` as a
+    third branch for ``allow_null``. It adds it to the list in place: a fresh
+    schema per call keeps a second generation from adding a second ``null``
+    (which ``extend_schema_field`` with one shared dict did).
+    """
+
+    target_class = "executions.api.serializers.HttpUrlField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return {
+            "oneOf": [
+                {"type": "string", "format": "uri", "minLength": 1, "maxLength": 2000},
+                {"type": "string", "maxLength": 0},
+            ]
+        }
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -115,7 +131,13 @@ class ExecutionSubmitSerializer(serializers.Serializer):
     target_id = StrictCharField(max_length=MAX_TARGET_ID_LENGTH)
     inputs = JSONObjectField(max_bytes_setting="EXECUTION_INPUTS_MAX_BYTES", required=False, default=dict)
     config = JSONObjectField(max_bytes_setting="EXECUTION_CONFIG_MAX_BYTES", required=False, default=dict)
-    callback_url = HttpUrlField(required=False, allow_null=True, allow_blank=True, max_length=2000)
+    callback_url = HttpUrlField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=2000,
+        help_text="An http(s) URL on a public host; empty or null for none",
+    )
 
     def validate_config(self, value: dict[str, Any]) -> dict[str, Any]:
         if "timeout" in value and value["timeout"] is not None:
@@ -142,7 +164,10 @@ class ExecutionSubmittedSerializer(serializers.Serializer):
 
 
 class ExecutionSerializer(serializers.Serializer):
-    """The Execution of the contract; built from the model without extra queries."""
+    """An execution: what was started, its state and progress, its outputs or error, and when each change happened."""
+
+    # The docstring is the published description. The answer is built from the model
+    # without extra queries, by executions.frames.execution_dict.
 
     execution_id = serializers.CharField(source="id")
     type = serializers.ChoiceField(choices=ExecutionType.choices)
@@ -241,9 +266,24 @@ class TargetListSerializer(serializers.Serializer):
     targets = TargetSerializer(many=True)
 
 
-# --- Events: the stored WebSocket frames (executions.frames builds them) -------------------------
+# --- Frames: what the WebSocket sends (executions.frames builds them) ---------------------------
+# The events endpoint answers with the stored ones (EventFrame); the WebSocket also
+# sends a status frame first and an error frame before refusing (WebSocketFrame,
+# published through the events operation, see executions.api.schema). The protocol
+# is in the README, "The WebSocket protocol".
 
 TERMINAL_TYPES = sorted(str(status) for status in TERMINAL_STATUSES)
+
+
+class StatusFrameSerializer(serializers.Serializer):
+    """The first frame of a stream: the execution's current state."""
+
+    type = serializers.ChoiceField(choices=["status"])
+    execution_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices)
+    progress = ProgressSerializer(allow_null=True)
+    seq = serializers.IntegerField(min_value=0, help_text="The last event this state includes (0 while pending)")
+    timestamp = serializers.DateTimeField()
 
 
 class StartedFrameSerializer(serializers.Serializer):
@@ -267,11 +307,31 @@ class TerminalFrameSerializer(StartedFrameSerializer):
     error = ErrorInfoSerializer(allow_null=True)
 
 
+class ErrorFrameSerializer(serializers.Serializer):
+    """The socket cannot serve this request (then an application close code), or the client sent a message."""
+
+    type = serializers.ChoiceField(choices=["error"])
+    message = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+
+
 EVENT_FRAME_SERIALIZERS = {
     "started": StartedFrameSerializer,
     "progress": ProgressFrameSerializer,
     **dict.fromkeys(TERMINAL_TYPES, TerminalFrameSerializer),
 }
+WEBSOCKET_FRAME_SERIALIZERS = {
+    "status": StatusFrameSerializer,
+    **EVENT_FRAME_SERIALIZERS,
+    "error": ErrorFrameSerializer,
+}
+
+#: Every frame the WebSocket sends, by its ``type``.
+WEBSOCKET_FRAME = PolymorphicProxySerializer(
+    component_name="WebSocketFrame",
+    serializers=WEBSOCKET_FRAME_SERIALIZERS,
+    resource_type_field_name="type",
+)
 
 
 class EventsSerializer(serializers.Serializer):

@@ -1,4 +1,4 @@
-"""REST views of the contract. Each parses input, calls one service or selector,
+"""REST views (the README's "REST API"). Each parses input, calls one service or selector,
 and renders; the logic lives in the domain (``executions.services``, ``selectors``)."""
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from .serializers import (
     ProgressSerializer,
     TargetListSerializer,
     ValidationErrorSerializer,
+    WEBSOCKET_FRAME,
 )
 
 API_PREFIX = "/api/v1"
@@ -226,6 +227,10 @@ class ExecutionCancelView(ExecutionScopedView):
 
 
 class ExecutionEventsView(ExecutionScopedView):
+    # Its events are the WebSocket's frames: its operation also publishes the schema of
+    # every frame the WebSocket sends (executions.api.schema.ApiAutoSchema).
+    websocket_frames = WEBSOCKET_FRAME
+
     @extend_schema(
         operation_id="executions_events",
         parameters=[EventsQuerySerializer],

@@ -1,5 +1,8 @@
 """The OpenAPI schema (/api/v1/schema), the docs (/api/v1/docs), and the JSON
-answers for paths and methods the API does not serve (CONTRACT.md, "Conventions")."""
+answers for paths and methods the API does not serve (README, "REST API").
+
+Real answers are validated against the schema in test_api_responses.py, and
+the frames and the execution's shape in test_frames.py."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from rest_framework.test import APIClient
 from executions.api import urls as api_urls
 from core.api_errors import exception_handler
 from executions.api.serializers import MAX_QUERY_INTEGER
+from tests.frames import published_schema
 
 from ..helpers import PASSWORD
 
@@ -26,7 +30,7 @@ API = "/api/v1"
 EXECUTION = f"{API}/executions/{{execution_id}}"
 MISSING_ID = "exec_000000000000"
 
-# Every operation with every status code it can answer (the contract's table,
+# Every operation with every status code it can answer (the README's "REST API" table,
 # plus what the framework answers on its own: 401, 403 CSRF, 406, 413, 415, 429
 # from the throttles on submit, cancel and token requests).
 OPERATIONS: dict[tuple[str, str], set[str]] = {
@@ -126,7 +130,7 @@ def test_shapes(schema: dict[str, Any]) -> None:
     components = schema["components"]["schemas"]
     submit = components["ExecutionSubmit"]["properties"]
     assert submit["inputs"]["type"] == submit["config"]["type"] == "object"
-    assert {"type": "string", "maxLength": 0} in submit["callback_url"]["anyOf"], "empty means no callback"
+    assert {"type": "string", "maxLength": 0} in submit["callback_url"]["oneOf"], "empty means no callback"
     assert components["ExecutionStatusEnum"]["enum"] == ["pending", "running", "completed", "failed", "cancelled"]
     assert set(components["Execution"]["required"]) >= {
         "execution_id", "type", "target_id", "status", "progress", "inputs", "config", "outputs", "error",
@@ -146,6 +150,56 @@ def test_shapes(schema: dict[str, Any]) -> None:
     assert {"progress", "outputs", "error"} <= set(components["TerminalFrame"]["required"])
 
 
+def test_nullable_values_are_json_schema_nulls(schema: dict[str, Any]) -> None:
+    """OpenAPI 3.1: null is a JSON Schema type. Under 3.0.3, drf-spectacular wrote a nullable
+    object as ``allOf: [$ref]`` with ``nullable: true`` and no ``type``, which strict
+    validators ignore: they rejected the nulls the server really sends."""
+    assert schema["openapi"] == "3.1.0"
+    assert "nullable" not in json.dumps(schema), "a 3.0 keyword: 3.1 validators ignore it"
+    components = schema["components"]["schemas"]
+    progress = {"oneOf": [{"$ref": "#/components/schemas/Progress"}, {"type": "null"}]}
+    error = {"oneOf": [{"$ref": "#/components/schemas/ErrorInfo"}, {"type": "null"}]}
+    for name in ("Execution", "TerminalFrame", "StatusFrame"):
+        assert components[name]["properties"]["progress"] == progress, name
+    for name in ("Execution", "TerminalFrame"):
+        assert components[name]["properties"]["error"] == error, name
+        assert components[name]["properties"]["outputs"]["type"] == ["object", "null"], name
+    assert components["Execution"]["properties"]["started_at"]["type"] == ["string", "null"]
+    callback = components["ExecutionSubmit"]["properties"]["callback_url"]
+    assert {"type": "null"} in callback["oneOf"] and {"type": "string", "maxLength": 0} in callback["oneOf"]
+
+
+def test_every_websocket_frame_is_published(schema: dict[str, Any]) -> None:
+    """The frames sent only on the WebSocket (status, error) are components too, named
+    from the events operation, whose events are the other frames."""
+    components = schema["components"]["schemas"]
+    websocket = schema["paths"][f"{EXECUTION}/events"]["get"]["x-websocket"]
+    assert websocket["path"] == f"{EXECUTION}/progress/ws"
+    assert websocket["frames"] == {"$ref": "#/components/schemas/WebSocketFrame"}
+    frame = components["WebSocketFrame"]
+    assert frame["discriminator"]["propertyName"] == "type"
+    assert frame["discriminator"]["mapping"] == {
+        "status": "#/components/schemas/StatusFrame",
+        "started": "#/components/schemas/StartedFrame",
+        "progress": "#/components/schemas/ProgressFrame",
+        "completed": "#/components/schemas/TerminalFrame",
+        "failed": "#/components/schemas/TerminalFrame",
+        "cancelled": "#/components/schemas/TerminalFrame",
+        "error": "#/components/schemas/ErrorFrame",
+    }
+    assert set(components["StatusFrame"]["required"]) == {"type", "execution_id", "status", "progress", "seq", "timestamp"}
+    assert set(components["ErrorFrame"]["required"]) == {"type", "message", "timestamp"}
+
+
+def test_the_served_schema_is_the_generated_one(schema: dict[str, Any], alice_client: APIClient) -> None:
+    """What the tests validate against (``tests.frames.published_schema``) is what clients
+    get, and generating it again changes nothing: a field schema shared between
+    generations once gained one more ``{"type": "null"}`` branch at each."""
+    assert schema == published_schema()
+    again = alice_client.get(f"{API}/schema?format=json")
+    assert json.loads(again.content) == schema
+
+
 def test_submit_answer_links_to_the_execution(schema: dict[str, Any]) -> None:
     links = schema["paths"][f"{API}/executions"]["post"]["responses"]["202"]["links"]
     assert {link["operationId"] for link in links.values()} == {
@@ -155,15 +209,15 @@ def test_submit_answer_links_to_the_execution(schema: dict[str, Any]) -> None:
     assert all(link["operationId"] in ids for link in links.values())
 
 
-def test_schema_is_valid_openapi_3_and_generates_without_warnings(tmp_path: Path) -> None:
+def test_schema_is_valid_openapi_3_1_and_generates_without_warnings(tmp_path: Path) -> None:
     out = tmp_path / "schema.json"
     call_command(
         "spectacular", "--format", "openapi-json", "--validate", "--fail-on-warn", "--file", str(out),
         stderr=StringIO(),
     )
     schema = json.loads(out.read_text())
-    assert schema["openapi"].startswith("3.")
-    validate_schema(schema)
+    assert schema["openapi"] == "3.1.0"
+    validate_schema(schema)  # against the OpenAPI 3.1 JSON Schema that drf-spectacular ships
 
 
 # --- serving the schema and the docs -----------------------------------------------------------

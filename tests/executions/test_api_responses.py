@@ -1,0 +1,367 @@
+"""Real answers of every operation, validated against the published OpenAPI schema.
+
+Each scenario below makes real requests through DRF's ``APIClient``, with
+executions brought to their state by the services (``states.py``), and every
+answer is validated by openapi-core, a strict implementation of OpenAPI 3.1
+independent of drf-spectacular: the status code must be documented for the
+operation, the content type and the required headers (``WWW-Authenticate``,
+``Retry-After``) must be there, and the body must match its schema in 3.1's
+JSON Schema dialect, formats included. A second pass, against a copy of the
+schema closed to undocumented keys (``tests.frames.closed``), catches a key
+the server sends but the schema does not list.
+
+``test_every_documented_answer_is_produced`` holds the scenarios to the
+schema: each (operation, status code) it documents is produced here, so a new
+answer in the schema needs a scenario.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.cache.backends.locmem import LocMemCache
+from django.http import HttpResponse
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+from rest_framework.test import APIClient
+
+from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
+from executions.models import Execution
+from tests.frames import assert_matches_component, closed, published_schema
+
+from ..helpers import PASSWORD, token_client
+from .states import CALLBACK_URL, EXECUTION_STATES
+
+API = "/api/v1"
+EXECUTIONS = f"{API}/executions"
+EXECUTION = f"{API}/executions/{{execution_id}}"
+PROGRESS = f"{EXECUTION}/progress"
+CANCEL = f"{EXECUTION}/cancel"
+EVENTS = f"{EXECUTION}/events"
+TARGETS = f"{API}/targets"
+TOKEN = f"{API}/auth/token"
+MISSING_ID = "exec_000000000000"
+HOST_URL = "http://testserver"
+
+pytestmark = pytest.mark.django_db
+
+
+@functools.cache
+def validators() -> tuple[OpenAPI, OpenAPI]:
+    """openapi-core over the published schema, and over its closed copy (built once:
+    openapi-core first validates the document itself)."""
+    schema = published_schema()
+    return OpenAPI.from_dict(schema), OpenAPI.from_dict(closed(schema))
+
+
+def answer_errors(validator: OpenAPI, method: str, path: str, response: HttpResponse) -> list[str]:
+    """What openapi-core finds wrong with ``response`` as the answer to ``method path``."""
+    request = MockRequest(HOST_URL, method, path.split("?", 1)[0])
+    answer = MockResponse(
+        response.content,
+        status_code=response.status_code,
+        headers=dict(response.headers),
+        content_type=response.headers.get("Content-Type", ""),
+    )
+    # The cause says which value broke which rule; the error itself only which part.
+    return [f"{error!r}: {error.__cause__!r}" for error in validator.iter_response_errors(request, answer)]
+
+
+def assert_valid_answer(method: str, path: str, response: HttpResponse) -> None:
+    published, closed_to_extras = validators()
+    for validator, which in ((published, "the published schema"), (closed_to_extras, "it closed to extra keys")):
+        errors = answer_errors(validator, method, path, response)
+        assert not errors, (
+            f"{method.upper()} {path} -> {response.status_code} does not match {which}:\n"
+            + "\n".join(errors)
+            + f"\n{response.content[:2000]!r}"
+        )
+
+
+# --- the world a scenario runs in -----------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Clients and executions for the scenarios; every answer goes through ``call``."""
+
+    alice: Any
+    bob: Any
+    settings: Any
+    monkeypatch: pytest.MonkeyPatch
+    executions: dict[str, Execution] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        session = APIClient(enforce_csrf_checks=True)
+        session.force_login(self.alice)
+        self.clients = {
+            "alice": token_client(self.alice),
+            "bob": token_client(self.bob),
+            "anonymous": APIClient(),
+            "session without CSRF token": session,
+        }
+
+    def execution_id(self, label: str) -> str:
+        """The id of the execution in state ``label`` (made on first use); "missing" names none."""
+        if label == "missing":
+            return MISSING_ID
+        if label not in self.executions:
+            self.executions[label] = EXECUTION_STATES[label](self.alice)
+        return self.executions[label].id
+
+    def throttle(self, scope: str) -> None:
+        """Turn one throttle on at 1/min, counting in a store of its own (the shared Redis may hold counts)."""
+        for throttle in (SubmitThrottle, CancelThrottle, TokenThrottle):
+            self.monkeypatch.setattr(throttle, "cache", LocMemCache(f"answers-{uuid.uuid4()}", {}))
+        self.settings.EXECUTION_THROTTLE_RATES = {"submit": None, "cancel": None, "token": None, scope: "1/min"}
+
+    def call(
+        self,
+        method: str,
+        template: str,
+        *,
+        label: str = "running",
+        client: str = "alice",
+        query: str = "",
+        body: Any = None,
+        documented: bool = True,
+        **extra: Any,
+    ) -> HttpResponse:
+        """Send one request and validate the answer against the operation at ``template``
+        (or, for a method or path the schema does not describe, its body against ``Detail``).
+
+        ``body`` is sent as JSON, unless it is a string (sent as it is, with the
+        ``content_type`` given in ``extra``).
+        """
+        path = template.format(execution_id=self.execution_id(label)) if "{" in template else template
+        if query:
+            path = f"{path}?{query}"
+        if body is not None and not isinstance(body, str):
+            extra.setdefault("content_type", "application/json")
+            body = json.dumps(body)
+        if body is not None:
+            extra["data"] = body
+        response = getattr(self.clients[client], method)(path, **extra)
+        if documented:
+            assert_valid_answer(method, path, response)
+        else:
+            assert_matches_component(json.loads(response.content), "Detail")
+        return response
+
+
+@pytest.fixture
+def world(alice: Any, bob: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> World:
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # a submit with CALLBACK_URL (loopback)
+    return World(alice=alice, bob=bob, settings=settings, monkeypatch=monkeypatch)
+
+
+# --- the scenarios --------------------------------------------------------------------------
+
+# Not text/html: with DJANGO_DEBUG on (as in tests) the browsable API serves that.
+XML_ONLY = {"HTTP_ACCEPT": "application/xml"}
+FORM = "application/x-www-form-urlencoded"
+SUBMIT = {"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": 2, "step_seconds": 0}}
+GUESS = {"username": "alice", "password": "guess"}
+CREDENTIALS = {"username": "alice", "password": PASSWORD}
+
+
+def too_large() -> dict[str, Any]:
+    blob = "x" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    return {"type": "agent", "target_id": "echo", "inputs": {"blob": blob}}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request (the arguments of ``World.call``) and the status code it must get."""
+
+    name: str
+    method: str
+    template: str
+    status: int
+    request: dict[str, Any] = field(default_factory=dict)
+    #: Runs first: answers it provokes are validated too.
+    before: Callable[[World], None] | None = None
+
+    @property
+    def documented(self) -> bool:
+        return self.request.get("documented", True)
+
+
+def every_state(world: World) -> None:
+    for label in EXECUTION_STATES:
+        world.execution_id(label)
+
+
+def every_state_events(world: World) -> None:
+    for label in EXECUTION_STATES:
+        assert world.call("get", EVENTS, label=label).status_code == 200
+
+
+def first_submit_of_the_minute(world: World) -> None:
+    world.throttle("submit")
+    assert world.call("post", EXECUTIONS, body=SUBMIT).status_code == 202
+
+
+def first_cancel_of_the_minute(world: World) -> None:
+    world.throttle("cancel")
+    assert world.call("post", CANCEL, label="pending").status_code == 200
+
+
+def first_guess_of_the_minute(world: World) -> None:
+    world.throttle("token")
+    assert world.call("post", TOKEN, client="anonymous", body=GUESS).status_code == 400
+
+
+def for_every_state(template: str, status_of: Callable[[str], int]) -> list[Scenario]:
+    return [Scenario(label, "get", template, status_of(label), {"label": label}) for label in EXECUTION_STATES]
+
+
+def progress_status(label: str) -> int:
+    """No progress yet: 204 (pending, or ended before it started)."""
+    return 204 if label in ("pending", "cancelled while pending", "failed before start") else 200
+
+
+S = Scenario
+SCENARIOS: list[Scenario] = [
+    # GET /executions
+    S("every state", "get", EXECUTIONS, 200, {"query": "page_size=100&sort=completed_at&order=asc"}, every_state),
+    S("past the last page", "get", EXECUTIONS, 200, {"query": "page=9"}),
+    S("filtered", "get", EXECUTIONS, 200, {"query": "status=failed&type=pipeline&target_id=demo_steps"}, every_state),
+    S("bad page", "get", EXECUTIONS, 400, {"query": "page=0"}),
+    S("repeated parameter", "get", EXECUTIONS, 400, {"query": "sort=status&sort=seq"}),
+    S("anonymous", "get", EXECUTIONS, 401, {"client": "anonymous"}),
+    S("xml only", "get", EXECUTIONS, 406, XML_ONLY),
+    # POST /executions
+    S("pipeline", "post", EXECUTIONS, 202, {"body": SUBMIT}),
+    S(
+        "agent with a callback",
+        "post",
+        EXECUTIONS,
+        202,
+        {"body": {"type": "agent", "target_id": "echo", "callback_url": CALLBACK_URL, "config": {"timeout": 3}}},
+    ),
+    S("missing field", "post", EXECUTIONS, 400, {"body": {"type": "pipeline"}}),
+    S("invalid inputs", "post", EXECUTIONS, 400, {"body": {**SUBMIT, "inputs": {"steps": 0}}}),
+    S("not a JSON object", "post", EXECUTIONS, 400, {"body": [1, 2]}),
+    S("malformed JSON", "post", EXECUTIONS, 400, {"body": "{", "content_type": "application/json"}),
+    S("anonymous", "post", EXECUTIONS, 401, {"client": "anonymous", "body": SUBMIT}),
+    S("session without CSRF token", "post", EXECUTIONS, 403, {"client": "session without CSRF token", "body": SUBMIT}),
+    S("unknown target", "post", EXECUTIONS, 404, {"body": {"type": "agent", "target_id": "nope"}}),
+    S("xml only", "post", EXECUTIONS, 406, {"body": SUBMIT, **XML_ONLY}),
+    S("body too large", "post", EXECUTIONS, 413, {"body": too_large()}),
+    S("form encoded", "post", EXECUTIONS, 415, {"body": "type=agent", "content_type": FORM}),
+    S("throttled", "post", EXECUTIONS, 429, {"body": SUBMIT}, first_submit_of_the_minute),
+    # GET /executions/{id}
+    *for_every_state(EXECUTION, lambda label: 200),
+    S("anonymous", "get", EXECUTION, 401, {"client": "anonymous"}),
+    S("unknown id", "get", EXECUTION, 404, {"label": "missing"}),
+    S("someone else's", "get", EXECUTION, 404, {"client": "bob"}),
+    S("xml only", "get", EXECUTION, 406, XML_ONLY),
+    # GET /executions/{id}/progress
+    *for_every_state(PROGRESS, progress_status),
+    S("anonymous", "get", PROGRESS, 401, {"client": "anonymous"}),
+    S("unknown id", "get", PROGRESS, 404, {"label": "missing"}),
+    S("xml only", "get", PROGRESS, 406, XML_ONLY),
+    # POST /executions/{id}/cancel
+    S("pending", "post", CANCEL, 200, {"label": "pending"}),
+    S("running", "post", CANCEL, 200, {"label": "running"}),
+    S("already completed", "post", CANCEL, 400, {"label": "completed"}),
+    S("already cancelled", "post", CANCEL, 400, {"label": "cancelled while running"}),
+    S("anonymous", "post", CANCEL, 401, {"client": "anonymous"}),
+    S("session without CSRF token", "post", CANCEL, 403, {"client": "session without CSRF token"}),
+    S("unknown id", "post", CANCEL, 404, {"label": "missing"}),
+    S("xml only", "post", CANCEL, 406, XML_ONLY),
+    S("throttled", "post", CANCEL, 429, {}, first_cancel_of_the_minute),
+    # GET /executions/{id}/events
+    S("every state", "get", EVENTS, 200, {"label": "completed"}, every_state_events),
+    S("after a seq", "get", EVENTS, 200, {"label": "completed", "query": "after_seq=3"}),
+    S("nothing yet", "get", EVENTS, 200, {"label": "pending"}),
+    S("bad after_seq", "get", EVENTS, 400, {"query": "after_seq=-1"}),
+    S("anonymous", "get", EVENTS, 401, {"client": "anonymous"}),
+    S("unknown id", "get", EVENTS, 404, {"label": "missing"}),
+    S("xml only", "get", EVENTS, 406, XML_ONLY),
+    # GET /targets
+    S("all", "get", TARGETS, 200),
+    S("anonymous", "get", TARGETS, 401, {"client": "anonymous"}),
+    S("xml only", "get", TARGETS, 406, XML_ONLY),
+    # POST /auth/token
+    S("right password", "post", TOKEN, 200, {"client": "anonymous", "body": CREDENTIALS}),
+    S("wrong password", "post", TOKEN, 400, {"client": "anonymous", "body": GUESS}),
+    S("missing field", "post", TOKEN, 400, {"client": "anonymous", "body": {"username": "alice"}}),
+    S("xml only", "post", TOKEN, 406, {"client": "anonymous", "body": GUESS, **XML_ONLY}),
+    S("body too large", "post", TOKEN, 413, {"client": "anonymous", "body": too_large()}),
+    S("form encoded", "post", TOKEN, 415, {"client": "anonymous", "body": "username=alice", "content_type": FORM}),
+    S("throttled", "post", TOKEN, 429, {"client": "anonymous", "body": GUESS}, first_guess_of_the_minute),
+    # Not in the schema: a method an endpoint does not serve, a path the API does not have.
+    S("not served", "delete", EXECUTIONS, 405, {"documented": False}),
+    S("not served", "get", CANCEL, 405, {"documented": False}),
+    S("not served", "put", TARGETS, 405, {"documented": False}),
+    S("no such endpoint", "get", f"{API}/nope", 404, {"documented": False}),
+]
+
+
+def scenario_id(scenario: Scenario) -> str:
+    return f"{scenario.method.upper()} {scenario.template.removeprefix(API)} {scenario.status} {scenario.name}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
+def test_answer_matches_the_published_schema(world: World, scenario: Scenario) -> None:
+    if scenario.before is not None:
+        scenario.before(world)
+    response = world.call(scenario.method, scenario.template, **scenario.request)
+    assert response.status_code == scenario.status, response.content[:1000]
+    if scenario.status == 405:
+        assert response["Allow"]
+
+
+def test_every_documented_answer_is_produced() -> None:
+    documented = {
+        (method, path, int(code))
+        for path, item in published_schema()["paths"].items()
+        for method, operation in item.items()
+        for code in operation["responses"]
+    }
+    produced = {(s.method, s.template, s.status) for s in SCENARIOS if s.documented}
+    assert produced == documented
+
+
+def altered(response: HttpResponse, *, status: int = 0, body: Any = None, drop_header: str = "") -> HttpResponse:
+    copy = HttpResponse(
+        json.dumps(body) if body is not None else response.content,
+        status=status or response.status_code,
+        content_type=response["Content-Type"],
+    )
+    for name, value in response.headers.items():
+        if name.lower() not in ("content-type", drop_header.lower()):
+            copy[name] = value
+    return copy
+
+
+def test_the_validation_is_strict(world: World) -> None:
+    """The validator is not vacuous: each alteration of a valid answer is caught."""
+    published, closed_to_extras = validators()
+    good = world.call("get", EXECUTION, label="pending")
+    path = good.wsgi_request.path
+    body = json.loads(good.content)
+    unauthorized = world.call("get", EXECUTION, label="pending", client="anonymous")
+    wrong = {
+        "a string for an integer": altered(good, body={**body, "seq": "0"}),
+        "a required key missing": altered(good, body={k: v for k, v in body.items() if k != "progress"}),
+        "an unknown status": altered(good, body={**body, "status": "paused"}),
+        "a malformed progress": altered(good, body={**body, "progress": {"current_step": 1}}),
+        "a timestamp that is not one": altered(good, body={**body, "created_at": "yesterday"}),
+        "an undocumented status code": altered(good, status=418),
+        "a 401 without WWW-Authenticate": altered(unauthorized, drop_header="WWW-Authenticate"),
+    }
+    for name, response in wrong.items():
+        assert answer_errors(published, "get", path, response), name
+    extra = altered(good, body={**body, "extra": 1})
+    assert not answer_errors(published, "get", path, extra), "the published schema leaves objects open"
+    assert answer_errors(closed_to_extras, "get", path, extra), "the closed copy catches an undocumented key"
