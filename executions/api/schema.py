@@ -97,6 +97,8 @@ class ApiAutoSchema(AutoSchema):
         # Our throttles (core.throttles) let safe methods through.
         if method not in SAFE_METHODS and view.get_throttles():
             add(429, "Too many requests (throttled)", headers=RETRY_AFTER)
+        if method in getattr(view, "queues_work_on", ()):
+            add(503, "The task queue (Redis) is unreachable: nothing was stored, try again later", headers=RETRY_AFTER)
         return errors
 
 

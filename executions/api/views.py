@@ -96,6 +96,8 @@ class ExecutionScopedView(APIView):
 
 class ExecutionCollectionView(APIView):
     throttle_classes = [SubmitThrottle]
+    #: A submit hands a task to the broker: 503 while it is unreachable (documented by the schema).
+    queues_work_on = ("POST",)
 
     @extend_schema(
         operation_id="executions_list",

@@ -28,12 +28,15 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpResponse
+from kombu.exceptions import OperationalError
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from rest_framework.test import APIClient
 
 from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
 from executions.models import Execution
+from executions.api import views as api_views
+from executions.services import QueueUnavailable
 from tests.frames import assert_matches_component, closed, published_schema
 
 from ..helpers import PASSWORD, token_client
@@ -209,6 +212,15 @@ def first_submit_of_the_minute(world: World) -> None:
     assert world.call("post", EXECUTIONS, body=SUBMIT).status_code == 202
 
 
+def broker_down(world: World) -> None:
+    """The service's refusal (tested for real in test_services): here only the answer's shape."""
+
+    def refuse(**kwargs: Any) -> None:
+        raise QueueUnavailable(OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused."))
+
+    world.monkeypatch.setattr(api_views, "execution_create", refuse)
+
+
 def first_cancel_of_the_minute(world: World) -> None:
     world.throttle("cancel")
     assert world.call("post", CANCEL, label="pending").status_code == 200
@@ -258,6 +270,7 @@ SCENARIOS: list[Scenario] = [
     S("body too large", "post", EXECUTIONS, 413, {"body": too_large()}),
     S("form encoded", "post", EXECUTIONS, 415, {"body": "type=agent", "content_type": FORM}),
     S("throttled", "post", EXECUTIONS, 429, {"body": SUBMIT}, first_submit_of_the_minute),
+    S("broker unreachable", "post", EXECUTIONS, 503, {"body": SUBMIT}, broker_down),
     # GET /executions/{id}
     *for_every_state(EXECUTION, lambda label: 200),
     S("anonymous", "get", EXECUTION, 401, {"client": "anonymous"}),

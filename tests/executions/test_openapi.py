@@ -35,7 +35,7 @@ MISSING_ID = "exec_000000000000"
 # from the throttles on submit, cancel and token requests).
 OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", f"{API}/executions"): {"200", "400", "401", "406"},
-    ("post", f"{API}/executions"): {"202", "400", "401", "403", "404", "406", "413", "415", "429"},
+    ("post", f"{API}/executions"): {"202", "400", "401", "403", "404", "406", "413", "415", "429", "503"},
     ("get", EXECUTION): {"200", "401", "404", "406"},
     ("get", f"{EXECUTION}/progress"): {"200", "204", "401", "404", "406"},
     ("post", f"{EXECUTION}/cancel"): {"200", "400", "401", "403", "404", "406", "429"},
