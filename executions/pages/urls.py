@@ -1,4 +1,4 @@
-"""Server-rendered pages (see executions/pages/views.py and the contract's Pages section)."""
+"""Server-rendered pages: the list, one execution (live), and the start form (see views.py; the README lists the URLs)."""
 
 from django.urls import path
 

@@ -31,6 +31,11 @@ import pytest
 
 from tests.stack import LiveStack
 
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # browser_unavailable() says so: the tests skip, or fail under CI=true
+    expect = sync_playwright = None
+
 BROWSER_DIR = Path(__file__).resolve().parent
 SCREENSHOTS = BROWSER_DIR.parents[1] / "screenshots"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -64,9 +69,7 @@ def chromium_path() -> str | None:
 
 def browser_unavailable() -> str | None:
     """Why the browser tests cannot run here, or None."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    if sync_playwright is None:
         return "the playwright package is not installed (pip install -r requirements-dev.txt)"
     if chromium_path() is None:
         configured = os.environ.get("CHROMIUM_PATH")
@@ -94,8 +97,6 @@ def chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
     if problem:  # only reached under CI=true: locally these tests are skipped
         pytest.fail(f"CI=true but the browser tests cannot run: {problem}")
     request.getfixturevalue("live_stack")
-    from playwright.sync_api import expect, sync_playwright
-
     expect.set_options(timeout=TIMEOUT_MS)
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -175,8 +176,6 @@ def new_page(chromium: Any, live_stack: LiveStack, request: pytest.FixtureReques
 
 def log_in(page: Any, account: Account, path: str = "/") -> None:
     """Log in through the login form and land on ``path``."""
-    from playwright.sync_api import expect
-
     page.goto(path)
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
     page.get_by_label("Username").fill(account.username)

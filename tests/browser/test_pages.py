@@ -7,6 +7,7 @@ a reload would drop it.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -198,7 +199,7 @@ def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Acc
     expect(page.locator('[data-kind="completed"]')).to_have_count(1)
     expect(page.locator('[data-kind="more"]')).to_have_count(0)
     assert_not_reloaded(page)
-    # What the page pieced together matches what the server renders from the database.
+    # What the page pieced together live matches what it renders at load from the stored events.
     rendered = page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => e.dataset.state + ':' + e.dataset.step)")
     page.reload()
     assert page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => e.dataset.state + ':' + e.dataset.step)") == rendered
@@ -227,7 +228,13 @@ def test_without_javascript_the_server_renders_the_state(new_page: Callable[...,
     log_in(page, account, f"/executions/{execution.id}")
     expect(badge(page)).to_have_text("Completed")
     expect(bar(page)).to_have_attribute("aria-valuenow", "100")
-    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(3)
+    expect(page.locator('[data-role="percent"]')).to_have_text("100%")
+    expect(page.locator('[data-role="step"]')).to_have_text("3/3")
+    # The stored events as a plain list (the timeline of steps is the script's).
+    events = page.locator('[data-role="timeline"] li[data-event]')
+    assert events.evaluate_all("els => els.map(e => e.dataset.event)") == ["started", "progress", "progress", "progress", "completed"]
+    expect(page.locator('li[data-event="progress"] .event-step')).to_have_text(["step_1 · 0/3", "step_2 · 1/3", "step_3 · 2/3"])
+    expect(page.locator('[data-kind="step"]')).to_have_count(0)
     expect(page.locator('[data-role="outputs-json"]')).to_contain_text('"steps_completed": 3')
     expect(page.locator('[data-role="connection"]')).to_be_hidden()
 
@@ -298,3 +305,162 @@ def test_pages_at_desktop_and_phone_width(new_page: Callable[..., Page], account
     page.goto(f"/executions/{running.id}")
     page.get_by_role("button", name="Cancel execution").click()
     expect(badge(page)).to_have_text("Cancelled")
+
+
+def test_a_reload_mid_run_neither_repeats_nor_skips_steps(user_page: Page, account: Account) -> None:
+    page = user_page
+    steps = 6
+    execution = start(account.user, steps=steps, step_seconds=0.7)
+    page.goto(f"/executions/{execution.id}")
+    expect(page.locator('[data-kind="step"][data-step="2"][data-state="running"]')).to_have_count(1)
+    page.reload()
+    mark_page(page)
+    expect(bar(page)).to_have_attribute("aria-valuenow", "100")
+    expect(badge(page)).to_have_text("Completed")
+    expect(page.locator('[data-role="percent"]')).to_have_text("100%")
+    expect(page.locator('[data-role="step"]')).to_have_text(f"{steps} of {steps} steps")
+    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(steps)
+    numbers = page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => Number(e.dataset.step))")
+    assert numbers == list(range(1, steps + 1))
+    for number in range(1, steps + 1):
+        expect(page.locator(f'[data-kind="step"][data-step="{number}"] [data-role="duration"]')).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+    expect(page.locator('[data-kind="started"]')).to_have_count(1)
+    expect(page.locator('[data-kind="completed"]')).to_have_count(1)
+    assert_not_reloaded(page)
+
+
+# A WebSocket that loses the third message of each socket and delivers the fifth twice.
+LOSSY_WEBSOCKET = """
+(() => {
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    set onmessage(handler) {
+      let count = 0;
+      super.onmessage = (event) => {
+        count += 1;
+        if (count === 3) return;
+        handler(event);
+        if (count === 5) handler(event);
+      };
+    }
+    get onmessage() { return super.onmessage; }
+  };
+})();
+"""
+
+
+def test_the_stream_client_fills_gaps_and_never_repeats_a_frame(user_page: Page, account: Account) -> None:
+    page = user_page
+    page.add_init_script(LOSSY_WEBSOCKET)
+    gap_fetches: list[str] = []
+    page.on("request", lambda request: gap_fetches.append(request.url) if "/events?after_seq=" in request.url else None)
+    execution = start(account.user, steps=5, step_seconds=0.3)
+    page.goto(f"/executions/{execution.id}")
+    mark_page(page)
+    expect(badge(page)).to_have_text("Completed")
+    assert page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => e.dataset.state + ':' + e.dataset.step)") == [
+        f"done:{n}" for n in range(1, 6)
+    ]
+    # The client on its own, as another page would use it: the whole stored history, once each.
+    received = page.evaluate(
+        """async (executionId) => {
+            const { StreamClient } = await import("/static/js/stream-client.js");
+            return await new Promise((resolve) => {
+                const frames = [];
+                new StreamClient(executionId, {
+                    afterSeq: 0,
+                    onFrame: (frame) => frames.push([frame.seq, frame.type]),
+                    onConnection: (mode) => { if (mode === "ended") resolve(frames); },
+                }).start();
+            });
+        }""",
+        execution.id,
+    )
+    execution.refresh_from_db()
+    assert [seq for seq, _ in received] == list(range(1, execution.seq + 1))
+    assert received[-1][1] == "completed"
+    assert gap_fetches, "the lost frame was never fetched from the events endpoint"
+    assert_not_reloaded(page)
+
+
+def test_polling_honours_retry_after(user_page: Page, account: Account) -> None:
+    page = user_page
+    page.add_init_script("delete window.WebSocket")
+    asked: list[float] = []
+
+    def throttle_first(route: Any) -> None:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            route.fulfill(status=429, headers={"Retry-After": "3"}, content_type="application/json", body='{"detail": "Request was throttled."}')
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/events\?after_seq="), throttle_first)
+    execution = start(account.user, steps=3, step_seconds=0.2)
+    page.goto(f"/executions/{execution.id}")
+    expect(page.locator('[data-role="connection"]')).to_have_attribute("data-mode", "offline")
+    expect(badge(page)).to_have_text("Completed")
+    assert asked[1] - asked[0] >= 2.8, f"polled again {asked[1] - asked[0]:.1f} s after a 429 with Retry-After: 3"
+    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(3)
+
+
+def test_the_presentation_rules_of_the_script(user_page: Page) -> None:
+    """The rules live in static/js/execution-page.js only; here they are called directly."""
+    results = user_page.evaluate(
+        """async () => {
+            const m = await import("/static/js/execution-page.js");
+            const at = (seconds) => new Date(Date.UTC(2026, 0, 1, 12, 0, 0) + seconds * 1000).toISOString();
+            const progress = (step, total, name) => ({
+                current_step: step - 1, total_steps: total, percentage: ((step - 1) / total) * 100, current_step_name: name,
+            });
+            const frames = [
+                { type: "started", seq: 1, status: "running", timestamp: at(0) },
+                { type: "progress", seq: 2, status: "running", progress: progress(1, 40, "fetch"), timestamp: at(1) },
+                { type: "progress", seq: 3, status: "running", progress: { ...progress(1, 40, "fetch"), percentage: 1 }, timestamp: at(1.5) },
+                { type: "progress", seq: 4, status: "running", progress: progress(2, 40, "resize"), timestamp: at(3) },
+            ];
+            const failed = { type: "failed", seq: 5, status: "failed", progress: progress(2, 40, "resize"), timestamp: at(4.25) };
+            const plannedSteps = Array.from({ length: 40 }, (_, i) => `step_${i + 1}`);
+            const brief = (t) => ({
+                ...t, steps: t.steps.map((s) => `${s.number}:${s.name}:${s.state}:${s.startedAt ?? ""}:${s.endedAt ?? ""}`),
+            });
+            return {
+                durations: [null, 0.04, 3.24, 42.4, 65, 7380, -5].map(m.formatDuration),
+                steps: [
+                    m.stepText("running", progress(3, 5, "step_3")),
+                    m.stepText("completed", { current_step: 5, total_steps: 5, percentage: 100, current_step_name: null }),
+                    m.stepText("running", { current_step: 2, total_steps: 5, percentage: 40, current_step_name: null }),
+                    m.stepText("pending", null),
+                ],
+                percent: [m.percentOf({ percentage: 33.33333 }), m.percentOf({ percentage: 140 })],
+                running: brief(m.buildTimeline(frames, { status: "running", plannedSteps })),
+                failed: brief(m.buildTimeline([...frames, failed], { status: "failed", plannedSteps })),
+                window: brief(m.buildTimeline(frames.slice(3), { status: "running", plannedSteps: null })),
+                remaining: [
+                    m.remainingText({ status: "running", progress: { percentage: 50 }, startedAt: 0, progressAt: 10000, now: 12000 }),
+                    m.remainingText({ status: "running", progress: { percentage: 99.99 }, startedAt: 0, progressAt: 10000, now: 10000 }),
+                    m.remainingText({ status: "running", progress: { percentage: 0 }, startedAt: 0, progressAt: 0, now: 5000 }),
+                    m.remainingText({ status: "completed", progress: { percentage: 100 }, startedAt: 0, progressAt: 0, now: 0 }),
+                    m.remainingText({ status: "pending", progress: null, startedAt: null, progressAt: null, now: 0 }),
+                ],
+            };
+        }"""
+    )
+    assert results["durations"] == ["—", "0.0 s", "3.2 s", "42 s", "1 min 05 s", "2 h 03 min", "0.0 s"]
+    assert results["steps"] == ["Step 3 of 5 · step_3", "5 of 5 steps", "2 of 5 steps", ""]
+    assert results["percent"] == [33.33, 100]
+    t = "2026-01-01T12:00:0{}.000Z".format
+    running = results["running"]
+    assert running["startedAt"] == t("0") and running["progressAt"] == t("3") and running["end"] is None
+    assert running["steps"] == [
+        f"1:fetch:done:{t('1')}:{t('3')}",  # the report within the step added no row
+        f"2:resize:running:{t('3')}:",
+        *(f"{n}:step_{n}:upcoming::" for n in range(3, 8)),
+    ]
+    assert running["moreSteps"] == 33
+    failed = results["failed"]
+    assert failed["steps"] == [f"1:fetch:done:{t('1')}:{t('3')}", f"2:resize:failed:{t('3')}:2026-01-01T12:00:04.250Z"]
+    assert failed["end"] == {"type": "failed", "at": "2026-01-01T12:00:04.250Z"} and failed["moreSteps"] == 0
+    window = results["window"]  # a long run's page shows only the latest events
+    assert window["startedAt"] is None and window["steps"] == [f"2:resize:running:{t('3')}:"]
+    assert results["remaining"] == ["about 8.0 s", "less than a second", "estimating…", "done", "—"]

@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.utils import quote
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from executions.admin import HISTORY_PAGE_SIZE, INLINE_EVENTS
-from executions.models import Execution
-from executions.models import ProgressSnapshot
+from executions.models import Execution, ProgressSnapshot, WebhookAttempt
+from tests.pages.conftest import logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -172,10 +173,6 @@ def test_cancel_button_on_the_change_page(admin_page: Client, alice: Any, make_e
 
 
 def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any, django_user_model: Any) -> None:
-    from django.contrib.auth.models import Permission
-
-    from tests.pages.conftest import logged_in
-
     viewer = django_user_model.objects.create_user("viewer", password="correct horse battery staple", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))
     client = logged_in(viewer)
@@ -190,8 +187,6 @@ def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any, django_u
 
 def with_webhook_attempts(owner: Any, make_execution: Any) -> Execution:
     """A completed execution whose webhook failed twice (a 503, then a timeout) and then got through."""
-    from executions.models import WebhookAttempt
-
     execution = make_execution(owner, status="completed")
     url = "https://hooks.example.com/progress"
     WebhookAttempt.objects.create(execution=execution, attempt=1, url=url, event="execution.completed", status_code=503, error="HTTP 503", duration_ms=41)

@@ -9,6 +9,7 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import Client
 
+from core.throttles import FailedLoginThrottle
 from tests.helpers import PASSWORD
 
 LOGIN_PAGES = ["/accounts/login/", "/admin/login/"]
@@ -16,8 +17,6 @@ LOGIN_PAGES = ["/accounts/login/", "/admin/login/"]
 
 @pytest.fixture
 def login_rate(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.throttles import FailedLoginThrottle
-
     # A private counter store per test (locmem caches of one name share their data).
     monkeypatch.setattr(FailedLoginThrottle, "cache", LocMemCache(f"test-login-throttle-{uuid.uuid4()}", {}))
     settings.EXECUTION_THROTTLE_RATES = {"submit": None, "cancel": None, "token": None, "login": "3/min"}

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from executions.frames import iso
 from executions.models import Execution
-from executions.pages.views import PAGE_SIZE, format_duration
+from executions.pages import views
+from executions.pages.views import PAGE_SIZE
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +26,16 @@ def html(response: Any) -> str:
 
 def progressbars(text: str) -> list[str]:
     return re.findall(r'<div class="progress[^"]*"[^>]*role="progressbar"[^>]*>', text, flags=re.S)
+
+
+def page_data(text: str) -> dict[str, Any]:
+    """What the page hands to its script (``json_script``)."""
+    return json.loads(re.search(r'<script id="page-data" type="application/json">(.*?)</script>', text, re.S).group(1))
+
+
+def listed_events(text: str) -> list[tuple[str, int]]:
+    """The stored events of the server's plain list, as (type, seq)."""
+    return [(kind, int(seq)) for kind, seq in re.findall(r'<li data-event="(\w+)" data-seq="(\d+)">', text)]
 
 
 # --- login ----------------------------------------------------------------------------------
@@ -86,7 +98,22 @@ def test_list_rows_have_badge_and_accessible_progress_bar(alice_page: Client, al
     pending_bar = next(b for b in bars if pending.id in b)
     assert "aria-valuenow" not in pending_bar  # indeterminate until it starts
     assert f'data-execution-id="{running.id}" data-status="running" data-seq="{running.seq}"' in page
-    assert "Step 3 of 5 · step_3" in page
+    assert ">step_3 · 2/5</div>" in page  # raw: the name and current_step/total_steps; the script words it
+    assert 'data-role="percent">40%<' in page
+    data = page_data(page)
+    assert data["status_labels"]["running"] == "Running"
+    states = {state["execution_id"]: state for state in data["executions"]}
+    assert states[running.id] == {
+        "execution_id": running.id,
+        "status": "running",
+        "progress": running.progress,
+        "seq": running.seq,
+        "started_at": iso(running.started_at),
+        "completed_at": None,
+        "failed_at": None,
+        "cancelled_at": None,
+    }
+    assert states[pending.id]["progress"] is None and states[pending.id]["seq"] == 0
 
 
 def test_staff_see_everyones_executions_with_owner(staff_page: Client, alice: Any, bob: Any, make_execution: Any) -> None:
@@ -159,32 +186,37 @@ def test_detail_renders_running_state_and_timeline(alice_page: Client, alice: An
     page = html(alice_page.get(f"/executions/{execution.id}"))
     bar = progressbars(page)[0]
     assert 'aria-valuenow="20"' in bar and "progress-large" in bar
-    assert "Step 2 of 5 · step_2" in page
+    assert 'data-role="step">step_2 · 1/5<' in page
     assert 'data-role="elapsed"' in page and 'data-role="eta"' in page
-    steps = re.findall(r'data-kind="step" data-step="(\d)" data-state="(\w+)"', page)
-    assert steps == [("1", "done"), ("2", "running"), ("3", "upcoming"), ("4", "upcoming"), ("5", "upcoming")]
-    assert 'data-kind="started"' in page
+    assert listed_events(page) == [("started", 1), ("progress", 2), ("progress", 3)]
     assert 'data-role="cancel-form"' in page and 'name="csrfmiddlewaretoken"' in page
-    state = json.loads(re.search(r'<script id="execution-state" type="application/json">(.*?)</script>', page, re.S).group(1))
+    data = page_data(page)
+    state = data["execution"]
     assert state["execution_id"] == execution.id and state["seq"] == execution.seq and state["status"] == "running"
+    # The events the script builds its timeline from: the stored frames, as the API serves them.
+    stored = alice_page.get(f"/api/v1/executions/{execution.id}/events?after_seq=0").json()["events"]
+    assert data["events"] == stored
+    assert data["planned_steps"] == ["step_1", "step_2", "step_3", "step_4", "step_5"]
     assert '<noscript><meta http-equiv="refresh"' in page  # without JavaScript it refreshes itself
     assert f'data-seq="{execution.seq}"' in page
 
 
-def test_detail_lists_a_few_upcoming_steps_and_counts_the_rest(alice_page: Client, alice: Any, make_execution: Any) -> None:
-    execution = make_execution(alice, "running", inputs={"steps": 40}, steps_entered=2)
-    page = html(alice_page.get(f"/executions/{execution.id}"))
-    upcoming = re.findall(r'data-kind="step" data-step="(\d+)" data-state="upcoming"', page)
-    assert upcoming == ["3", "4", "5", "6", "7"]
-    assert "+ 33 more steps" in page
+def test_detail_hands_the_planned_steps_to_the_script_while_they_can_run(
+    alice_page: Client, alice: Any, make_execution: Any
+) -> None:
+    running = make_execution(alice, "running", inputs={"steps": 40}, steps_entered=2)
+    planned = page_data(html(alice_page.get(f"/executions/{running.id}")))["planned_steps"]
+    assert planned == [f"step_{n}" for n in range(1, 41)]
+    done = make_execution(alice, "completed")
+    assert page_data(html(alice_page.get(f"/executions/{done.id}")))["planned_steps"] is None
 
 
 def test_detail_of_completed_execution(alice_page: Client, alice: Any, make_execution: Any) -> None:
     execution = make_execution(alice, "completed")
     page = html(alice_page.get(f"/executions/{execution.id}"))
     assert 'aria-valuenow="100"' in page and "badge-completed" in page
-    assert re.findall(r'data-kind="step" data-step="\d" data-state="(\w+)"', page) == ["done"] * 5
-    assert "end-completed" in page
+    assert listed_events(page) == [("started", 1), *(("progress", seq) for seq in range(2, 7)), ("completed", 7)]
+    assert re.findall(r'<span class="event-step">(.*?)</span>', page) == [""] + [f"step_{n} · {n - 1}/5" for n in range(1, 6)] + [""]
     assert "&quot;steps_completed&quot;: 5" in page  # outputs, pretty-printed
     assert 'data-role="cancel-form"' not in page
     assert "noscript" not in page.split("</head>")[0]
@@ -196,16 +228,17 @@ def test_detail_of_failed_execution_shows_error(alice_page: Client, alice: Any, 
     error = re.search(r'<div class="alert alert-error" data-role="error"(.*?)</div>', page, re.S).group(0)
     assert "hidden" not in error.split(">")[0]
     assert "ValueError" in error and "boom" in error
-    assert re.findall(r'data-kind="step" data-step="\d" data-state="(\w+)"', page) == ["done", "failed"]
-    assert "end-failed" in page
+    assert listed_events(page) == [("started", 1), ("progress", 2), ("progress", 3), ("failed", 4)]
+    assert page_data(page)["events"][-1]["error"] == {"type": "ValueError", "message": "boom", "details": None}
 
 
 def test_detail_of_pending_execution(alice_page: Client, alice: Any, make_execution: Any) -> None:
     execution = make_execution(alice, "pending")
     page = html(alice_page.get(f"/executions/{execution.id}"))
-    assert "Waiting for a worker" in page
-    assert "aria-valuenow" not in progressbars(page)[0]
-    assert len(re.findall(r'data-state="upcoming"', page)) == 5
+    assert "aria-valuenow" not in progressbars(page)[0] and 'aria-valuetext="Not started"' in progressbars(page)[0]
+    assert listed_events(page) == [] and "No events yet." in page
+    data = page_data(page)
+    assert data["events"] == [] and len(data["planned_steps"]) == 5 and data["execution"]["seq"] == 0
 
 
 def test_staff_get_an_admin_link(staff_page: Client, alice: Any, make_execution: Any) -> None:
@@ -215,18 +248,16 @@ def test_staff_get_an_admin_link(staff_page: Client, alice: Any, make_execution:
     assert "started by alice" in page
 
 
-def test_long_runs_render_only_the_latest_events(alice_page: Client, alice: Any, make_execution: Any) -> None:
-    from executions.pages import views
-
+def test_long_runs_render_only_the_latest_events(
+    alice_page: Client, alice: Any, make_execution: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     execution = make_execution(alice, "running", inputs={"steps": 40}, steps_entered=30)
-    original = views.TIMELINE_MAX_EVENTS
-    views.TIMELINE_MAX_EVENTS = 10
-    try:
-        page = html(alice_page.get(f"/executions/{execution.id}"))
-    finally:
-        views.TIMELINE_MAX_EVENTS = original
+    monkeypatch.setattr(views, "TIMELINE_MAX_EVENTS", 10)
+    page = html(alice_page.get(f"/executions/{execution.id}"))
     assert f"{execution.seq - 10} earlier events not shown" in page
-    assert len(re.findall(r'data-state="(?:done|running)"', page)) == 10
+    shown = list(range(execution.seq - 9, execution.seq + 1))
+    assert [seq for _, seq in listed_events(page)] == shown
+    assert [frame["seq"] for frame in page_data(page)["events"]] == shown
 
 
 # --- cancel ----------------------------------------------------------------------------------
@@ -337,16 +368,14 @@ def test_start_unknown_target(alice_page: Client) -> None:
 # --- static and helpers --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/static/js/progress.js", "/static/css/app.css"])
+@pytest.mark.parametrize("path", ["/static/js/stream-client.js", "/static/js/execution-page.js", "/static/css/app.css"])
 def test_static_files_are_served_by_the_app(client: Client, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
     assert b"".join(response.streaming_content if response.streaming else [response.content])
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(None, "—"), (0.04, "0.0 s"), (3.25, "3.2 s"), (42.4, "42 s"), (65, "1 min 05 s"), (7380, "2 h 03 min")],
-)
-def test_format_duration(seconds: float | None, text: str) -> None:
-    assert format_duration(seconds) == text
+def test_pages_load_the_page_script_only(alice_page: Client) -> None:
+    page = html(alice_page.get("/"))
+    assert '<script type="module" src="/static/js/execution-page.js">' in page
+    assert "progress.js" not in page

@@ -1,0 +1,449 @@
+// The pages' script: renders the list and detail pages (no build step, no dependencies).
+//
+// Who presents what -- each rule lives on one side only:
+// - The server (executions/pages/views.py, templates/executions/) renders the first
+//   page with raw values that read without JavaScript (the status label, the stored
+//   percentage, the step's name and current_step/total_steps, ISO times, JSON as
+//   stored, the stored events as a plain list), and hands over the same state in
+//   #page-data: the execution's public JSON and its stored events as frames (see the
+//   README, "The WebSocket protocol").
+// - This module owns every presentation rule: durations, the step text, the timeline
+//   of steps built from frames, the remaining-time estimate, rounded percentages,
+//   local times, indented JSON. It renders from #page-data at load, then from each
+//   frame the StreamClient (stream-client.js) delivers.
+// Apart from seq, type and status, which stream-client.js reads to order frames and
+// to stop, only this module looks inside a frame.
+
+import { StreamClient } from "./stream-client.js";
+
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
+const STEP_END_STATE = { completed: "done", failed: "failed", cancelled: "cancelled" };
+// How many of the steps not reached yet are listed (the rest are counted).
+const UPCOMING_STEPS_SHOWN = 5;
+const WAITING_TEXT = "Waiting for a worker…";
+const CONNECTION_TEXT = {
+  live: "Live", reconnecting: "Reconnecting…", polling: "Live (polling)", offline: "Offline, retrying…", closed: "Disconnected",
+};
+
+// --- the rules ----------------------------------------------------------------------------
+
+// "0.4 s", "12 s", "4 min 05 s", "2 h 03 min"; "—" when unknown.
+export function formatDuration(seconds) {
+  if (seconds == null || Number.isNaN(seconds)) return "—";
+  const s = Math.max(0, seconds);
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 60) return `${Math.round(s)} s`;
+  const whole = Math.floor(s);
+  if (whole < 3600) return `${Math.floor(whole / 60)} min ${String(whole % 60).padStart(2, "0")} s`;
+  return `${Math.floor(whole / 3600)} h ${String(Math.floor((whole % 3600) / 60)).padStart(2, "0")} min`;
+}
+
+// The percentage, clamped to 0..100, two decimals (aria-valuenow); the text shows it whole.
+export const percentOf = (progress) => Math.round(Math.min(100, Math.max(0, Number(progress.percentage) || 0)) * 100) / 100;
+
+// "Step 3 of 5 · resize" while a named step runs, "5 of 5 steps" at the end.
+export function stepText(status, progress) {
+  if (!progress || !progress.total_steps) return "";
+  const { current_step: current, total_steps: total, current_step_name: name } = progress;
+  if (name) return `Step ${current + 1} of ${total} · ${name}`;
+  if (status === "completed" || current >= total) return `${total} of ${total} steps`;
+  return `${current} of ${total} steps`;
+}
+
+// The steps with their start and end times, from event frames (oldest first). A step
+// starts at the progress frame that enters it and ends at the next step's or the
+// terminal frame; reports within a step add nothing. While the execution can still
+// run, a few of the planned steps not reached yet follow, and the rest are counted.
+export function buildTimeline(frames, { status, plannedSteps = null }) {
+  const timeline = { startedAt: null, steps: [], end: null, progressAt: null, moreSteps: 0 };
+  for (const frame of frames) {
+    const at = frame.timestamp;
+    const last = timeline.steps[timeline.steps.length - 1];
+    if (frame.type === "started") {
+      timeline.startedAt = at;
+      timeline.progressAt = at;
+    } else if (frame.type === "progress") {
+      timeline.progressAt = at;
+      const name = frame.progress?.current_step_name;
+      const number = (frame.progress?.current_step ?? 0) + 1;
+      if (!name || (last && last.number === number && last.name === name)) continue;
+      if (last && !last.endedAt) Object.assign(last, { endedAt: at, state: "done" });
+      timeline.steps.push({ number, name, startedAt: at, endedAt: null, state: "running" });
+    } else if (TERMINAL.has(frame.type)) {
+      timeline.end = { type: frame.type, at };
+      timeline.progressAt = at;
+      if (last && !last.endedAt) Object.assign(last, { endedAt: at, state: STEP_END_STATE[frame.type] });
+    }
+  }
+  if (!TERMINAL.has(status) && plannedSteps) {
+    const reached = timeline.steps.length ? timeline.steps[timeline.steps.length - 1].number : 0;
+    const upcoming = plannedSteps.slice(reached, reached + UPCOMING_STEPS_SHOWN);
+    upcoming.forEach((name, i) => {
+      timeline.steps.push({ number: reached + i + 1, name, startedAt: null, endedAt: null, state: "upcoming" });
+    });
+    timeline.moreSteps = Math.max(0, plannedSteps.length - reached - upcoming.length);
+  }
+  return timeline;
+}
+
+// Remaining time, extrapolated at the last progress change and counted down since
+// (times in milliseconds).
+export function remainingText({ status, progress, startedAt, progressAt, now }) {
+  if (status === "completed") return "done";
+  if (status !== "running" || startedAt == null) return "—";
+  const pct = progress ? Number(progress.percentage) : 0;
+  if (!(pct > 0) || progressAt == null) return "estimating…";
+  const spent = (progressAt - startedAt) / 1000;
+  const remaining = (spent * (100 - pct)) / pct - (now - progressAt) / 1000;
+  return remaining < 1 ? "less than a second" : `about ${formatDuration(remaining)}`;
+}
+
+export const prettyJson = (value) => JSON.stringify(value, null, 2);
+
+// --- the state of one execution: its public JSON at load, then frames ---------------------
+
+export class ExecutionState {
+  constructor(execution) {
+    this.id = execution.execution_id;
+    this.status = execution.status;
+    this.progress = execution.progress ?? null;
+    this.seq = execution.seq;
+    this.createdAt = execution.created_at ?? null;
+    this.startedAt = execution.started_at ?? null;
+    this.endedAt = execution.completed_at ?? execution.failed_at ?? execution.cancelled_at ?? null;
+    this.outputs = execution.outputs ?? null;
+    this.error = execution.error ?? null;
+  }
+
+  apply(frame) {
+    this.status = frame.status;
+    if (frame.progress != null) this.progress = frame.progress;
+    if (frame.type === "status") return;
+    this.seq = frame.seq;
+    if (frame.type === "started") this.startedAt = frame.timestamp;
+    if (TERMINAL.has(frame.type)) {
+      this.endedAt = frame.timestamp;
+      this.outputs = frame.outputs ?? null;
+      this.error = frame.error ?? null;
+    }
+  }
+
+  get ended() {
+    return TERMINAL.has(this.status);
+  }
+}
+
+// --- rendering ---------------------------------------------------------------------------
+
+// Server timestamps vs. this browser's clock: measured once from the page's render time.
+let clockOffsetMs = 0;
+const serverNow = () => Date.now() + clockOffsetMs;
+const ms = (iso) => (iso ? Date.parse(iso) : null);
+const role = (root, name) => root.querySelector(`[data-role="${name}"]`);
+
+function elapsedText({ startedAt, endedAt }) {
+  return startedAt ? formatDuration(((ms(endedAt) ?? serverNow()) - ms(startedAt)) / 1000) : formatDuration(null);
+}
+
+// Made once: a formatter per call costs more than the rest of a timeline row.
+const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const DATE_AND_TIME = new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle: "medium" });
+
+function localizeTime(el) {
+  const date = new Date(el.getAttribute("datetime"));
+  if (Number.isNaN(date.getTime())) return;
+  el.title = date.toISOString();
+  el.textContent = (el.classList.contains("timeline-time") ? TIME_OF_DAY : DATE_AND_TIME).format(date);
+}
+
+function timeElement(iso, className = "") {
+  const el = document.createElement("time");
+  el.dateTime = iso;
+  el.dataset.localTime = "";
+  if (className) el.className = className;
+  localizeTime(el);
+  return el;
+}
+
+function element(tag, className, text = "") {
+  const el = document.createElement(tag);
+  if (className) el.className = className;
+  el.textContent = text;
+  return el;
+}
+
+// Badge, bar, percentage and step text: the same markup in a list row and on the detail page.
+function renderProgress(root, state, labels) {
+  const { status, progress } = state;
+  root.dataset.status = status;
+  root.dataset.seq = String(state.seq);
+  const badge = role(root, "badge");
+  badge.className = `badge badge-${status}`;
+  role(badge, "badge-text").textContent = labels[status] ?? status;
+  const bar = role(root, "bar");
+  STATUSES.forEach((s) => bar.classList.toggle(`progress-${s}`, s === status));
+  const text = stepText(status, progress);
+  if (progress) {
+    const pct = percentOf(progress);
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.setAttribute("aria-valuetext", `${Math.round(pct)}%${text ? `, ${text}` : ""}`);
+    role(bar, "fill").style.width = `${pct}%`;
+    role(root, "percent").textContent = `${Math.round(pct)}%`;
+  }
+  role(root, "step").textContent = text;
+}
+
+function autoSubmit() {
+  document.querySelectorAll("form[data-auto-submit]").forEach((form) => {
+    form.querySelectorAll("[data-js-hide]").forEach((el) => { el.hidden = true; });
+    form.addEventListener("change", () => form.requestSubmit());
+  });
+}
+
+// --- the list page -------------------------------------------------------------------------
+
+function listPage(data) {
+  const rows = data.executions.map((execution) => {
+    const state = new ExecutionState(execution);
+    const el = document.querySelector(`tr.execution-row[data-execution-id="${CSS.escape(state.id)}"]`);
+    return { el, state, elapsed: role(el, "elapsed") };
+  });
+  const render = (row) => {
+    renderProgress(row.el, row.state, data.status_labels);
+    row.elapsed.textContent = elapsedText(row.state);
+  };
+  for (const row of rows) {
+    render(row);
+    if (row.state.ended) continue;
+    new StreamClient(row.state.id, {
+      afterSeq: row.state.seq,
+      onFrame: (frame) => {
+        row.state.apply(frame);
+        render(row);
+      },
+    }).start();
+  }
+  window.setInterval(() => rows.forEach((row) => { if (!row.state.ended) row.elapsed.textContent = elapsedText(row.state); }), 1000);
+}
+
+// --- the detail page -----------------------------------------------------------------------
+
+class DetailPage {
+  constructor(root, data) {
+    this.root = root;
+    this.labels = data.status_labels;
+    this.plannedSteps = data.planned_steps;
+    this.state = new ExecutionState(data.execution);
+    this.frames = [...data.events]; // the stored events up to state.seq, then live ones
+    this.timeline = role(root, "timeline");
+    this.renderQueued = false;
+  }
+
+  start() {
+    this.render();
+    this.bindCancel();
+    window.setInterval(() => this.tick(), 1000);
+    if (this.state.ended) return;
+    this.client = new StreamClient(this.state.id, {
+      afterSeq: this.state.seq,
+      onFrame: (frame) => this.apply(frame),
+      onConnection: (mode, message) => this.connection(mode, message),
+    });
+    this.client.start();
+  }
+
+  apply(frame) {
+    this.state.apply(frame);
+    if (frame.type !== "status") this.frames.push(frame);
+    if (frame.type === "started") this.announce(this.labels.running);
+    if (TERMINAL.has(frame.type)) this.announce(`Execution ${frame.type}`);
+    if (this.renderQueued) return;
+    this.renderQueued = true; // one render per animation frame, however many frames arrive
+    window.requestAnimationFrame(() => {
+      this.renderQueued = false;
+      this.render();
+    });
+  }
+
+  render() {
+    const { state } = this;
+    renderProgress(this.root, state, this.labels);
+    if (state.status === "pending" && !state.progress) role(this.root, "step").textContent = WAITING_TEXT;
+    this.timelineNow = buildTimeline(this.frames, { status: state.status, plannedSteps: this.plannedSteps });
+    this.renderTimeline(this.timelineNow);
+    const endedAt = state.ended ? state.endedAt : null;
+    role(this.root, "ended-label").textContent = endedAt ? this.labels[state.status] : "Started";
+    const at = endedAt ?? state.startedAt;
+    role(this.root, "ended-at").replaceChildren(at ? timeElement(at) : "—");
+    this.renderResult();
+    if (state.ended) role(this.root, "cancel-form")?.remove();
+    this.tick();
+  }
+
+  // Each row is keyed by what it shows, and only rows whose key changed are rebuilt:
+  // a long run's timeline changes at its end, so a step costs a few elements, not all.
+  renderTimeline({ startedAt, steps, end, moreSteps }) {
+    const rows = [[`created ${this.state.createdAt}`, () => this.eventItem("created", "Submitted", this.state.createdAt)]];
+    if (startedAt) rows.push([`started ${startedAt}`, () => this.eventItem("started", "Started", startedAt)]);
+    for (const step of steps) {
+      rows.push([`step ${step.number} ${step.state} ${step.startedAt} ${step.endedAt} ${step.name}`, () => this.stepItem(step)]);
+    }
+    if (moreSteps > 0) {
+      rows.push([`more ${moreSteps}`, () => {
+        const more = this.item("timeline-more", "more", `+ ${moreSteps} more step${moreSteps === 1 ? "" : "s"}`);
+        more.append(element("span", "timeline-time"), element("span", "timeline-duration"));
+        return more;
+      }]);
+    }
+    if (end) {
+      rows.push([`end ${end.type} ${end.at}`, () => {
+        const item = this.eventItem(end.type, this.labels[end.type], end.at);
+        item.classList.add("timeline-end", `end-${end.type}`);
+        return item;
+      }]);
+    }
+    const list = this.timeline;
+    list.className = "timeline";
+    rows.forEach(([key, make], i) => {
+      const current = list.children[i];
+      if (current?.dataset.key === key) return;
+      const row = make();
+      row.dataset.key = key;
+      if (current) current.replaceWith(row);
+      else list.append(row);
+    });
+    while (list.children.length > rows.length) list.lastElementChild.remove();
+  }
+
+  item(className, kind, name) {
+    const item = element("li", `timeline-item ${className}`);
+    item.dataset.kind = kind;
+    const marker = element("span", "timeline-marker");
+    marker.setAttribute("aria-hidden", "true");
+    item.append(marker, typeof name === "string" ? element("span", "timeline-name", name) : name);
+    return item;
+  }
+
+  eventItem(kind, label, iso) {
+    const item = this.item("timeline-event", kind, label);
+    item.append(timeElement(iso, "timeline-time"), element("span", "timeline-duration"));
+    return item;
+  }
+
+  stepItem({ number, name, startedAt, endedAt, state }) {
+    const title = element("span", "timeline-name");
+    title.append(element("span", "step-number", `${number}.`), " ", element("span", "step-name", name));
+    const item = this.item(`timeline-step step-${state}`, "step", title);
+    Object.assign(item.dataset, { step: String(number), state });
+    if (startedAt) item.dataset.startedAt = startedAt;
+    const duration = element("span", "timeline-duration");
+    duration.dataset.role = "duration";
+    if (state !== "running" && startedAt && endedAt) duration.textContent = formatDuration((ms(endedAt) - ms(startedAt)) / 1000);
+    item.append(startedAt ? timeElement(startedAt, "timeline-time") : element("span", "timeline-time"), duration);
+    return item;
+  }
+
+  renderResult() {
+    const { status, outputs, error } = this.state;
+    const result = role(this.root, "result");
+    const errorBox = role(result, "error");
+    errorBox.hidden = !error;
+    if (error) {
+      role(errorBox, "error-type").textContent = error.type;
+      role(errorBox, "error-message").textContent = error.message;
+      const details = role(errorBox, "error-details");
+      details.hidden = error.details == null;
+      details.textContent = error.details == null ? "" : prettyJson(error.details);
+    }
+    role(result, "outputs").hidden = outputs == null;
+    role(result, "outputs-json").textContent = outputs == null ? "" : prettyJson(outputs);
+    role(result, "cancelled-note").hidden = status !== "cancelled";
+    result.hidden = outputs == null && !error && status !== "cancelled";
+  }
+
+  // Once a second: what depends on the clock.
+  tick() {
+    const { state } = this;
+    role(this.root, "elapsed").textContent = elapsedText(state);
+    const running = this.timeline.querySelector('[data-kind="step"][data-state="running"]');
+    if (running) role(running, "duration").textContent = `running · ${formatDuration((serverNow() - ms(running.dataset.startedAt)) / 1000)}`;
+    role(this.root, "eta").textContent = remainingText({
+      status: state.status,
+      progress: state.progress,
+      startedAt: ms(state.startedAt),
+      progressAt: ms(this.timelineNow?.progressAt),
+      now: serverNow(),
+    });
+  }
+
+  connection(mode, message) {
+    const el = role(this.root, "connection");
+    el.hidden = mode === "ended";
+    el.dataset.mode = mode;
+    role(el, "connection-text").textContent = CONNECTION_TEXT[mode] || "";
+    if (message) this.notice(message);
+  }
+
+  notice(message) {
+    const el = role(this.root, "notice");
+    el.textContent = message;
+    el.hidden = !message;
+  }
+
+  announce(text) {
+    role(this.root, "announce").textContent = text;
+  }
+
+  bindCancel() {
+    const form = role(this.root, "cancel-form");
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const button = role(form, "cancel-button");
+      button.disabled = true;
+      button.textContent = "Cancelling…";
+      try {
+        const response = await fetch(this.root.dataset.cancelApiUrl, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { Accept: "application/json", "X-CSRFToken": form.elements.csrfmiddlewaretoken.value },
+        });
+        if (response.ok) {
+          if (this.client && this.client.mode !== "live") this.client.refresh();
+          return; // the cancelled event arrives on the stream
+        }
+        const body = await response.json().catch(() => ({}));
+        this.notice(body.detail || `Could not cancel (HTTP ${response.status}).`);
+      } catch {
+        this.notice("Could not reach the server to cancel; try again.");
+      }
+      button.disabled = false;
+      button.textContent = "Cancel execution";
+    });
+  }
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+function init() {
+  const renderedAt = Date.parse(document.body.dataset.serverNow);
+  if (!Number.isNaN(renderedAt)) clockOffsetMs = renderedAt - Date.now();
+  document.querySelectorAll("time[data-local-time]").forEach(localizeTime);
+  document.querySelectorAll("pre[data-json]").forEach((el) => {
+    try {
+      el.textContent = prettyJson(JSON.parse(el.textContent));
+    } catch {
+      // left as the server wrote it
+    }
+  });
+  autoSubmit();
+  const dataElement = document.getElementById("page-data");
+  if (!dataElement) return;
+  const data = JSON.parse(dataElement.textContent);
+  const page = document.body.dataset.page;
+  if (page === "list") listPage(data);
+  if (page === "detail") new DetailPage(document.getElementById("execution"), data).start();
+}
+
+init();

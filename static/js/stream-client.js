@@ -1,0 +1,270 @@
+// StreamClient: follows one execution's events, from any page (no build step, no dependencies).
+//
+// The protocol is the README's "The WebSocket protocol": every event has a seq,
+// `?after_seq=N` resumes after N, GET .../events?after_seq=N returns the stored
+// events as the same frames. This module is the only place on the browser side
+// that knows about seq, resuming, transports and terminal frames; callers get
+// each frame once, in seq order, and render it.
+//
+//   const client = new StreamClient("exec_1a2b3c4d5e6f", {
+//     afterSeq: 12,                   // the last seq already shown; omit to start from a status frame
+//                                     // (or, when polling, from the first stored event)
+//     onFrame: (frame) => {},         // a status frame (only as the starting state), then every event
+//     onConnection: (mode, message) => {},  // "live" | "reconnecting" | "polling" | "offline" | "closed" | "ended"
+//   });
+//   client.start();
+//   client.refresh();                 // fetch stored events now (e.g. right after a cancel)
+//   client.stop();
+//
+// Streaming transports are tried in the order of the `transports` option and
+// must be registered in STREAM_TRANSPORTS. A transport that keeps failing
+// before it delivers anything gives way to the next one; after the last, the
+// REST endpoint is polled while the streams are retried with backoff. Server-Sent
+// Events (GET .../progress/stream?after_seq=N) will register an "sse" transport
+// next to "websocket" below; nothing else here has to change.
+
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const POLL_INTERVAL_MS = 1500;
+const FAILURES_BEFORE_FALLBACK = 2;
+const RECONNECT_BASE_MS = 250;
+const RECONNECT_MAX_MS = 5000;
+const FATAL_MESSAGES = {
+  4400: "The live stream refused this request.",
+  4401: "Your session has ended. Reload the page to log in again.",
+  4404: "This execution is not available to you any more.",
+};
+const FATAL_HTTP = { 401: 4401, 403: 4401, 404: 4404 };
+
+// How long a 429/503 answer asks us to wait (Retry-After: seconds or an HTTP date), or null.
+function retryAfterMs(response) {
+  const value = response.headers.get("Retry-After");
+  if (!value) return null;
+  const seconds = Number(value);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) ? Math.max(0, ms) : null;
+}
+
+// A streaming transport: open({ executionUrl, afterSeq, onFrame, onEnd }) connects,
+// calls onFrame(frame) for each parsed frame, and onEnd({ delivered, fatal }) once
+// when the connection is gone (fatal: the message of a refusal, never retried).
+// It returns { close() }, which ends it without calling onEnd.
+export const STREAM_TRANSPORTS = {
+  websocket: {
+    supported: () => typeof window.WebSocket === "function",
+    open({ executionUrl, afterSeq, onFrame, onEnd }) {
+      const url = new URL(`${executionUrl}/progress/ws`, window.location.href);
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      if (afterSeq !== null) url.searchParams.set("after_seq", String(afterSeq));
+      const socket = new window.WebSocket(url);
+      let delivered = false;
+      socket.onmessage = (message) => {
+        let frame;
+        try {
+          frame = JSON.parse(message.data);
+        } catch {
+          return;
+        }
+        delivered = true;
+        onFrame(frame);
+      };
+      socket.onclose = (event) => onEnd({ delivered, fatal: FATAL_MESSAGES[event.code] || null });
+      return {
+        close() {
+          socket.onclose = null;
+          socket.onmessage = null;
+          if (socket.readyState <= 1) socket.close(1000);
+        },
+      };
+    },
+  },
+};
+
+export class StreamClient {
+  constructor(executionId, { afterSeq = null, apiRoot = "/api/v1", transports = ["websocket"], onFrame = () => {}, onConnection = () => {} } = {}) {
+    this.executionUrl = `${apiRoot}/executions/${encodeURIComponent(executionId)}`;
+    this.lastSeq = afterSeq === null || afterSeq === undefined ? null : Number(afterSeq);
+    this.transports = transports.filter((name) => STREAM_TRANSPORTS[name]?.supported());
+    this.onFrame = onFrame;
+    this.onConnection = onConnection;
+    this.mode = null;
+    this.done = false;
+    this.current = 0; // index in this.transports
+    this.failures = 0; // consecutive connections that ended before delivering a frame
+    this.connection = null;
+    this.timers = {};
+    this.fetching = false;
+    this.refetch = false;
+    this.polling = false;
+  }
+
+  start() {
+    if (this.transports.length === 0) this.startPolling();
+    else this.connect();
+  }
+
+  stop() {
+    this.done = true;
+    this.polling = false;
+    Object.values(this.timers).forEach((id) => window.clearTimeout(id));
+    this.timers = {};
+    this.connection?.close();
+    this.connection = null;
+  }
+
+  refresh() {
+    return this.fetchEvents();
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  setMode(mode, message) {
+    this.mode = mode;
+    this.onConnection(mode, message);
+  }
+
+  later(name, delayMs, callback) {
+    if (this.done || this.timers[name]) return;
+    this.timers[name] = window.setTimeout(() => {
+      delete this.timers[name];
+      callback();
+    }, delayMs);
+  }
+
+  cancel(name) {
+    window.clearTimeout(this.timers[name]);
+    delete this.timers[name];
+  }
+
+  connect() {
+    if (this.done) return;
+    const transport = STREAM_TRANSPORTS[this.transports[this.current]];
+    let connection = null;
+    const onEnd = ({ delivered, fatal }) => {
+      if (this.connection === connection) this.connection = null;
+      if (this.done) return;
+      if (fatal) {
+        this.fail(fatal);
+        return;
+      }
+      if (!delivered) this.failures += 1;
+      if (this.failures >= FAILURES_BEFORE_FALLBACK) this.fallBack();
+      else if (!this.polling) this.setMode("reconnecting");
+      const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.failures);
+      this.later("reconnect", delay * (0.8 + Math.random() * 0.4), () => this.connect());
+    };
+    const onFrame = (frame) => {
+      if (this.connection !== connection || this.done) return;
+      if (this.mode !== "live" && typeof frame.seq === "number") { // an error frame is a refusal, not a stream
+        this.failures = 0;
+        this.polling = false;
+        this.cancel("poll");
+        this.setMode("live");
+      }
+      this.receive(frame);
+    };
+    try {
+      connection = transport.open({ executionUrl: this.executionUrl, afterSeq: this.lastSeq, onFrame, onEnd });
+    } catch {
+      connection = null;
+      onEnd({ delivered: false, fatal: null });
+      return;
+    }
+    this.connection = connection;
+  }
+
+  // The next transport, or polling once every one has failed (the streams are still retried).
+  fallBack() {
+    this.current = (this.current + 1) % this.transports.length;
+    if (this.current === 0) this.startPolling();
+    else this.failures = 0;
+  }
+
+  fail(message) {
+    this.stop();
+    this.setMode("closed", message);
+  }
+
+  // Every frame, streamed or fetched, comes through here: each seq is emitted once, in order.
+  receive(frame) {
+    if (this.done || !frame || typeof frame.seq !== "number") return; // an error frame: its close code follows
+    if (frame.type === "status") {
+      if (this.lastSeq === null) {
+        // The starting state. An ended execution's status frame is followed by its
+        // terminal event, with the same seq: let that one through.
+        this.lastSeq = TERMINAL.has(frame.status) ? frame.seq - 1 : frame.seq;
+        this.onFrame(frame);
+      } else if (frame.seq > this.lastSeq) {
+        this.fetchEvents(); // events we have not seen happened before it
+      } else if (frame.seq === this.lastSeq && TERMINAL.has(frame.status)) {
+        this.finish();
+      }
+      return;
+    }
+    const last = this.lastSeq ?? 0;
+    if (frame.seq <= last) return;
+    if (frame.seq > last + 1) {
+      this.fetchEvents(); // a gap: the stored events fill it, this frame included
+      return;
+    }
+    this.lastSeq = frame.seq;
+    this.onFrame(frame);
+    if (TERMINAL.has(frame.type)) this.finish();
+  }
+
+  finish() {
+    this.stop();
+    this.setMode("ended");
+  }
+
+  // Fetch the stored events after lastSeq; resolves to { ok, retryAfter } (milliseconds or null).
+  async fetchEvents() {
+    if (this.done) return { ok: false, retryAfter: null };
+    if (this.fetching) {
+      this.refetch = true;
+      return { ok: true, retryAfter: null };
+    }
+    this.fetching = true;
+    try {
+      do {
+        this.refetch = false;
+        const response = await fetch(`${this.executionUrl}/events?after_seq=${this.lastSeq ?? 0}`, {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        });
+        if (FATAL_HTTP[response.status]) {
+          this.fail(FATAL_MESSAGES[FATAL_HTTP[response.status]]);
+          return { ok: false, retryAfter: null };
+        }
+        if (!response.ok) {
+          return this.fetchFailed(response.status === 429 || response.status === 503 ? retryAfterMs(response) : null);
+        }
+        const body = await response.json();
+        for (const frame of body.events || []) this.receive(frame);
+      } while (this.refetch && !this.done);
+      return { ok: true, retryAfter: null };
+    } catch {
+      return this.fetchFailed(null);
+    } finally {
+      this.fetching = false;
+    }
+  }
+
+  // A failed fetch is tried again: by the poll loop when polling, else here (a gap must not stay open).
+  fetchFailed(retryAfter) {
+    if (!this.polling) this.later("refetch", retryAfter ?? POLL_INTERVAL_MS, () => this.fetchEvents());
+    return { ok: false, retryAfter };
+  }
+
+  startPolling() {
+    if (this.done || this.polling) return;
+    this.polling = true;
+    this.setMode("polling");
+    const tick = async () => {
+      const { ok, retryAfter } = await this.fetchEvents();
+      if (!this.polling || this.done) return;
+      this.setMode(ok ? "polling" : "offline");
+      this.later("poll", retryAfter ?? POLL_INTERVAL_MS, tick);
+    };
+    tick();
+  }
+}
