@@ -270,6 +270,14 @@ WEBSOCKET_MAX_MESSAGE_BYTES = env_int("WEBSOCKET_MAX_MESSAGE_BYTES", 4096)
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "")
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE")
 
+# --- Operations (README, "Operations") ---------------------------------------------------
+# Bearer token a scraper sends for /metrics (Authorization: Bearer ...); unset,
+# only staff sessions may scrape. PROMETHEUS_MULTIPROC_DIR is not a setting:
+# prometheus_client reads it from the environment when first imported (core/metrics.py).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# How long /readyz waits for Redis to answer PING.
+READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 1)
+
 # --- Throttling ----------------------------------------------------------------------
 # Rates like "120/min" ("s", "min", "hour", "day"); empty disables a throttle.
 EXECUTION_THROTTLE_RATES = {

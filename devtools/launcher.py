@@ -42,6 +42,8 @@ SECRET_KEY_FILE = VAR_DIR / "secret_key"
 # Written by ``manage.py ensure_demo_user --credentials-file`` for the banner.
 CREDENTIALS_FILE = VAR_DIR / "dev_credentials.json"
 REDIS_DATA_DIR = VAR_DIR / "redis"
+# prometheus-client's multiprocess files, one directory per PORT (core/metrics.py).
+METRICS_DIR_PATTERN = "prometheus-{port}"
 DEFAULT_PORT = 8000
 # drf-spectacular's Swagger UI, as routed in config/urls.py (name "api-docs").
 API_DOCS_PATH = "/api/v1/docs/"
@@ -101,6 +103,19 @@ def run_environment() -> dict[str, str]:
     return env
 
 
+def fresh_metrics_dir(path: Path) -> Path:
+    """Create ``path`` and empty it of prometheus-client's files (``*.db``); return it.
+
+    The files of processes from an earlier run would otherwise still be summed
+    into every scrape. Only ``*.db`` files go, so a directory given in
+    ``PROMETHEUS_MULTIPROC_DIR`` loses nothing else.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return path
+
+
 def manage(env: Mapping[str, str], *args: str) -> None:
     """Run a management command in the foreground; raise if it fails."""
     result = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=dict(env), check=False)
@@ -140,6 +155,7 @@ def banner(
     accounts: Mapping[str, Mapping[str, str]],
     debug: bool,
     names: Sequence[str],
+    metrics_token: bool = False,
 ) -> str:
     """The addresses, the logins and the demo token, framed to stand out in the logs."""
     demo = accounts.get("demo", {})
@@ -151,6 +167,9 @@ def banner(
             f"  Pages:    {http_url}/",
             f"  Admin:    {http_url}/admin/",
             f"  API docs: {http_url}{API_DOCS_PATH}",
+            f"  Health:   {http_url}/healthz  {http_url}/readyz",
+            f"  Metrics:  {http_url}/metrics  (admin login"
+            + (", or Authorization: Bearer $METRICS_TOKEN)" if metrics_token else "; set METRICS_TOKEN for a scraper)"),
             "",
             f"  Demo login:  {demo.get('username', 'demo')} / {demo.get('password', '?')}",
             f"  API token:   {demo.get('token', '?')}   (header: Authorization: Token <token>)",
@@ -243,6 +262,10 @@ def cmd_run() -> int:
         env["REDIS_URL"] = embedded_redis.redis_url(redis_port)
 
     accounts = release(env)
+    # Set after the release step and before any process starts: prometheus_client
+    # reads it at import, and every process must count into the same directory.
+    metrics_dir = env.get("PROMETHEUS_MULTIPROC_DIR") or str(VAR_DIR / METRICS_DIR_PATTERN.format(port=port))
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_metrics_dir(Path(metrics_dir)))
     commands = process_commands(redis_port)
     # Per run, so two runs from one checkout (other PORTs) cannot mix them up.
     pid_dir = Path(tempfile.mkdtemp(prefix="dev-run-"))
@@ -257,6 +280,7 @@ def cmd_run() -> int:
         accounts=accounts,
         debug=env.get("DJANGO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"},
         names=list(commands),
+        metrics_token=bool(env.get("METRICS_TOKEN")),
     )
     finished = threading.Event()
     threading.Thread(target=print_when_serving, args=(port, text, finished), name="banner", daemon=True).start()

@@ -20,7 +20,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .frames import ErrorInfo, Progress, dumps, event_frame
+from core import metrics
+
+from .frames import ErrorInfo, Progress, dumps, event_frame, iso
 from .models import TERMINAL_EVENT_TYPES, EventType, Execution, ExecutionStatus, ProgressSnapshot
 from .signals import event_recorded
 
@@ -59,6 +61,8 @@ class RecordedEvent:
     status: str
     frame_text: str
     callback_url: str = ""
+    #: When it was recorded (the frame's ``timestamp``), ISO 8601.
+    timestamp: str = ""
 
     @property
     def is_terminal(self) -> bool:
@@ -153,12 +157,14 @@ def event_record(
             status=str(status),
             frame_text=frame_text,
             callback_url=execution.callback_url,
+            timestamp=iso(now),
         )
         transaction.on_commit(lambda: _announce(recorded))
     return recorded
 
 
 def _announce(recorded: RecordedEvent) -> None:
+    metrics.event_recorded(recorded.type)
     for receiver, result in event_recorded.send_robust(sender=RecordedEvent, event=recorded):
         if isinstance(result, Exception):
             logger.error(

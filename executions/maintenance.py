@@ -27,6 +27,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import metrics
+
 from .events import event_record
 from .frames import ErrorInfo, iso
 from .models import (
@@ -99,6 +101,7 @@ def executions_fail_lost(*, swept_by: str = "", now: datetime | None = None) -> 
         if event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error, only_if=_stale(cutoff)):
             logger.warning("failed lost execution %s (worker %s, last heartbeat %s)", execution_id, worker, iso(last_seen))
             failed.append(execution_id)
+    metrics.sweeper_acted(metrics.LOST_RUN_FAILED, len(failed))
     return failed
 
 
@@ -122,6 +125,7 @@ def executions_fail_on_shutdown(*, worker: str, grace_seconds: float) -> list[st
             execution_id=execution_id, event_type=EventType.FAILED, error=error, only_if=Q(worker=worker)
         ):
             failed.append(execution_id)
+    metrics.sweeper_acted(metrics.SHUTDOWN_FAILED, len(failed))
     return failed
 
 
@@ -135,7 +139,9 @@ def execution_fail_on_signal(*, execution_id: str, worker: str, signal_name: str
         ),
         "details": {"worker": worker or None, "signal": signal_name},
     }
-    return event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error) is not None
+    recorded = event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error) is not None
+    metrics.sweeper_acted(metrics.SHUTDOWN_FAILED, int(recorded))
+    return recorded
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
             break
         logger.warning("queued lost execution %s again", execution.id)
         requeued.append(execution.id)
+    metrics.sweeper_acted(metrics.MESSAGE_REQUEUED, len(requeued))
     return Requeued(requeued, inspected=held is not None)
 
 
@@ -251,4 +258,6 @@ def executions_prune(
             WebhookAttempt.objects.filter(execution_id__in=ids).delete()
             # Checked again: nothing ever leaves a terminal state, but this
             # keeps "never a running one" true by construction.
-            deleted += Execution.objects.filter(ended_before_cutoff, id__in=ids).delete()[1].get("executions.Execution", 0)
+            removed = Execution.objects.filter(ended_before_cutoff, id__in=ids).delete()[1].get("executions.Execution", 0)
+        deleted += removed
+        metrics.sweeper_acted(metrics.EXECUTION_PRUNED, removed)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, QuerySet
 
-from .models import Execution, ProgressSnapshot
+from .models import Execution, ExecutionStatus, ProgressSnapshot
 
 SORT_FIELDS = ("created_at", "started_at", "completed_at", "status")
 
@@ -78,3 +78,16 @@ def event_frame_at(*, execution_id: str, seq: int) -> str | None:
         .values_list("frame", flat=True)
         .first()
     )
+
+
+def execution_counts_by_status() -> dict[str, int]:
+    """How many executions are stored in each status, every status present (0 when none).
+
+    For the metrics scrape: one grouped count (the status index serves it), so
+    the numbers are right whichever process answers, with no bookkeeping at
+    each transition.
+    """
+    counts = dict.fromkeys(ExecutionStatus.values, 0)
+    for status, count in Execution.objects.order_by().values_list("status").annotate(count=Count("pk")):
+        counts[status] = count
+    return counts

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import urllib3
 from django.conf import settings
 
+from core import metrics
 
 from .frames import iso
 from .models import Execution, WebhookAttempt
@@ -160,7 +161,7 @@ def webhook_deliver(*, execution_id: str, attempt: int) -> bool:
     started = time.monotonic()
     status_code: int | None = None
     error = ""
-    final = False
+    final = refused = False
     try:
         target = resolve_callback_url(execution.callback_url)
         status_code = _post(target, body, headers)
@@ -169,8 +170,10 @@ def webhook_deliver(*, execution_id: str, attempt: int) -> bool:
             error = f"HTTP {status_code}"
     except UnsafeCallbackUrl as exc:
         error, final = f"Refused: {exc}", True
+        refused = True
     except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt
         error = f"{type(exc).__name__}: {exc}"[:1000]
+    delivered = 200 <= (status_code or 0) < 300
     WebhookAttempt.objects.create(
         execution_id=execution_id,
         attempt=attempt,
@@ -179,8 +182,9 @@ def webhook_deliver(*, execution_id: str, attempt: int) -> bool:
         status_code=status_code,
         error=error,
         duration_ms=int((time.monotonic() - started) * 1000),
-        delivered=200 <= (status_code or 0) < 300,
+        delivered=delivered,
     )
+    metrics.webhook_attempted("refused" if refused else "delivered" if delivered else "failed")
     return final
 
 

@@ -24,10 +24,12 @@ import time
 from typing import Any
 
 from celery import bootsteps
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
+
+from core import metrics
 
 from . import runner
 from .maintenance import (
@@ -150,3 +152,14 @@ def _write_signal_failure(execution_id: str, hostname: str, signal_name: str) ->
 def install_child_sigterm_handler(**kwargs: Any) -> None:
     """Pool child: record the run's end on SIGTERM, then die as before."""
     signal.signal(signal.SIGTERM, _on_child_sigterm)
+
+
+@worker_process_shutdown.connect(dispatch_uid="executions.metrics_child_exit")
+def forget_child_metrics(pid: int, exitcode: int, **kwargs: Any) -> None:
+    """Pool child exiting: drop its live gauges from the shared metrics files.
+
+    Children leave through ``os._exit``, so the interpreter-exit hook of
+    ``core.metrics`` never runs in them (prometheus-client's multiprocess mode
+    asks for ``mark_process_dead`` here).
+    """
+    metrics.process_exited(pid)

@@ -25,6 +25,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.dispatch import receiver
 
+from core import metrics
 from executions.events import RecordedEvent
 from executions.signals import event_recorded
 
@@ -38,9 +39,13 @@ def group_name(execution_id: str) -> str:
     return f"execution.{execution_id}"
 
 
-def event_message(*, seq: int, event_type: str, frame_text: str) -> dict[str, Any]:
-    """The channel-layer message: primitives only, the frame as ready JSON text."""
-    return {"type": MESSAGE_TYPE, "seq": seq, "event": event_type, "frame": frame_text}
+def event_message(*, seq: int, event_type: str, frame_text: str, timestamp: str | None = None) -> dict[str, Any]:
+    """The channel-layer message: primitives only, the frame as ready JSON text.
+
+    ``timestamp`` (the frame's own, ISO 8601) rides along so the consumer can
+    measure event-to-frame latency without parsing the frame.
+    """
+    return {"type": MESSAGE_TYPE, "seq": seq, "event": event_type, "frame": frame_text, "timestamp": timestamp}
 
 
 class _Publisher:
@@ -80,6 +85,7 @@ class _Publisher:
             try:
                 await get_channel_layer().group_send(group, message)
             except Exception:  # noqa: BLE001 - the database already holds the event
+                metrics.publish_failed()
                 logger.exception("group_send to %s failed; clients will resync from the database", group)
 
     def publish(self, group: str, message: dict[str, Any]) -> concurrent.futures.Future[None]:
@@ -101,11 +107,13 @@ class _Publisher:
 _publisher = _Publisher()
 
 
-def publish_event(*, execution_id: str, seq: int, event_type: str, frame_text: str) -> None:
+def publish_event(
+    *, execution_id: str, seq: int, event_type: str, frame_text: str, timestamp: str | None = None
+) -> None:
     """Send one recorded event to everyone watching the execution (call after commit)."""
     _publisher.publish(
         group_name(execution_id),
-        event_message(seq=seq, event_type=event_type, frame_text=frame_text),
+        event_message(seq=seq, event_type=event_type, frame_text=frame_text, timestamp=timestamp),
     )
 
 
@@ -120,6 +128,9 @@ def publish_recorded_event(sender: type[RecordedEvent], *, event: RecordedEvent,
     Waiting for the last frame of a run means a worker child that is recycled
     or stopped right after the run cannot take its terminal frame with it.
     """
-    publish_event(execution_id=event.execution_id, seq=event.seq, event_type=event.type, frame_text=event.frame_text)
+    publish_event(
+        execution_id=event.execution_id, seq=event.seq, event_type=event.type, frame_text=event.frame_text,
+        timestamp=event.timestamp or None,
+    )
     if event.is_terminal:
         flush()

@@ -22,9 +22,12 @@ from django.db import connections
 
 from config.celery import app
 from devtools import processes
+from devtools.launcher import fresh_metrics_dir
 
 #: daphne and a Celery worker serving the test database (see ``devtools.processes``).
 LiveStack = processes.AppServers
+#: What a test sends as ``Authorization: Bearer ...`` to scrape the stack's /metrics.
+METRICS_TOKEN = "live-stack-metrics-token"
 
 
 def child_database_env(env: dict[str, str]) -> None:
@@ -64,6 +67,7 @@ def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
     env["REDIS_URL"] = redis_url
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)  # the point is a real worker
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests while Chromium runs
+    env["METRICS_TOKEN"] = METRICS_TOKEN
     child_database_env(env)
     env.update(overrides)
     return env
@@ -71,7 +75,14 @@ def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
 
 @contextmanager
 def running_stack(env: dict[str, str], log_dir: Path) -> Iterator[LiveStack]:
-    """daphne (free port) and a worker, stopped on exit; logs in ``log_dir``."""
+    """daphne (free port) and a worker, stopped on exit; logs in ``log_dir``.
+
+    Their metrics are shared through prometheus-client's multiprocess mode, in
+    a fresh directory beside the logs (unless ``env`` names one): a scrape of
+    daphne then counts what the worker did, as in a deployment.
+    """
+    metrics_dir = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or log_dir / "prometheus")
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(metrics_dir))}
     stack = LiveStack(env, processes.free_port(), log_dir)
     try:
         stack.start()

@@ -144,10 +144,10 @@ def drop_publish(monkeypatch: pytest.MonkeyPatch) -> set[int]:
     dropped: set[int] = set()
     publish = broadcast.publish_event
 
-    def lossy_publish(*, execution_id: str, seq: int, event_type: str, frame_text: str) -> None:
+    def lossy_publish(*, execution_id: str, seq: int, event_type: str, frame_text: str, **rest: Any) -> None:
         if seq in dropped:
             return
-        publish(execution_id=execution_id, seq=seq, event_type=event_type, frame_text=frame_text)
+        publish(execution_id=execution_id, seq=seq, event_type=event_type, frame_text=frame_text, **rest)
 
     monkeypatch.setattr(broadcast, "publish_event", lossy_publish)
     return dropped

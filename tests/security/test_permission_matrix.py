@@ -39,6 +39,7 @@ from rest_framework.test import APIClient
 
 from executions.pages import urls as page_urls
 from executions.api import urls as api_urls
+from executions.ops import urls as ops_urls
 from executions.models import Execution
 from progress.routing import websocket_urlpatterns
 from tests.helpers import PASSWORD
@@ -70,6 +71,8 @@ OUTCOMES = {
     "302 login": "302 to `/accounts/login/?next=<path>`",
     "302 admin login": "302 to `/admin/login/?next=<path>`",
     "401": "401 `{\"detail\": ...}` with `WWW-Authenticate: Token`",
+    "401 bearer": "401 `{\"detail\": ...}` with `WWW-Authenticate: Bearer ...` (a scraper's token, `METRICS_TOKEN`, would pass)",
+    "probe": "200 or 503, the readiness body naming each check; no credentials needed",
     "403": "403",
     "404 missing": "404, identical to the answer for an id that does not exist "
     "(REST: `{\"detail\": \"Execution '<id>' not found\"}`; pages: the not-found page saying so)",
@@ -104,6 +107,8 @@ class Row:
             return "REST"
         if self.path.startswith("/admin/"):
             return "admin"
+        if self.path in OPERATIONS:
+            return "operations"
         return "pages"
 
     def outcome(self, principal: str) -> str:
@@ -112,6 +117,8 @@ class Row:
 
 #: Browser pages served under /api/ (session, login redirect), not REST endpoints.
 PAGES_UNDER_API = {"/api/v1/docs"}
+#: Probes and the scrape (README, "Operations"): requests as a browser would send them.
+OPERATIONS = {"/healthz", "/health", "/readyz", "/metrics"}
 SUBMIT = {"type": "agent", "target_id": "echo", "inputs": {}}
 START_FORM = {"target": "agent:echo", "inputs_json": "{}"}
 ADMIN = "/admin/executions/execution"
@@ -148,6 +155,10 @@ MATRIX: tuple[Row, ...] = (
     R("GET",  f"{ADMIN}/{{id}}/delete/",                   "302 admin login", "302 admin login", "302 admin login", "403",             "403"),
     R("POST", f"{ADMIN}/{{id}}/cancel/",                   "302 admin login", "302 admin login", "302 admin login", "403",             "302 cancelled"),
     R("GET",  "/admin/executions/webhookattempt/",         "302 admin login", "302 admin login", "302 admin login", "403",             "200"),
+    R("GET",  "/healthz",                                  "200",             "200",             "200",             "200",             "200"),
+    R("GET",  "/health",                                   "200",             "200",             "200",             "200",             "200"),
+    R("GET",  "/readyz",                                   "probe",           "probe",           "probe",           "probe",           "probe"),
+    R("GET",  "/metrics",                                  "401 bearer",      "403",             "403",             "200",             "200"),
 )
 # fmt: on
 
@@ -458,6 +469,17 @@ def check_401(cell: Cell) -> None:
     assert isinstance(detail, str) and detail
 
 
+def check_401_bearer(cell: Cell) -> None:
+    expect_status(cell, 401)
+    assert cell.answer.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert cell.answer.json() == {"detail": "Authentication required"}
+
+
+def check_probe(cell: Cell) -> None:
+    assert cell.answer.status in (200, 503), cell.answer.status
+    assert set(cell.answer.json()["checks"]) == {"database", "redis", "workers"}
+
+
 def check_403(cell: Cell) -> None:
     expect_status(cell, 403)
 
@@ -513,6 +535,8 @@ CHECKS = {
     "302 login": check_login,
     "302 admin login": check_admin_login,
     "401": check_401,
+    "401 bearer": check_401_bearer,
+    "probe": check_probe,
     "403": check_403,
     "404 missing": check_missing,
     "ws 4401": check_ws_4401,
@@ -588,6 +612,7 @@ def test_the_matrix_covers_every_route(db: None) -> None:
         covered.add(resolve(path_for(row, sample).split("?")[0]).url_name)
     expected = _route_names(api_urls.urlpatterns) | _route_names(page_urls.urlpatterns) | {"api-schema", "api-docs"}
     expected |= {"login", "index"}
+    expected |= _route_names(ops_urls.urlpatterns)
     expected |= _route_names(admin.site._registry[Execution].urls)
     assert expected - covered == set(), "routes without a row in MATRIX"
     ws_rows = [row for row in MATRIX if row.method == "WS"]

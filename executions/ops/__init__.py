@@ -1,0 +1,1 @@
+"""The operator's endpoints: liveness and readiness probes, the Prometheus scrape (README, "Operations")."""
