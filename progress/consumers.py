@@ -29,6 +29,7 @@ from django.contrib.auth import get_user, get_user_model
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from core import metrics
 from executions.frames import dumps, error_frame, status_frame
 from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
 from executions.selectors import event_frame_at, event_frames_after, execution_get_for_user
@@ -149,6 +150,8 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     #: True once the close frame has been asked for: nothing may be sent after it.
     closed: bool = False
+    #: True while this socket counts in the open-sockets gauge.
+    counted: bool = False
 
     async def connect(self) -> None:
         self.execution_id: str = self.scope["url_route"]["kwargs"]["execution_id"]
@@ -159,6 +162,8 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         # Accept first: the contract answers every refusal with an error frame
         # and an application close code, which needs an open socket.
         await self.accept()
+        self.counted = True
+        metrics.socket_opened()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             return await self.refuse("Authentication required", CLOSE_UNAUTHENTICATED)
@@ -178,7 +183,7 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
             return await self.refuse(f"Execution '{self.execution_id}' not found", CLOSE_NOT_FOUND)
         async with self.order:
             for frame in opening.frames:
-                await self.send(text_data=frame)
+                await self.send_frame(frame)
             self.last_seq = opening.last_seq
             if opening.finished:
                 await self.finish()
@@ -189,8 +194,13 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         self.closed = True
         await super().close(code=code, reason=reason)
 
+    async def send_frame(self, text: str, event_timestamp: str | None = None) -> None:
+        """Every frame goes out here, counted (and its event's latency observed when known)."""
+        await self.send(text_data=text)
+        metrics.frame_sent(event_timestamp)
+
     async def refuse(self, message: str, code: int) -> None:
-        await self.send(text_data=dumps(error_frame(message)))
+        await self.send_frame(dumps(error_frame(message)))
         await self.close(code=code)
 
     async def finish(self) -> None:
@@ -207,6 +217,9 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "resync_task", None) is not None and self.resync_task is not asyncio.current_task():
             self.resync_task.cancel()
+        if self.counted:
+            self.counted = False
+            metrics.socket_closed()
         await self.leave_group()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -214,7 +227,7 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         # frame is out nothing may follow it (the terminal frame is the last one;
         # some ASGI servers raise on a send after close).
         if not self.closed:
-            await self.send(text_data=dumps(error_frame("Unsupported message")))
+            await self.send_frame(dumps(error_frame("Unsupported message")))
 
     # --- events from the channel layer ------------------------------------------------
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -245,7 +258,7 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
                 await self.send_stored(before_seq=seq)
                 if self.finished:
                     return
-            await self.send(text_data=message["frame"])
+            await self.send_frame(message["frame"], message.get("timestamp"))
             self.last_seq = seq
             if message.get("event") in TERMINAL_EVENT_TYPES:
                 await self.finish()
@@ -256,7 +269,7 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
             execution_id=self.execution_id, after_seq=self.last_seq, before_seq=before_seq
         )
         for seq, event_type, frame in events:
-            await self.send(text_data=frame)
+            await self.send_frame(frame)
             self.last_seq = seq
             if event_type in TERMINAL_EVENT_TYPES:
                 await self.finish()
