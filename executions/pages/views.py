@@ -34,7 +34,7 @@ from executions.frames import execution_dict
 from executions.models import Execution, ExecutionStatus
 from executions.registry import InputsInvalid, all_targets, get_target
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from executions.services import CannotCancel, execution_cancel, execution_create
+from executions.services import CannotCancel, QueueUnavailable, execution_cancel, execution_create
 
 from .forms import ExecutionFilterForm, ExecutionStartForm, target_for_key, target_key
 
@@ -171,6 +171,7 @@ def execution_start(request: HttpRequest) -> HttpResponse:
     if target is None and targets:
         target = targets[0]
     form = None
+    status = 400 if unknown_target else 200
     if target is not None:
         if request.method == "POST" and not unknown_target:
             form = ExecutionStartForm(request.POST, target=target)
@@ -185,6 +186,10 @@ def execution_start(request: HttpRequest) -> HttpResponse:
                     )
                 except InputsInvalid as exc:
                     form.add_input_errors(exc.errors)
+                except QueueUnavailable as exc:
+                    # Nothing was stored: the form stays filled in for another try.
+                    form.add_error(None, str(exc))
+                    status = 503
                 else:
                     return redirect("execution-detail", execution_id=execution.id)
         else:
@@ -201,5 +206,5 @@ def execution_start(request: HttpRequest) -> HttpResponse:
             "unknown_target": key if unknown_target else "",
             "form": form,
         },
-        status=400 if unknown_target else 200,
+        status=status,
     )

@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from kombu.exceptions import OperationalError
 
 from executions.frames import iso
 from executions.models import Execution
 from executions.pages import views
 from executions.pages.views import PAGE_SIZE
+from executions.services import QueueUnavailable
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -316,6 +318,20 @@ def test_start_creates_and_lands_on_the_detail_page(alice_page: Client, alice: A
     assert response.status_code == 302 and response["Location"] == f"/executions/{execution.id}"
     assert execution.inputs == {"steps": 3, "step_seconds": 0.5, "fail_at_step": None}
     assert execution.config == {"timeout": 30.0}
+
+
+def test_start_while_the_queue_is_down_keeps_the_form_and_stores_nothing(
+    alice_page: Client, alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(**kwargs: Any) -> None:
+        raise QueueUnavailable(OperationalError("Connection refused"))
+
+    monkeypatch.setattr(views, "execution_create", refuse)
+    response = alice_page.post("/executions/new", {"target": "pipeline:demo_steps", "input_steps": "7"})
+    assert response.status_code == 503
+    assert "The task queue is unavailable, try again shortly" in response.content.decode()
+    assert 'value="7"' in response.content.decode()
+    assert not Execution.objects.exists()
 
 
 def test_start_with_defaults(alice_page: Client, alice: Any) -> None:
