@@ -11,27 +11,25 @@
   (``WorkerShutdown``) and their targets stop at the next check.
 * A pool child told to stop by SIGTERM itself (systemd's default sends it to the
   whole process group) records ``WorkerShutdown`` for the run it holds before it
-  dies: Celery children otherwise die at once and leave the run to the sweeper.
+  dies: billiard turns the signal into ``SystemExit`` in the run, which the
+  runner records (``executions.runner``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Any
 
 from celery import bootsteps
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from . import runner
 from .maintenance import (
-    execution_fail_on_signal,
     executions_fail_lost,
     executions_fail_on_shutdown,
     executions_prune,
@@ -40,9 +38,6 @@ from .maintenance import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: How long a stopping child waits for its WorkerShutdown event to be written.
-SIGNAL_WRITE_TIMEOUT_SECONDS = 5.0
 
 
 class Maintenance:
@@ -120,33 +115,3 @@ def start_shutdown_grace(sender: str, sig: str, how: str, exitcode: int, **kwarg
     grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS
     logger.warning("%s received %s: running executions get %g s to finish", sender, sig, grace)
     threading.Thread(target=_fail_running_after_grace, args=(sender, grace), name="shutdown-grace", daemon=True).start()
-
-
-def _on_child_sigterm(signum: int, frame: Any) -> None:
-    execution_id = runner.current_execution_id
-    if execution_id is not None:
-        hostname = runner.current_worker
-        writer = threading.Thread(
-            target=_write_signal_failure, args=(execution_id, hostname, signal.Signals(signum).name), daemon=True
-        )
-        writer.start()
-        # A thread of its own: this handler interrupts the main thread, which may
-        # be inside a transaction on its own connection.
-        writer.join(SIGNAL_WRITE_TIMEOUT_SECONDS)
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _write_signal_failure(execution_id: str, hostname: str, signal_name: str) -> None:
-    try:
-        execution_fail_on_signal(execution_id=execution_id, worker=hostname, signal_name=signal_name)
-    except Exception:  # noqa: BLE001 - the sweeper still fails it once the heartbeat stops
-        logger.exception("could not record the end of %s", execution_id)
-    finally:
-        connection.close()
-
-
-@worker_process_init.connect(dispatch_uid="executions.child_sigterm")
-def install_child_sigterm_handler(**kwargs: Any) -> None:
-    """Pool child: record the run's end on SIGTERM, then die as before."""
-    signal.signal(signal.SIGTERM, _on_child_sigterm)
