@@ -9,6 +9,8 @@
   with ``KillMode=mixed``) the worker takes no new work; running executions get
   ``WORKER_SHUTDOWN_GRACE_SECONDS`` to finish, then end ``failed``
   (``WorkerShutdown``) and their targets stop at the next check.
+* The worker's main process forks a new pool process whenever one dies; a
+  fork waits until these threads are done with the database (:func:`install_fork_guard`).
 * A pool child told to stop by SIGTERM itself (systemd's default sends it to the
   whole process group) records ``WorkerShutdown`` for the run it holds before it
   dies: billiard turns the signal into ``SystemExit`` in the run, which the
@@ -17,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -38,6 +41,23 @@ from .maintenance import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Held by this process's own threads (the sweep, the shutdown grace) while they
+#: use the database, and by a fork of this process. SQLite keeps the
+#: bookkeeping of its locks in process memory: a pool process forked while
+#: another thread holds a write transaction inherits that state and can never
+#: write ("database is locked" on every claim it tries).
+database_in_use = threading.Lock()
+
+
+@functools.cache
+def install_fork_guard() -> None:
+    """Make every later fork of this process wait for :data:`database_in_use` (once per process)."""
+    os.register_at_fork(
+        before=database_in_use.acquire,
+        after_in_parent=database_in_use.release,
+        after_in_child=database_in_use.release,
+    )
 
 
 class Maintenance:
@@ -64,19 +84,22 @@ class Maintenance:
 
     def tick(self) -> None:
         """One sweep; a failure (database or broker briefly down) is logged and retried next time."""
-        try:
-            worker_beat(hostname=self.hostname, pid=os.getpid(), started_at=self.started_at)
-            executions_fail_lost(swept_by=self.hostname)
-            executions_requeue_lost()
-            if time.monotonic() - self.last_prune >= settings.EXECUTION_PRUNE_INTERVAL_SECONDS:
-                self.last_prune = time.monotonic()
-                pruned = executions_prune()
-                if pruned:
-                    logger.info("pruned %d executions older than %g days", pruned, settings.EXECUTION_RETENTION_DAYS)
-        except Exception:  # noqa: BLE001 - the loop must outlive a database or broker outage
-            logger.exception("maintenance sweep of %s failed; retrying in %g s", self.hostname, settings.WORKER_SWEEP_SECONDS)
-        finally:
-            close_old_connections()
+        with database_in_use:
+            try:
+                worker_beat(hostname=self.hostname, pid=os.getpid(), started_at=self.started_at)
+                executions_fail_lost(swept_by=self.hostname)
+                executions_requeue_lost()
+                if time.monotonic() - self.last_prune >= settings.EXECUTION_PRUNE_INTERVAL_SECONDS:
+                    self.last_prune = time.monotonic()
+                    pruned = executions_prune()
+                    if pruned:
+                        logger.info("pruned %d executions older than %g days", pruned, settings.EXECUTION_RETENTION_DAYS)
+            except Exception:  # noqa: BLE001 - the loop must outlive a database or broker outage
+                logger.exception(
+                    "maintenance sweep of %s failed; retrying in %g s", self.hostname, settings.WORKER_SWEEP_SECONDS
+                )
+            finally:
+                close_old_connections()
 
 
 class MaintenanceStep(bootsteps.StartStopStep):
@@ -89,6 +112,7 @@ class MaintenanceStep(bootsteps.StartStopStep):
         self.maintenance: Maintenance | None = None
 
     def start(self, worker: Any) -> None:
+        install_fork_guard()
         self.maintenance = Maintenance(worker.hostname)
         self.maintenance.start()
 
@@ -99,12 +123,13 @@ class MaintenanceStep(bootsteps.StartStopStep):
 
 def _fail_running_after_grace(hostname: str, grace: float) -> None:
     time.sleep(grace)
-    try:
-        failed = executions_fail_on_shutdown(worker=hostname, grace_seconds=grace)
-        if failed:
-            logger.warning("shutdown grace of %g s ended: failed %s", grace, ", ".join(failed))
-    finally:
-        connection.close()
+    with database_in_use:
+        try:
+            failed = executions_fail_on_shutdown(worker=hostname, grace_seconds=grace)
+            if failed:
+                logger.warning("shutdown grace of %g s ended: failed %s", grace, ", ".join(failed))
+        finally:
+            connection.close()
 
 
 @worker_shutting_down.connect(dispatch_uid="executions.shutdown_grace")

@@ -13,7 +13,10 @@ fetched the way Celery does.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -30,7 +33,7 @@ from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery.contrib.testing.mocks import TaskMessage
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -50,7 +53,7 @@ from executions.maintenance import (
 from executions.models import EventType, Execution, ProgressSnapshot, WebhookAttempt, WorkerBeat
 from executions.services import QueueUnavailable
 from executions.tasks import ExecutionRequest, run_execution
-from executions.worker import Maintenance, start_shutdown_grace
+from executions.worker import Maintenance, database_in_use, install_fork_guard, start_shutdown_grace
 
 from ..helpers import create_execution, start_progress, wait_for
 
@@ -553,6 +556,50 @@ def test_a_sweep_outlives_a_broker_outage(alice: Any, task_queue: Any, monkeypat
     Maintenance(WORKER).tick()  # logged, not raised: the next sweep tries again
     assert status_of(lost.id) == "failed"
     assert status_of(waiting.id) == "pending" and task_queue.execution_ids == queued_before
+
+
+#: How long the sweep below keeps its write transaction open: the fork starts within it.
+HOLD_SECONDS = 0.5
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite keeps the state of its locks in process memory")
+@pytest.mark.django_db(transaction=True)
+def test_a_pool_process_forked_during_a_sweep_can_still_write() -> None:
+    """Without the guard the child inherits the sweep's write lock and every write it tries is "locked"."""
+    install_fork_guard()
+    path = connection.settings_dict["NAME"]
+    holding = threading.Event()
+
+    def sweep_holding_a_write() -> None:
+        # As Maintenance.tick: the connection is closed before the lock is let go
+        # (a fork during the close would copy SQLite's own mutexes held).
+        with database_in_use:
+            try:
+                with transaction.atomic():
+                    worker_beat(hostname=WORKER, pid=os.getpid(), started_at=timezone.now())
+                    holding.set()
+                    time.sleep(HOLD_SECONDS)  # not a synchronisation: the fork below must wait for it
+            finally:
+                connection.close()
+
+    sweep = threading.Thread(target=sweep_holding_a_write)
+    sweep.start()
+    assert holding.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the new pool process: write on a connection of its own, then leave at once
+        code = 1
+        try:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(10)  # a child stuck on a lock it inherited dies instead of hanging the run
+            db = sqlite3.connect(path, timeout=2, isolation_level=None)
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("COMMIT")
+            code = 0
+        finally:
+            os._exit(code)
+    sweep.join(10)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked process could not write"
 
 
 @pytest.mark.django_db
