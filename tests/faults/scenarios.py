@@ -26,6 +26,7 @@ with deadlines, never fixed sleeps.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -311,8 +312,9 @@ class FaultLab:
                 child.stop()
 
     # --- clients ----------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def api(self) -> Api:
+        """One HTTP session for the whole scenario (it survives daphne's Redis going away)."""
         return Api(self.http_url, self.token)
 
     def watch(self, execution_id: str) -> Watcher:
