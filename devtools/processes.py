@@ -17,6 +17,12 @@ its output in a log file. What experience put into this module:
   reset SIGTERM to the default action, so signalling the group would kill
   running tasks instead of letting the warm shutdown finish them.
 
+Fault tests inject what production sees: :meth:`Child.signal_leader` (``docker
+stop``), :meth:`Child.signal_group` (systemd's default stop, SIGKILL to a whole
+worker), :meth:`Child.children` (a worker's pool processes, for the OOM
+killer's usual pick) and :func:`restart_redis` (an empty Redis on the same
+port, as after a restart without persistence).
+
 Any number of web servers and workers can run side by side: each call starts
 one, on its own port or under its own node name (``-n``), with its own log.
 ``dev.py run`` does not use this module: it runs the Procfile with honcho
@@ -38,6 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
@@ -87,6 +94,26 @@ class Child:
     def alive(self) -> bool:
         """Whether the process has not exited (its group may outlive it)."""
         return self.process.poll() is None
+
+    def signal_leader(self, sig: int) -> None:
+        """Send ``sig`` to this process only (``docker stop`` signals a container's first process)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to every process of its group (systemd's default ``KillMode``, the OOM of a machine)."""
+        _killpg(self.pid, sig)
+
+    def children(self) -> list[int]:
+        """The pids of its direct children now (a prefork worker's pool processes)."""
+        return child_pids(self.pid)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the process to exit; its exit code, or None if it still runs after ``timeout``."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def read_log(self) -> str:
         """What this process wrote; the file may also hold earlier runs, before ``log_offset``."""
@@ -154,6 +181,21 @@ class Child:
 def _killpg(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid``, from ``/proc`` (Linux; empty elsewhere)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # exited while we looked
+        # The command name (in parentheses) may contain spaces: fields follow the last ")".
+        fields = text[text.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            children.append(int(stat.parent.name))
+    return sorted(children)
 
 
 def _group_exists(pgid: int) -> bool:
@@ -268,23 +310,27 @@ def http_answers(port: int, path: str = WEB_READY_PATH) -> bool:
         conn.close()
 
 
-def start_redis(data_dir: Path, *, log_path: Path | None = None) -> Child:
-    """The embedded server on a free port, once it answers PING; ``child.url`` is its URL.
+def start_redis(data_dir: Path, *, log_path: Path | None = None, port: int | None = None) -> Child:
+    """The embedded server, once it answers PING; ``child.url`` is its URL.
 
-    Tried again on another port if something took the chosen one before the
-    server could bind it.
+    On a free port unless ``port`` is given, and then tried again on another
+    port if something took the chosen one before the server could bind it.
+    With ``port`` (a restart, see :func:`restart_redis`) there is no other
+    choice: clients expect it there, so a busy port is an error, and the log
+    keeps what the earlier server wrote. Nothing is persisted, so a server
+    started again comes back empty, as a Redis without persistence does.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_path or data_dir / "redis.log"
-    attempts = 3
+    attempts = 3 if port is None else 1
     for attempt in range(1, attempts + 1):
-        port = free_port()
-        url = embedded_redis.redis_url(port)
+        chosen = free_port() if port is None else port
+        url = embedded_redis.redis_url(chosen)
         child = spawn(
             "redis",
-            embedded_redis.server_command(port, data_dir),
+            embedded_redis.server_command(chosen, data_dir),
             log_path=log_path,
-            append_log=attempt > 1,
+            append_log=attempt > 1 or port is not None,
             url=url,
         )
         try:
@@ -299,6 +345,24 @@ def start_redis(data_dir: Path, *, log_path: Path | None = None) -> Child:
             raise
         return child
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def redis_port(redis_child: Child) -> int:
+    """The port of a server started by :func:`start_redis`."""
+    port = urlsplit(redis_child.url or "").port
+    if port is None:
+        raise ValueError(f"{redis_child.name} has no URL with a port: {redis_child.url!r}")
+    return port
+
+
+def restart_redis(redis_child: Child, data_dir: Path, *, log_path: Path | None = None) -> Child:
+    """Stop the server and start an empty one on the same port (a Redis restart without persistence).
+
+    Clients keep their URL; what they held in the old server is gone.
+    """
+    port = redis_port(redis_child)
+    redis_child.stop()
+    return start_redis(data_dir, log_path=log_path or redis_child.log_path, port=port)
 
 
 def daphne_command(port: int) -> list[str]:

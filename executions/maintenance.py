@@ -129,21 +129,6 @@ def executions_fail_on_shutdown(*, worker: str, grace_seconds: float) -> list[st
     return failed
 
 
-def execution_fail_on_signal(*, execution_id: str, worker: str, signal_name: str) -> bool:
-    """A worker child told to stop by a signal fails the run it holds before it dies."""
-    error: ErrorInfo = {
-        "type": "WorkerShutdown",
-        "message": (
-            f"The worker process running this execution ({worker or 'unknown'}) received {signal_name} and stopped; "
-            "start it again to finish it"
-        ),
-        "details": {"worker": worker or None, "signal": signal_name},
-    }
-    recorded = event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error) is not None
-    metrics.sweeper_acted(metrics.SHUTDOWN_FAILED, int(recorded))
-    return recorded
-
-
 @dataclass(frozen=True)
 class Requeued:
     execution_ids: list[str]

@@ -2,18 +2,26 @@
 
 The Celery task (``executions.tasks``) calls :func:`execution_run`; the target
 reports through its :class:`~executions.context.RunContext`.
+
+A pool process told to stop (SIGTERM to the worker's whole process group,
+systemd's default) gets ``SystemExit`` raised in the run by billiard's
+terminate handler: the run records ``WorkerShutdown`` before the process goes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 from collections.abc import Mapping
 from typing import Any
 
+from billiard.common import terminate_handler_fired
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections
+
+from core import metrics
 
 from .context import ExecutionCancelled, ExecutionTimeout, RunContext
 from .events import event_record
@@ -55,10 +63,29 @@ def execution_fail(*, execution_id: str, error: ErrorInfo) -> bool:
     return event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error) is not None
 
 
-#: The execution this process is running now, if any, and the worker it runs
-#: in: a worker child told to stop (SIGTERM) records its end (``executions.worker``).
-current_execution_id: str | None = None
-current_worker: str = ""
+def _stopped_error(exc: SystemExit, worker: str) -> ErrorInfo:
+    """Why a run ends when its process exits under it.
+
+    billiard's terminate handler (installed in every pool process, over any
+    handler set in ``worker_process_init``) raises ``SystemExit(-(256 - signum))``.
+    Any other ``SystemExit`` came from the target itself and is its failure.
+    """
+    if not terminate_handler_fired():
+        return _error_info(exc)
+    signal_name = None
+    if isinstance(exc.code, int) and -256 < exc.code < 0:
+        try:
+            signal_name = signal.Signals(256 + exc.code).name
+        except ValueError:
+            pass
+    return {
+        "type": "WorkerShutdown",
+        "message": (
+            f"The worker process running this execution ({worker or 'unknown'}) "
+            f"received {signal_name or 'a signal to stop'} and stopped; start it again to finish it"
+        ),
+        "details": {"worker": worker or None, "signal": signal_name},
+    }
 
 
 def execution_run(*, execution_id: str, worker: str = "") -> str | None:
@@ -68,7 +95,6 @@ def execution_run(*, execution_id: str, worker: str = "") -> str | None:
     (a second delivery of the same task, or the execution was cancelled first).
     ``worker`` is the Celery node name, kept on the execution for the sweepers.
     """
-    global current_execution_id, current_worker
     close_old_connections()
     execution = Execution.objects.filter(pk=execution_id).first()
     if execution is None or execution.status != "pending":
@@ -104,13 +130,18 @@ def execution_run(*, execution_id: str, worker: str = "") -> str | None:
         poll_seconds=settings.PROGRESS_CANCEL_POLL_SECONDS,
         heartbeat_seconds=settings.EXECUTION_HEARTBEAT_SECONDS,
     )
-    current_execution_id, current_worker = execution_id, worker
     ctx.start_monitor()
     try:
         return _run_target(ctx, target)
+    except SystemExit as exc:
+        # The process is on its way out (see the module docstring): say why
+        # this run ends, or it would wait for the sweeper as a lost one.
+        error = _stopped_error(exc, worker)
+        if _record_failure(ctx, error) and error["type"] == "WorkerShutdown":
+            metrics.sweeper_acted(metrics.SHUTDOWN_FAILED)
+        raise
     finally:
         ctx.stop_monitor()
-        current_execution_id = None
 
 
 def _record_failure(ctx: RunContext, error: ErrorInfo) -> str | None:

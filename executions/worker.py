@@ -9,31 +9,32 @@
   with ``KillMode=mixed``) the worker takes no new work; running executions get
   ``WORKER_SHUTDOWN_GRACE_SECONDS`` to finish, then end ``failed``
   (``WorkerShutdown``) and their targets stop at the next check.
+* The worker's main process forks a new pool process whenever one dies; a
+  fork waits until these threads are done with the database (:func:`install_fork_guard`).
 * A pool child told to stop by SIGTERM itself (systemd's default sends it to the
   whole process group) records ``WorkerShutdown`` for the run it holds before it
-  dies: Celery children otherwise die at once and leave the run to the sweeper.
+  dies: billiard turns the signal into ``SystemExit`` in the run, which the
+  runner records (``executions.runner``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Any
 
 from celery import bootsteps
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutting_down
+from celery.signals import worker_process_shutdown, worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from core import metrics
 
-from . import runner
 from .maintenance import (
-    execution_fail_on_signal,
     executions_fail_lost,
     executions_fail_on_shutdown,
     executions_prune,
@@ -43,8 +44,22 @@ from .maintenance import (
 
 logger = logging.getLogger(__name__)
 
-#: How long a stopping child waits for its WorkerShutdown event to be written.
-SIGNAL_WRITE_TIMEOUT_SECONDS = 5.0
+#: Held by this process's own threads (the sweep, the shutdown grace) while they
+#: use the database, and by a fork of this process. SQLite keeps the
+#: bookkeeping of its locks in process memory: a pool process forked while
+#: another thread holds a write transaction inherits that state and can never
+#: write ("database is locked" on every claim it tries).
+database_in_use = threading.Lock()
+
+
+@functools.cache
+def install_fork_guard() -> None:
+    """Make every later fork of this process wait for :data:`database_in_use` (once per process)."""
+    os.register_at_fork(
+        before=database_in_use.acquire,
+        after_in_parent=database_in_use.release,
+        after_in_child=database_in_use.release,
+    )
 
 
 class Maintenance:
@@ -71,19 +86,22 @@ class Maintenance:
 
     def tick(self) -> None:
         """One sweep; a failure (database or broker briefly down) is logged and retried next time."""
-        try:
-            worker_beat(hostname=self.hostname, pid=os.getpid(), started_at=self.started_at)
-            executions_fail_lost(swept_by=self.hostname)
-            executions_requeue_lost()
-            if time.monotonic() - self.last_prune >= settings.EXECUTION_PRUNE_INTERVAL_SECONDS:
-                self.last_prune = time.monotonic()
-                pruned = executions_prune()
-                if pruned:
-                    logger.info("pruned %d executions older than %g days", pruned, settings.EXECUTION_RETENTION_DAYS)
-        except Exception:  # noqa: BLE001 - the loop must outlive a database or broker outage
-            logger.exception("maintenance sweep of %s failed; retrying in %g s", self.hostname, settings.WORKER_SWEEP_SECONDS)
-        finally:
-            close_old_connections()
+        with database_in_use:
+            try:
+                worker_beat(hostname=self.hostname, pid=os.getpid(), started_at=self.started_at)
+                executions_fail_lost(swept_by=self.hostname)
+                executions_requeue_lost()
+                if time.monotonic() - self.last_prune >= settings.EXECUTION_PRUNE_INTERVAL_SECONDS:
+                    self.last_prune = time.monotonic()
+                    pruned = executions_prune()
+                    if pruned:
+                        logger.info("pruned %d executions older than %g days", pruned, settings.EXECUTION_RETENTION_DAYS)
+            except Exception:  # noqa: BLE001 - the loop must outlive a database or broker outage
+                logger.exception(
+                    "maintenance sweep of %s failed; retrying in %g s", self.hostname, settings.WORKER_SWEEP_SECONDS
+                )
+            finally:
+                close_old_connections()
 
 
 class MaintenanceStep(bootsteps.StartStopStep):
@@ -96,6 +114,7 @@ class MaintenanceStep(bootsteps.StartStopStep):
         self.maintenance: Maintenance | None = None
 
     def start(self, worker: Any) -> None:
+        install_fork_guard()
         self.maintenance = Maintenance(worker.hostname)
         self.maintenance.start()
 
@@ -106,12 +125,13 @@ class MaintenanceStep(bootsteps.StartStopStep):
 
 def _fail_running_after_grace(hostname: str, grace: float) -> None:
     time.sleep(grace)
-    try:
-        failed = executions_fail_on_shutdown(worker=hostname, grace_seconds=grace)
-        if failed:
-            logger.warning("shutdown grace of %g s ended: failed %s", grace, ", ".join(failed))
-    finally:
-        connection.close()
+    with database_in_use:
+        try:
+            failed = executions_fail_on_shutdown(worker=hostname, grace_seconds=grace)
+            if failed:
+                logger.warning("shutdown grace of %g s ended: failed %s", grace, ", ".join(failed))
+        finally:
+            connection.close()
 
 
 @worker_shutting_down.connect(dispatch_uid="executions.shutdown_grace")
@@ -122,36 +142,6 @@ def start_shutdown_grace(sender: str, sig: str, how: str, exitcode: int, **kwarg
     grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS
     logger.warning("%s received %s: running executions get %g s to finish", sender, sig, grace)
     threading.Thread(target=_fail_running_after_grace, args=(sender, grace), name="shutdown-grace", daemon=True).start()
-
-
-def _on_child_sigterm(signum: int, frame: Any) -> None:
-    execution_id = runner.current_execution_id
-    if execution_id is not None:
-        hostname = runner.current_worker
-        writer = threading.Thread(
-            target=_write_signal_failure, args=(execution_id, hostname, signal.Signals(signum).name), daemon=True
-        )
-        writer.start()
-        # A thread of its own: this handler interrupts the main thread, which may
-        # be inside a transaction on its own connection.
-        writer.join(SIGNAL_WRITE_TIMEOUT_SECONDS)
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _write_signal_failure(execution_id: str, hostname: str, signal_name: str) -> None:
-    try:
-        execution_fail_on_signal(execution_id=execution_id, worker=hostname, signal_name=signal_name)
-    except Exception:  # noqa: BLE001 - the sweeper still fails it once the heartbeat stops
-        logger.exception("could not record the end of %s", execution_id)
-    finally:
-        connection.close()
-
-
-@worker_process_init.connect(dispatch_uid="executions.child_sigterm")
-def install_child_sigterm_handler(**kwargs: Any) -> None:
-    """Pool child: record the run's end on SIGTERM, then die as before."""
-    signal.signal(signal.SIGTERM, _on_child_sigterm)
 
 
 @worker_process_shutdown.connect(dispatch_uid="executions.metrics_child_exit")

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -19,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from billiard.common import TERMSIGS_DEFAULT, clear_terminate_handler_fired, reset_signals
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -173,6 +177,21 @@ def bad_outputs_target(ctx: RunContext) -> dict[str, Any]:
 def scalar_outputs_target(ctx: RunContext) -> Any:
     ctx.enter_step()
     return 42
+
+
+@pipeline("test_runner_terminated", steps=["work"])
+def terminated_target(ctx: RunContext) -> dict[str, Any]:
+    """Its process is told to stop mid-run, as SIGTERM to a worker's process group does."""
+    ctx.enter_step("work")
+    os.kill(os.getpid(), signal.SIGTERM)
+    ctx.sleep(30)
+    return {}
+
+
+@pipeline("test_runner_exits", steps=["work"])
+def exiting_target(ctx: RunContext) -> dict[str, Any]:
+    ctx.enter_step("work")
+    sys.exit(3)
 
 
 @pipeline("test_runner_no_outputs", steps=["one"])
@@ -520,6 +539,41 @@ def test_demo_steps_timeout_interrupts_a_long_sleep(alice: Any) -> None:
 def test_a_run_within_its_timeout_completes(alice: Any) -> None:
     execution = run(alice, "test_runner_sleep", {"seconds": 0.05}, config={"timeout": 5})
     assert execution.status == "completed"
+
+
+@pytest.fixture
+def pool_process_signals() -> Any:
+    """This process handles terminate signals as a Celery pool process does (billiard's handler)."""
+    names = [name for name in TERMSIGS_DEFAULT if hasattr(signal, name)]
+    previous = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    reset_signals()
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+        clear_terminate_handler_fired()
+
+
+def test_a_run_whose_pool_process_is_told_to_stop_records_worker_shutdown(alice: Any, pool_process_signals: Any) -> None:
+    execution = create_execution(alice, target_id="test_runner_terminated")
+    with pytest.raises(SystemExit):  # the process still exits
+        execution_run(execution_id=execution.id, worker="w1@host")
+    execution.refresh_from_db()
+    assert execution.status == "failed"
+    assert execution.error["type"] == "WorkerShutdown"
+    assert execution.error["details"] == {"worker": "w1@host", "signal": "SIGTERM"}
+    assert "w1@host" in execution.error["message"] and "SIGTERM" in execution.error["message"]
+    assert [e.type for e in assert_history(execution)] == ["started", "progress", "failed"]
+
+
+def test_a_target_that_exits_fails_its_run_and_the_exit_goes_on(alice: Any) -> None:
+    execution = create_execution(alice, target_id="test_runner_exits")
+    with pytest.raises(SystemExit):
+        execution_run(execution_id=execution.id, worker="w1@host")
+    execution.refresh_from_db()
+    assert execution.status == "failed"
+    assert execution.error == {"type": "SystemExit", "message": "3", "details": None}
 
 
 # --- progress coalescing ----------------------------------------------------------------------------------
