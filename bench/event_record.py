@@ -31,10 +31,9 @@ def main() -> None:
     bench = prepare_django("event-record")
     from django.conf import settings
 
-    from executions.models import Execution
-    from progress import broadcast
-    from executions.models import EventType, ProgressSnapshot
     from executions.events import event_record
+    from executions.models import EventType, Execution, ProgressSnapshot
+    from progress import broadcast
 
     user, _ = create_user_with_token()
     total = args.events

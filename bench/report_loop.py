@@ -35,11 +35,10 @@ def main() -> None:
     prepare_django("report-loop")
     from django.conf import settings
 
-    from executions.models import Execution
-    from executions.registry import pipeline
     from executions.context import RunContext
+    from executions.models import Execution, ProgressSnapshot
+    from executions.registry import pipeline
     from executions.runner import execution_run
-    from executions.models import ProgressSnapshot
 
     reports = args.reports
     measured: dict[str, float] = {}
@@ -63,8 +62,12 @@ def main() -> None:
     seconds = measured["seconds"]
     coalesce_ms = settings.PROGRESS_COALESCE_SECONDS * 1000
     print(f"report_loop: {reports:,} ctx.report() calls in one step, coalescing at {coalesce_ms:g} ms")
-    print(f"  loop took {seconds:.3f} s: {reports / seconds:,.0f} reports/s, {seconds / reports * 1e9:,.0f} ns per call")
-    print(f"  events recorded: {len(events)} in all ({' + '.join(f'{events.count(t)} {t}' for t in dict.fromkeys(events))}); "
+    print(
+        f"  loop took {seconds:.3f} s: {reports / seconds:,.0f} reports/s, "
+        f"{seconds / reports * 1e9:,.0f} ns per call"
+    )
+    counts = " + ".join(f"{events.count(t)} {t}" for t in dict.fromkeys(events))
+    print(f"  events recorded: {len(events)} in all ({counts}); "
           f"{progress_events - 1} of them from the {reports:,} reports (the other progress event is entering the step)")
     if coalesce_ms:
         print(f"  the loop spans {seconds / settings.PROGRESS_COALESCE_SECONDS:.1f} coalescing intervals; "

@@ -129,7 +129,7 @@ def run(http_url: str, ws_base: str, token: str, clients: int, steps: int) -> No
         connected = [asyncio.Event() for _ in range(clients)]
         go = asyncio.Event()
         connect_started = time.perf_counter()
-        tasks = [asyncio.create_task(follow(url, token, c, e, go)) for c, e in zip(followers, connected)]
+        tasks = [asyncio.create_task(follow(url, token, c, e, go)) for c, e in zip(followers, connected, strict=True)]
         async with asyncio.timeout(TIMEOUT):
             await asyncio.gather(*(e.wait() for e in connected))
         all_connected = time.perf_counter() - connect_started
@@ -144,7 +144,7 @@ def run(http_url: str, ws_base: str, token: str, clients: int, steps: int) -> No
     wait(execution_id, {"completed"})
 
     ok = [c for c in followers if gapless(c, steps)]
-    events = [(f, r) for c in followers for f, r in zip(c.frames[1:], c.received[1:])]
+    events = [(f, r) for c in followers for f, r in zip(c.frames[1:], c.received[1:], strict=True)]
     delays = [r - stamp(f) for f, r in events]
     first_event = min(stamp(f) for f, _ in events)
     last_receipt = max(r for _, r in events)

@@ -182,7 +182,9 @@ CHANNEL_LAYER_BACKENDS = {
 }
 CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "hub")
 if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
-    raise ImproperlyConfigured(f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, got {CHANNEL_LAYER!r}")
+    raise ImproperlyConfigured(
+        f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, got {CHANNEL_LAYER!r}"
+    )
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],

@@ -17,7 +17,6 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .http import body_too_large_message
-
 from .throttles import retry_after
 
 
@@ -33,7 +32,7 @@ class SafeJSONParser(JSONParser):
     """JSONParser with a body-size limit (DRF reads the stream unbounded) that
     answers deeply nested JSON with 400 instead of a RecursionError's 500."""
 
-    def parse(self, stream, media_type=None, parser_context=None):  # noqa: ANN001, ANN201
+    def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and stream is not None:
             request = (parser_context or {}).get("request")

@@ -366,7 +366,9 @@ def start_worker(
         stop_timeout=WORKER_STOP_TIMEOUT,
     )
     try:
-        child.wait_for(lambda: " ready." in child.read_log(), f"the Celery worker {node_name} to be ready", WORKER_START_TIMEOUT)
+        child.wait_for(
+            lambda: " ready." in child.read_log(), f"the Celery worker {node_name} to be ready", WORKER_START_TIMEOUT
+        )
     except BaseException:
         child.stop()
         raise

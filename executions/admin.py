@@ -134,11 +134,34 @@ class ExecutionAdmin(admin.ModelAdmin):
         "cancelled_at_precise", "live_page",
     )
     fieldsets = (
-        (None, {"fields": ("id", "live_page", "owner", "type", "target_id", "status_badge", "progress_bar", "progress_json", "seq")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "live_page",
+                    "owner",
+                    "type",
+                    "target_id",
+                    "status_badge",
+                    "progress_bar",
+                    "progress_json",
+                    "seq",
+                )
+            },
+        ),
         ("Data", {"fields": ("inputs", "config", "outputs", "error", "callback_url")}),
         (
             "Times (UTC)",
-            {"fields": ("created_at_precise", "started_at_precise", "completed_at_precise", "failed_at_precise", "cancelled_at_precise")},
+            {
+                "fields": (
+                    "created_at_precise",
+                    "started_at_precise",
+                    "completed_at_precise",
+                    "failed_at_precise",
+                    "cancelled_at_precise",
+                )
+            },
         ),
     )
 
@@ -176,7 +199,11 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: Execution) -> str:
         colours = {
-            "pending": "#b45309", "running": "#2563eb", "completed": "#15803d", "failed": "#b91c1c", "cancelled": "#4b5563",
+            "pending": "#b45309",
+            "running": "#2563eb",
+            "completed": "#15803d",
+            "failed": "#b91c1c",
+            "cancelled": "#4b5563",
         }
         return format_html(
             '<span style="color:{};font-weight:600;white-space:nowrap">&#9679; {}</span>',
@@ -317,7 +344,9 @@ class WebhookAttemptAdmin(admin.ModelAdmin):
     search_fields = ("execution__id", "url")
     list_select_related = ("execution",)
     ordering = ("-created_at",)
-    readonly_fields = ("execution", "attempt", "url", "event", "status_code", "error", "duration_ms", "delivered", "created_at")
+    readonly_fields = (
+        "execution", "attempt", "url", "event", "status_code", "error", "duration_ms", "delivered", "created_at",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

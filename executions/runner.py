@@ -40,7 +40,9 @@ def _error_info(exc: BaseException) -> ErrorInfo:
 def _timeout_error(timeout: float | None) -> ErrorInfo:
     return {
         "type": "TimeoutError",
-        "message": f"Execution exceeded its timeout of {timeout:g} s" if timeout else "Execution exceeded its time limit",
+        "message": (
+            f"Execution exceeded its timeout of {timeout:g} s" if timeout else "Execution exceeded its time limit"
+        ),
         "details": {"timeout": timeout},
     }
 
@@ -68,7 +70,7 @@ def execution_run(*, execution_id: str, worker: str = "") -> str | None:
     (a second delivery of the same task, or the execution was cancelled first).
     ``worker`` is the Celery node name, kept on the execution for the sweepers.
     """
-    global current_execution_id, current_worker
+    global current_execution_id, current_worker  # noqa: PLW0603 - what this process runs now, for its signal handler
     close_old_connections()
     execution = Execution.objects.filter(pk=execution_id).first()
     if execution is None or execution.status != "pending":
@@ -77,7 +79,11 @@ def execution_run(*, execution_id: str, worker: str = "") -> str | None:
     if target is None:
         execution_fail(
             execution_id=execution_id,
-            error={"type": "LookupError", "message": f"Target {execution.target_id!r} is no longer registered", "details": None},
+            error={
+                "type": "LookupError",
+                "message": f"Target {execution.target_id!r} is no longer registered",
+                "details": None,
+            },
         )
         return "failed"
     try:

@@ -53,7 +53,7 @@ def execution_list_for_user(
         query = query.filter(target_id=target_id)
     descending = order == "desc"
 
-    def ordered(name: str):  # noqa: ANN202
+    def ordered(name: str):
         expr = F(name)
         return expr.desc(nulls_last=True) if descending else expr.asc(nulls_last=True)
 
@@ -64,7 +64,9 @@ def execution_list_for_user(
     return query.order_by(*keys)
 
 
-def event_frames_after(*, execution_id: str, after_seq: int = 0, before_seq: int | None = None) -> list[tuple[int, str, str]]:
+def event_frames_after(
+    *, execution_id: str, after_seq: int = 0, before_seq: int | None = None
+) -> list[tuple[int, str, str]]:
     """``(seq, type, frame_text)`` of the stored events after ``after_seq``, oldest first."""
     query = ProgressSnapshot.objects.filter(execution_id=execution_id, seq__gt=after_seq)
     if before_seq is not None:

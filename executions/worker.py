@@ -80,8 +80,10 @@ class Maintenance:
                 pruned = executions_prune()
                 if pruned:
                     logger.info("pruned %d executions older than %g days", pruned, settings.EXECUTION_RETENTION_DAYS)
-        except Exception:  # noqa: BLE001 - the loop must outlive a database or broker outage
-            logger.exception("maintenance sweep of %s failed; retrying in %g s", self.hostname, settings.WORKER_SWEEP_SECONDS)
+        except Exception:  # the loop must outlive a database or broker outage
+            logger.exception(
+                "maintenance sweep of %s failed; retrying in %g s", self.hostname, settings.WORKER_SWEEP_SECONDS
+            )
         finally:
             close_old_connections()
 
@@ -142,7 +144,7 @@ def _on_child_sigterm(signum: int, frame: Any) -> None:
 def _write_signal_failure(execution_id: str, hostname: str, signal_name: str) -> None:
     try:
         execution_fail_on_signal(execution_id=execution_id, worker=hostname, signal_name=signal_name)
-    except Exception:  # noqa: BLE001 - the sweeper still fails it once the heartbeat stops
+    except Exception:  # the sweeper still fails it once the heartbeat stops
         logger.exception("could not record the end of %s", execution_id)
     finally:
         connection.close()

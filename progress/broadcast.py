@@ -84,7 +84,7 @@ class _Publisher:
         async with self._order:
             try:
                 await get_channel_layer().group_send(group, message)
-            except Exception:  # noqa: BLE001 - the database already holds the event
+            except Exception:  # the database already holds the event
                 metrics.publish_failed()
                 logger.exception("group_send to %s failed; clients will resync from the database", group)
 

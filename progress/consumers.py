@@ -301,5 +301,5 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
                         await self.refuse(*lost)
                         return
                     await self.send_stored()
-            except Exception:  # noqa: BLE001 - try again next round
+            except Exception:  # try again next round
                 logger.exception("resync of %s failed; retrying in %g s", self.execution_id, interval)

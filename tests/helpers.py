@@ -16,11 +16,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from executions.models import Execution
+from executions.events import event_record
+from executions.models import EventType, Execution
 from executions.registry import get_target
 from executions.services import execution_cancel, execution_create
-from executions.models import EventType
-from executions.events import event_record
 
 PASSWORD = "correct horse battery staple"
 

@@ -117,7 +117,8 @@ class JSONObjectField(serializers.Field):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_a_dict", input_type=type(data).__name__)
-        message = unstorable_text_error(data) or json_limit_error(data, max_bytes=getattr(settings, self.max_bytes_setting))
+        max_bytes = getattr(settings, self.max_bytes_setting)
+        message = unstorable_text_error(data) or json_limit_error(data, max_bytes=max_bytes)
         if message:
             raise serializers.ValidationError(message)
         return data

@@ -67,7 +67,8 @@ def field_for_schema(name: str, prop: dict[str, Any], *, required: bool) -> form
     default = prop.get("default")
     hints = [prop.get("description", ""), _limits_hint(prop, json_type)]
     if "default" in prop:
-        hints.append("Default: " + ("none" if default is None else str(default).lower() if isinstance(default, bool) else f"{default}"))
+        shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else f"{default}"
+        hints.append("Default: " + shown)
     common: dict[str, Any] = {
         "label": _label(name),
         "required": required,
@@ -78,7 +79,9 @@ def field_for_schema(name: str, prop: dict[str, Any], *, required: bool) -> form
         choices = [(value, str(value)) for value in prop["enum"]]
         if not required:
             choices.insert(0, ("", "---------"))
-        return forms.TypedChoiceField(choices=choices, coerce=lambda v: next(c for c in prop["enum"] if str(c) == v), **common)
+        return forms.TypedChoiceField(
+            choices=choices, coerce=lambda v: next(c for c in prop["enum"] if str(c) == v), **common
+        )
     if json_type == "integer":
         return forms.IntegerField(min_value=prop.get("minimum"), max_value=prop.get("maximum"), **common)
     if json_type == "number":
@@ -141,9 +144,9 @@ class ExecutionStartForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.free_form and FREE_INPUTS_FIELD in cleaned and cleaned[FREE_INPUTS_FIELD] is not None:
-            if not isinstance(cleaned[FREE_INPUTS_FIELD], dict):
-                self.add_error(FREE_INPUTS_FIELD, "Enter a JSON object, e.g. {\"message\": \"hello\"}.")
+        free_inputs = cleaned.get(FREE_INPUTS_FIELD) if self.free_form else None
+        if free_inputs is not None and not isinstance(free_inputs, dict):
+            self.add_error(FREE_INPUTS_FIELD, "Enter a JSON object, e.g. {\"message\": \"hello\"}.")
         return cleaned
 
     def input_bound_fields(self) -> list[forms.BoundField]:

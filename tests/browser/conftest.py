@@ -18,6 +18,7 @@ servers have started, so they never inherit it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -87,7 +88,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.browser)
         item.add_marker(pytest.mark.e2e)
         if problem and not in_ci():
-            item.add_marker(pytest.mark.skip(reason=f"browser tests skipped: {problem}; with CI=true they run and fail instead"))
+            reason = f"browser tests skipped: {problem}; with CI=true they run and fail instead"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="package")
@@ -124,7 +126,8 @@ class Account:
 
 def _account(django_user_model: Any, **extra: Any) -> Account:
     username, password = f"web-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    creator = django_user_model.objects.create_superuser if extra.pop("superuser", False) else django_user_model.objects.create_user
+    manager = django_user_model.objects
+    creator = manager.create_superuser if extra.pop("superuser", False) else manager.create_user
     user = creator(username=username, password=password, **extra)
     return Account(user, username, password)
 
@@ -166,10 +169,8 @@ def new_page(chromium: Any, live_stack: LiveStack, request: pytest.FixtureReques
     yield make
     for number, page in enumerate(pages):
         suffix = "" if number == 0 else f"-{number + 1}"
-        try:
+        with contextlib.suppress(Exception):  # a screenshot must not hide the test's own outcome
             page.screenshot(path=screenshot_path(request.node.name + suffix), full_page=True)
-        except Exception:  # noqa: BLE001 - a screenshot must not hide the test's own outcome
-            pass
     for context in contexts:
         context.close()
 

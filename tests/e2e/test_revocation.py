@@ -28,7 +28,10 @@ CLOSE_WITHIN = 5.0
 def pending_execution(owner: Any) -> Execution:
     """Committed and never queued: it stays pending, so only the revocation can end the stream."""
     return Execution.objects.create(
-        owner=owner, type="pipeline", target_id="demo_steps", inputs={"steps": 1, "step_seconds": 0, "fail_at_step": None}
+        owner=owner,
+        type="pipeline",
+        target_id="demo_steps",
+        inputs={"steps": 1, "step_seconds": 0, "fail_at_step": None},
     )
 
 

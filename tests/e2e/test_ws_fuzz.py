@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -386,7 +387,7 @@ class Corpus:
     def split(self, message: str | bytes, parts: int) -> list[Any]:
         cuts = sorted(self.rnd.sample(range(1, len(message)), min(parts - 1, len(message) - 1)))
         bounds = [0, *cuts, len(message)]
-        return [message[a:b] for a, b in zip(bounds, bounds[1:])]
+        return [message[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 JSON_GARBAGE = [
@@ -496,7 +497,9 @@ class Barrage:
 
     # -- messages the server refuses: a close code, the socket ends -----------------------------------
 
-    async def refused_message(self, category: str, send: Callable[[Watch], Awaitable[None]], expected_code: int) -> None:
+    async def refused_message(
+        self, category: str, send: Callable[[Watch], Awaitable[None]], expected_code: int
+    ) -> None:
         async with self.limit:
             watch = await open_watch(self.base_ws_url, self.observed_id, self.alice)
         await watch.until(lambda: bool(watch.frames), "the status frame")
@@ -541,7 +544,7 @@ class Barrage:
             writer.close()  # TCP only, nothing sent
             self.sent["tcp connect, nothing sent"] += 1
         for _ in range(5):
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
             writer.write(handshake(ws_path(self.observed_id), [auth_header(self.alice)], terminate=False))
             await writer.drain()
             writer.transport.abort()  # half a request head
@@ -951,7 +954,9 @@ def test_a_fuzzing_barrage_leaves_the_server_up_and_other_streams_whole(
     with open(log_path, "rb") as log:
         log.seek(log_offset)
         written = log.read().decode("utf-8", "replace")
-    problems = [line for line in written.splitlines() if "Traceback" in line or "Exception" in line or " ERROR " in line]
+    problems = [
+        line for line in written.splitlines() if "Traceback" in line or "Exception" in line or " ERROR " in line
+    ]
     assert problems == [], "\n".join(problems[:20]) + "\n...\n" + written[-4000:]
 
     total = time.monotonic() - started

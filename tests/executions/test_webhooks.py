@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 
 from executions import webhooks
-from executions.models import Execution, WebhookAttempt
+from executions.events import event_record
+from executions.models import EventType, Execution, WebhookAttempt
 from executions.services import execution_create
 from executions.tasks import deliver_webhook
 from executions.webhooks import UnsafeCallbackUrl, resolve_callback_url
-from executions.models import EventType
-from executions.events import event_record
 
 SECRET = "test-webhook-secret"
 
@@ -34,7 +33,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)

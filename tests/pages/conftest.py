@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.offline import offline  # noqa: F401 - an autouse fixture
 from tests.conftest import PASSWORD
+from tests.offline import offline  # noqa: F401 - an autouse fixture
 
 
 def logged_in(user: Any) -> Client:

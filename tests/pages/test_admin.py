@@ -48,7 +48,12 @@ def with_events(owner: Any, count: int) -> Execution:
         status="running",
         seq=count,
         started_at=now,
-        progress={"current_step": count - 2, "total_steps": count, "percentage": (count - 2) / count * 100, "current_step_name": f"step_{count - 1}"},
+        progress={
+            "current_step": count - 2,
+            "total_steps": count,
+            "percentage": (count - 2) / count * 100,
+            "current_step_name": f"step_{count - 1}",
+        },
     )
     ProgressSnapshot.objects.bulk_create(
         ProgressSnapshot(
@@ -56,7 +61,14 @@ def with_events(owner: Any, count: int) -> Execution:
             seq=seq,
             type="started" if seq == 1 else "progress",
             status="running",
-            progress=None if seq == 1 else {"current_step": seq - 2, "total_steps": count, "percentage": (seq - 2) / count * 100, "current_step_name": f"step_{seq - 1}"},
+            progress=None
+            if seq == 1
+            else {
+                "current_step": seq - 2,
+                "total_steps": count,
+                "percentage": (seq - 2) / count * 100,
+                "current_step_name": f"step_{seq - 1}",
+            },
             timestamp=now + timedelta(milliseconds=seq),
             frame="{}",
         )
@@ -189,9 +201,16 @@ def with_webhook_attempts(owner: Any, make_execution: Any) -> Execution:
     """A completed execution whose webhook failed twice (a 503, then a timeout) and then got through."""
     execution = make_execution(owner, status="completed")
     url = "https://hooks.example.com/progress"
-    WebhookAttempt.objects.create(execution=execution, attempt=1, url=url, event="execution.completed", status_code=503, error="HTTP 503", duration_ms=41)
-    WebhookAttempt.objects.create(execution=execution, attempt=2, url=url, event="execution.completed", error="TimeoutError: timed out", duration_ms=10002)
-    WebhookAttempt.objects.create(execution=execution, attempt=3, url=url, event="execution.completed", status_code=204, duration_ms=37, delivered=True)
+    event = "execution.completed"
+    WebhookAttempt.objects.create(
+        execution=execution, attempt=1, url=url, event=event, status_code=503, error="HTTP 503", duration_ms=41
+    )
+    WebhookAttempt.objects.create(
+        execution=execution, attempt=2, url=url, event=event, error="TimeoutError: timed out", duration_ms=10002
+    )
+    WebhookAttempt.objects.create(
+        execution=execution, attempt=3, url=url, event=event, status_code=204, duration_ms=37, delivered=True
+    )
     return execution
 
 
@@ -208,7 +227,9 @@ def test_change_page_lists_every_webhook_attempt(admin_page: Client, alice: Any,
     assert "Add another webhook attempt" not in page
 
 
-def test_webhook_attempts_changelist_filters_failed_deliveries(admin_page: Client, alice: Any, make_execution: Any) -> None:
+def test_webhook_attempts_changelist_filters_failed_deliveries(
+    admin_page: Client, alice: Any, make_execution: Any
+) -> None:
     execution = with_webhook_attempts(alice, make_execution)
     failed = html(admin_page.get("/admin/executions/webhookattempt/", {"delivered__exact": "0"}))
     assert "2 webhook attempts" in failed

@@ -23,12 +23,12 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
+from executions.events import event_record
 from executions.models import Execution
 from executions.runner import execution_run
+from executions.selectors import event_frame_at
 from executions.services import execution_cancel
 from progress import broadcast
-from executions.selectors import event_frame_at
-from executions.events import event_record
 from tests.frames import (
     TERMINAL_TYPES,
     assert_frame_shape,
@@ -460,7 +460,9 @@ async def test_after_seq_at_or_past_the_end_of_a_running_execution_starts_with_s
 
 
 @pytest.mark.parametrize("after_seq", [4, 99])
-async def test_after_seq_with_nothing_after_it_on_an_ended_execution_is_status_then_1000(new_execution, token, after_seq):
+async def test_after_seq_with_nothing_after_it_on_an_ended_execution_is_status_then_1000(
+    new_execution, token, after_seq
+):
     execution = await database_sync_to_async(new_execution)(steps=2)
     await record_started(execution.id, 2)
     await record_steps(execution.id, [1, 2], 2)

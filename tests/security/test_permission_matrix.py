@@ -37,10 +37,10 @@ from django.urls import URLPattern, resolve
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from executions.pages import urls as page_urls
 from executions.api import urls as api_urls
-from executions.ops import urls as ops_urls
 from executions.models import Execution
+from executions.ops import urls as ops_urls
+from executions.pages import urls as page_urls
 from progress.routing import websocket_urlpatterns
 from tests.helpers import PASSWORD
 
@@ -585,7 +585,7 @@ def test_every_cell_is_a_known_outcome_and_the_table_renders() -> None:
     assert all(f"`{row.request}`" in rendered for row in MATRIX)
 
 
-@pytest.mark.parametrize("row,principal", cell_params())
+@pytest.mark.parametrize(("row", "principal"), cell_params())
 def test_cell(row: Row, principal: str, world: World) -> None:
     cell = play(row, principal, world)
     outcome = row.outcome(principal)

@@ -65,7 +65,7 @@ def write_private(path: Path, text: str) -> None:
 
 def ensure_account(account: Account, password_file: Path) -> tuple[AbstractBaseUser, str, str]:
     """Make the user exist with the stored password and a token; return (user, password, token)."""
-    User = get_user_model()
+    User = get_user_model()  # noqa: N806 - the model class, named as Django names it
     stored = read_password(password_file)
     password = stored or secrets.token_urlsafe(12)
     with transaction.atomic():
