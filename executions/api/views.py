@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api_errors import SafeJSONParser
+from core.parsers import SafeJSONParser
 from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
 from executions.frames import execution_dict, iso
 from executions.models import Execution
