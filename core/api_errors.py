@@ -52,7 +52,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     if isinstance(exc, exceptions.Throttled):
         # DRF leaves the header out when the wait rounds to 0; the schema promises it.
-        response["Retry-After"] = str(retry_after(exc.wait))
+        response["Retry-After"] = str(retry_after(exc.wait))  # type: ignore[attr-defined]  # set by Throttled(), unknown to the stubs
     data = response.data
     if not (isinstance(data, dict) and isinstance(data.get("detail"), str)):
         response.data = {"detail": _first_message(data) or "Request failed", "errors": data}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import http.client
 import os
 import signal
@@ -288,7 +289,7 @@ def start_redis(data_dir: Path, *, log_path: Path | None = None) -> Child:
             url=url,
         )
         try:
-            child.wait_for(lambda url=url: redis_answers(url), f"Redis to answer PING at {url}", REDIS_START_TIMEOUT)
+            child.wait_for(functools.partial(redis_answers, url), f"Redis to answer PING at {url}", REDIS_START_TIMEOUT)
         except ChildError:
             child.stop()
             if attempt < attempts and "Address already in use" in child.read_log():

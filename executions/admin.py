@@ -37,7 +37,10 @@ HISTORY_PAGE_SIZE = 100
 class LatestEventsFormSet(BaseInlineFormSet):
     """Only the latest ``INLINE_EVENTS`` events, newest first, however many there are."""
 
-    def get_queryset(self) -> list[ProgressSnapshot]:  # type: ignore[override]
+    queryset: QuerySet[ProgressSnapshot]  # set by BaseInlineFormSet.__init__
+
+    # A list: the formset only iterates and counts it, and a sliced QuerySet cannot be filtered again.
+    def get_queryset(self) -> list[ProgressSnapshot]:  # type: ignore[override]  # see above
         if not hasattr(self, "_latest"):
             self._latest = list(self.queryset.order_by("-seq")[:INLINE_EVENTS])
         return self._latest
@@ -251,7 +254,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             "show_save": False,
             "show_save_and_continue": False,
             "live_page_url": page_url(obj) if obj else "",
-            "can_cancel_execution": bool(obj) and obj.status not in TERMINAL_STATUSES
+            "can_cancel_execution": obj is not None and obj.status not in TERMINAL_STATUSES
             and self.has_cancel_permission(request, obj),
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})

@@ -84,6 +84,7 @@ def executions_fail_lost(*, swept_by: str = "", now: datetime | None = None) -> 
     failed = []
     for execution_id, worker, heartbeat_at, started_at in candidates:
         last_seen = heartbeat_at or started_at
+        assert last_seen is not None, "_stale() selects runs with a heartbeat or a start"
         error: ErrorInfo = {
             "type": "WorkerLostError",
             "message": (

@@ -215,8 +215,9 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "resync_task", None) is not None and self.resync_task is not asyncio.current_task():
-            self.resync_task.cancel()
+        resync_task = getattr(self, "resync_task", None)
+        if resync_task is not None and resync_task is not asyncio.current_task():
+            resync_task.cancel()
         if self.counted:
             self.counted = False
             metrics.socket_closed()

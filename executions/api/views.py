@@ -152,6 +152,7 @@ class ExecutionCollectionView(APIView):
         serializer = ExecutionSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        assert request.user.is_authenticated, "IsAuthenticated let it in"
         try:
             execution = execution_create(
                 owner=request.user,

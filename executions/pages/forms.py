@@ -110,7 +110,7 @@ class ExecutionStartForm(forms.Form):
 
     def __init__(self, *args: Any, target: Target, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.target = target
+        self.chosen_target = target
         self.fields["target"].initial = target_key(target)
         schema = target.input_schema()
         self.free_form = "properties" not in schema
@@ -138,12 +138,13 @@ class ExecutionStartForm(forms.Form):
 
     def clean_target(self) -> str:
         value = self.cleaned_data["target"]
-        if value != target_key(self.target):
+        if value != target_key(self.chosen_target):
             raise forms.ValidationError("The target changed; choose it again.")
         return value
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         free_inputs = cleaned.get(FREE_INPUTS_FIELD) if self.free_form else None
         if free_inputs is not None and not isinstance(free_inputs, dict):
             self.add_error(FREE_INPUTS_FIELD, "Enter a JSON object, e.g. {\"message\": \"hello\"}.")
@@ -187,7 +188,9 @@ class ExecutionFilterForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         target_ids = sorted({t.target_id for t in all_targets()})
-        self.fields["target_id"].choices = [("", "Any target"), *((t, t) for t in target_ids)]
+        target_field = self.fields["target_id"]
+        assert isinstance(target_field, forms.ChoiceField)
+        target_field.choices = [("", "Any target"), *((t, t) for t in target_ids)]
 
     def selectors_kwargs(self) -> dict[str, str]:
         """The valid, non-empty filters (an invalid one is shown as an error and ignored)."""

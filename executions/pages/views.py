@@ -175,6 +175,7 @@ def execution_cancel_view(request: HttpRequest, execution_id: str) -> HttpRespon
 @login_required
 @require_http_methods(["GET", "POST"])
 def execution_start(request: HttpRequest) -> HttpResponse:
+    assert request.user.is_authenticated, "login_required let it in"
     targets = all_targets()
     key = request.POST.get("target") if request.method == "POST" else request.GET.get("target")
     target = target_for_key(key)
