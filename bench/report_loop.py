@@ -22,7 +22,14 @@ import argparse
 import time
 from typing import Any
 
-from bench._setup import create_user_with_token, prepare_django
+from django.conf import settings
+
+# Sets Django up at import (its docstring), so it comes before the models.
+from bench._setup import create_user_with_token
+from executions.context import RunContext
+from executions.models import Execution, ProgressSnapshot
+from executions.registry import pipeline
+from executions.runner import execution_run
 
 TARGET_ID = "bench_report_loop"
 
@@ -31,14 +38,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=100_000, help="ctx.report() calls (default 100000)")
     args = parser.parse_args()
-
-    prepare_django("report-loop")
-    from django.conf import settings
-
-    from executions.context import RunContext
-    from executions.models import Execution, ProgressSnapshot
-    from executions.registry import pipeline
-    from executions.runner import execution_run
 
     reports = args.reports
     measured: dict[str, float] = {}

@@ -30,8 +30,11 @@ from datetime import datetime
 from typing import Any
 
 import requests
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from bench._setup import create_user_with_token, describe_ms, prepare_django, start_servers
+# Sets Django up at import (its docstring), so it comes before the models.
+from bench._setup import BENCH, create_user_with_token, describe_ms, start_servers
 
 API = "/api/v1"
 TIMEOUT = 60.0
@@ -60,9 +63,6 @@ def gapless(client: Client, steps: int) -> bool:
 
 
 async def follow(url: str, token: str, client: Client, connected: asyncio.Event, go: asyncio.Event) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
     start = time.perf_counter()
     async with connect(url, additional_headers={"Authorization": f"Token {token}"}, max_queue=None,
                        ping_interval=None, open_timeout=TIMEOUT) as ws:
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="demo_steps steps (default 200)")
     args = parser.parse_args()
 
-    bench = prepare_django("ws-fanout")
+    bench = BENCH
     _, token = create_user_with_token()
     print(f"starting daphne and a Celery worker on {bench.sqlite_path} ...", flush=True)
     servers = start_servers(bench, concurrency=2)

@@ -154,7 +154,7 @@ def tune_daphne_http() -> None:
                 return
             super().handleContentChunk(data)
 
-        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 - Twisted's name
             if self.refused:  # answered already; the application never sees it
                 self.channel.loseConnection()
                 return

@@ -216,7 +216,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509 - one prctl call, no locks
         )
     return Child(
         name, process, log_path, offset, url=url, leader_only=leader_only, stop_timeout=stop_timeout

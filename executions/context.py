@@ -211,7 +211,8 @@ class RunContext:
         if event_record(execution_id=self.execution_id, event_type=EventType.PROGRESS, progress=progress) is None:
             # Someone else ended it (a cancel through the API): stop the target.
             self._set_stop(ExecutionCancelled("Execution was cancelled"))
-            raise self._stop_reason  # type: ignore[misc]
+            assert self._stop_reason is not None
+            raise self._stop_reason
         self._last_recorded = now
 
     def _flush_due(self) -> None:

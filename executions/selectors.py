@@ -39,7 +39,7 @@ def execution_list_for_user(
     *,
     user: User | AnonymousUser,
     status: str | None = None,
-    type: str | None = None,  # noqa: A002
+    type: str | None = None,  # noqa: A002 - the contract's name
     target_id: str | None = None,
     sort: str = "created_at",
     order: str = "desc",

@@ -38,7 +38,7 @@ class QueueUnavailable(RuntimeError):  # noqa: N818 - reads as the API's answer
         super().__init__(f"The task queue is unavailable, try again shortly ({type(cause).__name__})")
 
 
-class CannotCancel(ValueError):  # noqa: N818
+class CannotCancel(ValueError):  # noqa: N818 - reads as the API's answer
     def __init__(self, status: str):
         super().__init__(f"Cannot cancel execution with status '{status}'")
         self.status = status

@@ -100,7 +100,7 @@ class _Publisher:
         if last is not None and self._pid == os.getpid():
             try:
                 last.result(timeout=timeout)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - waiting is best effort: the database holds every event
                 logger.warning("publisher flush did not finish within %.1fs", timeout)
 
 

@@ -122,7 +122,7 @@ def session_user_pk(session_key: str | None) -> Any:
     if not session_key:
         return None
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
-    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]
+    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]  # it reads only .session
 
 
 def access_lost(

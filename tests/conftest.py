@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devtools import processes
 from executions.models import Execution
+from executions.tasks import run_execution
 
 from . import stack as stack_module
 from .helpers import PASSWORD, create_execution, token_client
@@ -81,8 +83,6 @@ class TaskQueue:
 
 @pytest.fixture
 def task_queue(monkeypatch: pytest.MonkeyPatch) -> TaskQueue:
-    from executions.tasks import run_execution
-
     queue = TaskQueue()
 
     def apply_async(args: Any = None, kwargs: Any = None, **options: Any) -> None:
@@ -144,8 +144,6 @@ def api_user(transactional_db: None, django_user_model: Any) -> tuple[Any, str]:
     ``transactional_db`` commits for real (and flushes the tables after the
     test), which is what makes the user visible to daphne and the worker.
     """
-    from rest_framework.authtoken.models import Token
-
     user = django_user_model.objects.create_user(
         username=f"e2e-{uuid.uuid4().hex[:12]}", password=uuid.uuid4().hex
     )

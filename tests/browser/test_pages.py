@@ -18,7 +18,7 @@ from tests.browser.conftest import DESKTOP, PHONE, Account, log_in, screenshot_p
 try:
     from playwright.sync_api import Page, expect
 except ImportError:  # conftest skips these tests (or fails them under CI=true)
-    Page = Any  # type: ignore[misc,assignment]
+    Page = Any  # type: ignore[misc,assignment]  # the tests are skipped then
 
 DETAIL_URL = re.compile(r"/executions/exec_[0-9a-f]{12}$")
 #: ``state:number`` of each step of the timeline, in page order.

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
@@ -47,8 +48,6 @@ def revoke(how: str, user: Any, token: str, cookie: str) -> None:
     elif how == "user deactivated":
         get_user_model().objects.filter(pk=user.pk).update(is_active=False)
     elif how == "session ended":
-        from django.contrib.sessions.models import Session
-
         Session.objects.filter(session_key=cookie.split("=", 1)[1]).delete()
     elif how == "password changed":
         fresh = get_user_model().objects.get(pk=user.pk)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from rest_framework.authtoken.models import Token
 from websockets.exceptions import InvalidStatus
 
 from tests.frames import final_progress, step_progress
@@ -303,7 +304,6 @@ def test_refusals_send_an_error_frame_and_an_application_close_code(live_stack, 
 
 
 def test_someone_elses_execution_is_not_found(live_stack, api, django_user_model):
-    from rest_framework.authtoken.models import Token
 
     stranger = django_user_model.objects.create_user(username="e2e-stranger", password=None)
     stranger_token = Token.objects.create(user=stranger).key

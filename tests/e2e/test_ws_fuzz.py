@@ -55,17 +55,20 @@ import struct
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 import redis
+from daphne import server as daphne_server
 from django.conf import settings
+from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from progress.transport import tune_daphne_websockets
 from tests.frames import TERMINAL_TYPES, assert_frame_shape
 
 from .streams import API, Api, assert_consecutive, ws_url
@@ -266,7 +269,7 @@ class RawSocket:
         self.writer.transport.abort()
 
 
-def handshake(path: bytes, headers: list[bytes] = (), *, terminate: bool = True) -> bytes:  # type: ignore[assignment]
+def handshake(path: bytes, headers: Sequence[bytes] = (), *, terminate: bool = True) -> bytes:
     key = base64.b64encode(os.urandom(16))
     lines = [
         b"GET " + path + b" HTTP/1.1", b"Host: 127.0.0.1", b"Upgrade: websocket", b"Connection: Upgrade",
@@ -874,8 +877,6 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = FRAME_TI
 
 
 def new_user_token(django_user_model: Any, prefix: str) -> str:
-    from rest_framework.authtoken.models import Token
-
     user = django_user_model.objects.create_user(username=f"{prefix}-{uuid.uuid4().hex[:10]}", password=None)
     return Token.objects.create(user=user).key
 
@@ -996,15 +997,11 @@ def test_a_send_to_a_socket_that_is_already_closing_is_dropped_not_raised() -> N
     frame for the client made autobahn raise ``Disconnected`` into the consumer,
     which died with a traceback and stayed in its channel-layer group. The fuzz
     test's churn hits that window now and then; this hits it every time."""
-    from daphne import server as daphne_server
-
-    from progress.transport import tune_daphne_websockets
-
     tune_daphne_websockets()  # what config/asgi.py does in daphne
     protocol = daphne_server.WebSocketFactory.protocol()
     protocol.client_addr = ["127.0.0.1", 1]
     sent: list[bytes] = []
-    protocol.sendMessage = lambda payload, binary=False, *a, **k: sent.append(payload)  # type: ignore[method-assign]
+    protocol.sendMessage = lambda payload, binary=False, *a, **k: sent.append(payload)  # type: ignore[method-assign]  # a stub transport
     for state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED):
         protocol.state = state
         protocol.serverSend('{"type":"progress"}', False)  # must not raise

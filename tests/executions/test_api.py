@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core.throttles import SubmitThrottle
 from executions.models import Execution, ProgressSnapshot
 from executions.services import execution_cancel
 
@@ -467,8 +468,6 @@ def test_submit_too_large_body_is_refused(alice_client: APIClient) -> None:
 def test_submit_is_throttled_per_user(
     alice_client: APIClient, bob_client: APIClient, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.throttles import SubmitThrottle
-
     # A private counter store: the shared Redis may hold counts from other test runs.
     monkeypatch.setattr(SubmitThrottle, "cache", LocMemCache("test-submit-throttle", {}))
     settings.EXECUTION_THROTTLE_RATES = {"submit": "2/min", "cancel": None}

@@ -273,7 +273,8 @@ def test_an_id_cannot_be_taken_twice() -> None:
 
     with pytest.raises(ValueError, match="already registered"):
         register(Target(type="agent", target_id="test_registry_taken", run=other, steps=["s"], inputs=None))
-    assert get_target("agent", "test_registry_taken").run is noop  # type: ignore[union-attr]
+    target = get_target("agent", "test_registry_taken")
+    assert target is not None and target.run is noop
 
 
 # --- properties -----------------------------------------------------------------------------------------

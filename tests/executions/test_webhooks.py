@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from rest_framework.test import APIClient
 
+from config.celery import app
 from executions import webhooks
 from executions.events import event_record
 from executions.models import EventType, Execution, WebhookAttempt
@@ -138,8 +140,6 @@ def test_failed_answers_are_retried_and_every_attempt_recorded(
 
     monkeypatch.setattr(deliver_webhook, "retry", recording_retry)
     webhook_settings.CELERY_TASK_ALWAYS_EAGER = True
-    from config.celery import app
-
     monkeypatch.setattr(app.conf, "task_always_eager", True)
     deliver_webhook.apply(args=[execution.id])
 
@@ -226,8 +226,6 @@ def test_address_that_turned_private_is_refused_at_delivery(
 
 @pytest.mark.django_db
 def test_submit_refuses_a_private_callback_url(settings: Any, django_user_model: Any) -> None:
-    from rest_framework.test import APIClient
-
     settings.WEBHOOK_ALLOW_PRIVATE = False
     user = django_user_model.objects.create_user("hook-submit")
     client = APIClient()

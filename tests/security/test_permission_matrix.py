@@ -37,10 +37,12 @@ from django.urls import URLPattern, resolve
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from config.asgi import application
 from executions.api import urls as api_urls
 from executions.models import Execution
 from executions.ops import urls as ops_urls
 from executions.pages import urls as page_urls
+from executions.pages import views as page_views
 from progress.routing import websocket_urlpatterns
 from tests.helpers import PASSWORD
 
@@ -318,8 +320,6 @@ WS_TIMEOUT = 5.0
 
 async def _ws_transcript(path: str, headers: list[tuple[bytes, bytes]]) -> Answer:
     """Connect, then read until the server closes or the stream has started."""
-    from config.asgi import application
-
     comm = WebsocketCommunicator(application, path, headers=headers)
     connected, code = await comm.connect(timeout=WS_TIMEOUT)
     answer = Answer(transcript=[("accept", connected if connected else code)])
@@ -722,9 +722,7 @@ def test_lists_do_not_reveal_others_executions(
 ) -> None:
     """Bob's lists, totals, pages and filter results are byte for byte what they
     were before alice had any execution; staff see everyone's."""
-    from executions.pages import views
-
-    monkeypatch.setattr(views, "PAGE_SIZE", 2)  # so that bob's three executions make two pages
+    monkeypatch.setattr(page_views, "PAGE_SIZE", 2)  # so that bob's three executions make two pages
     bobs = [make_execution(bob, "pending"), make_execution(bob, "completed"), make_execution(bob, "failed")]
     baseline = list_answers(bob)
     assert baseline["/api/v1/executions?page_size=2"].json()["pagination"]["total_pages"] == 2
