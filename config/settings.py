@@ -132,11 +132,6 @@ else:
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
-    test_name = os.environ.get("SQLITE_TEST_PATH")
-    if test_name:
-        # End-to-end tests share the database with daphne and a worker running
-        # as other processes; an in-memory test database would be invisible to them.
-        DATABASES["default"]["TEST"] = {"NAME": test_name}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

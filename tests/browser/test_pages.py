@@ -13,7 +13,7 @@ from typing import Any
 
 from executions.models import Execution
 from executions.services import execution_create
-from tests.browser.conftest import DESKTOP, PHONE, Account, log_in, screenshot_path
+from tests.browser.helpers import DESKTOP, PHONE, Account, log_in, screenshot_path
 
 try:
     from playwright.sync_api import Page, expect

@@ -12,12 +12,9 @@ import socket
 import time
 from typing import Any
 
-import pytest
 from django.conf import settings
 
 from executions.models import Execution
-
-pytestmark = pytest.mark.e2e
 
 SUBMIT = "/api/v1/executions"
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import requests
-from rest_framework.authtoken.models import Token
 from websockets.exceptions import InvalidStatus
 
 from tests.frames import final_progress, step_progress
+from tests.helpers import PASSWORD, make_user, user_token
 
 from .streams import (
     Api,
@@ -29,8 +29,6 @@ from .streams import (
     read_to_close,
     read_until,
 )
-
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
@@ -303,10 +301,8 @@ def test_refusals_send_an_error_frame_and_an_application_close_code(live_stack, 
     api.wait_until_ended(execution_id)
 
 
-def test_someone_elses_execution_is_not_found(live_stack, api, django_user_model):
-
-    stranger = django_user_model.objects.create_user(username="e2e-stranger", password=None)
-    stranger_token = Token.objects.create(user=stranger).key
+def test_someone_elses_execution_is_not_found(live_stack, api):
+    stranger_token = user_token(make_user("e2e-stranger"))
     execution_id = demo(api, steps=1, step_seconds=0)
     with open_ws(live_stack.ws_url, execution_id, stranger_token) as ws:
         stream = read_to_close(ws)
@@ -327,15 +323,15 @@ def test_a_foreign_origin_gets_403_before_the_handshake(live_stack, api, token):
     api.wait_until_ended(execution_id)
 
 
-def test_a_browser_session_streams_with_its_cookie(live_stack, transactional_db, django_user_model):
+def test_a_browser_session_streams_with_its_cookie(live_stack, transactional_db):
     """Log in through the login page like a browser, then open the socket with the cookie."""
-    django_user_model.objects.create_user(username="e2e-browser", password="correct horse battery staple")
+    make_user("e2e-browser")
     browser = requests.Session()
     login_url = f"{live_stack.http_url}/accounts/login/"
     browser.get(login_url, timeout=10)
     response = browser.post(
         login_url,
-        data={"username": "e2e-browser", "password": "correct horse battery staple",
+        data={"username": "e2e-browser", "password": PASSWORD,
               "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
         headers={"Referer": login_url},
         timeout=10,

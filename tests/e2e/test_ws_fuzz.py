@@ -64,16 +64,14 @@ import pytest
 import redis
 from daphne import server as daphne_server
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from progress.transport import tune_daphne_websockets
 from tests.frames import TERMINAL_TYPES, assert_frame_shape
+from tests.helpers import make_user, user_token
 
 from .streams import API, Api, assert_consecutive, ws_url
-
-pytestmark = pytest.mark.e2e
 
 SEED = 20261126
 OBSERVED_STEPS = 40
@@ -876,9 +874,8 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = FRAME_TI
         time.sleep(0.05)
 
 
-def new_user_token(django_user_model: Any, prefix: str) -> str:
-    user = django_user_model.objects.create_user(username=f"{prefix}-{uuid.uuid4().hex[:10]}", password=None)
-    return Token.objects.create(user=user).key
+def new_user_token(prefix: str) -> str:
+    return user_token(make_user(f"{prefix}-{uuid.uuid4().hex[:10]}"))
 
 
 def demo(api: Api, steps: int, step_seconds: float) -> str:
@@ -890,11 +887,11 @@ def demo(api: Api, steps: int, step_seconds: float) -> str:
 
 
 def test_a_fuzzing_barrage_leaves_the_server_up_and_other_streams_whole(
-    live_stack: Any, api_user: tuple[Any, str], django_user_model: Any, redis_url: str
+    live_stack: Any, api_user: tuple[Any, str], redis_url: str
 ) -> None:
     started = time.monotonic()
     alice = api_user[1]
-    bob, carol = new_user_token(django_user_model, "fuzz-bob"), new_user_token(django_user_model, "fuzz-carol")
+    bob, carol = new_user_token("fuzz-bob"), new_user_token("fuzz-carol")
     api, bob_api = Api(live_stack.http_url, alice), Api(live_stack.http_url, bob)
     log_path = live_stack.daphne.log_path
     log_offset = log_path.stat().st_size

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from executions import registry
 from executions.context import (
     ExecutionCancelled,
     ExecutionInterrupted,
@@ -377,12 +378,15 @@ def test_running_a_missing_execution_does_nothing(db: None) -> None:
     assert not ProgressSnapshot.objects.exists()
 
 
-def test_an_execution_whose_target_is_gone_fails(alice: Any) -> None:
-    # No service creates this on purpose: the target was unregistered after submit
-    # (a deploy that removed it).
-    execution = Execution.objects.create(
-        owner=alice, type="pipeline", target_id="test_runner_removed", inputs={}, config={}
-    )
+@pipeline("test_runner_removed", steps=["one"])
+def removed_target(ctx: RunContext) -> dict[str, Any]:
+    raise AssertionError("unregistered before it runs")
+
+
+def test_an_execution_whose_target_is_gone_fails(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    execution = create_execution(alice, target_id="test_runner_removed")
+    # Then a deploy removed the target before a worker ran it.
+    monkeypatch.delitem(registry._REGISTRY, ("pipeline", "test_runner_removed"))
     assert execution_run(execution_id=execution.id) == "failed"
     execution.refresh_from_db()
     assert execution.status == "failed"

@@ -10,15 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.streams import Api, Stream, in_step, open_ws, read_to_close, read_until
 from tests.helpers import wait_for
 from tests.stack import METRICS_TOKEN
-
-pytestmark = pytest.mark.e2e
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,11 +12,10 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from executions.admin import HISTORY_PAGE_SIZE, INLINE_EVENTS
-from executions.models import Execution, ProgressSnapshot, WebhookAttempt
-from tests.pages.conftest import logged_in
+from executions.models import Execution, WebhookAttempt
+from tests.helpers import create_execution_with_history, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -35,46 +33,6 @@ def change_url(execution: Execution) -> str:
 
 def html(response: Any) -> str:
     return response.content.decode()
-
-
-def with_events(owner: Any, count: int) -> Execution:
-    """A running execution with ``count`` stored events, written in bulk."""
-    now = timezone.now()
-    execution = Execution.objects.create(
-        owner=owner,
-        type="pipeline",
-        target_id="demo_steps",
-        inputs={"steps": count, "step_seconds": 0, "fail_at_step": None},
-        status="running",
-        seq=count,
-        started_at=now,
-        progress={
-            "current_step": count - 2,
-            "total_steps": count,
-            "percentage": (count - 2) / count * 100,
-            "current_step_name": f"step_{count - 1}",
-        },
-    )
-    ProgressSnapshot.objects.bulk_create(
-        ProgressSnapshot(
-            execution=execution,
-            seq=seq,
-            type="started" if seq == 1 else "progress",
-            status="running",
-            progress=None
-            if seq == 1
-            else {
-                "current_step": seq - 2,
-                "total_steps": count,
-                "percentage": (seq - 2) / count * 100,
-                "current_step_name": f"step_{seq - 1}",
-            },
-            timestamp=now + timedelta(milliseconds=seq),
-            frame="{}",
-        )
-        for seq in range(1, count + 1)
-    )
-    return execution
 
 
 def test_changelist_has_progress_status_and_live_page_link(admin_page: Client, alice: Any, make_execution: Any) -> None:
@@ -119,7 +77,7 @@ def test_change_page_links_to_live_page_and_history(admin_page: Client, alice: A
 
 
 def test_change_page_with_10000_events_shows_only_the_latest(admin_page: Client, alice: Any) -> None:
-    execution = with_events(alice, 10_000)
+    execution = create_execution_with_history(alice, 10_000)
     admin_page.get(change_url(execution))  # warm up templates
     with CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
@@ -136,7 +94,7 @@ def test_change_page_with_10000_events_shows_only_the_latest(admin_page: Client,
 
 
 def test_event_history_is_paginated(admin_page: Client, alice: Any) -> None:
-    execution = with_events(alice, 1_000)
+    execution = create_execution_with_history(alice, 1_000)
     url = admin_url(execution, "events")
     first = html(admin_page.get(url))
     assert first.count('class="event-row"') == HISTORY_PAGE_SIZE
@@ -184,8 +142,8 @@ def test_cancel_button_on_the_change_page(admin_page: Client, alice: Any, make_e
     assert "was not cancelled: Cannot cancel execution with status" in again
 
 
-def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any, django_user_model: Any) -> None:
-    viewer = django_user_model.objects.create_user("viewer", password="correct horse battery staple", is_staff=True)
+def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any) -> None:
+    viewer = make_user("viewer", staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))
     client = logged_in(viewer)
     execution = make_execution(alice, "running")

@@ -15,7 +15,7 @@ from executions.models import Execution
 from executions.pages import views
 from executions.pages.views import PAGE_SIZE
 from executions.services import QueueUnavailable
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

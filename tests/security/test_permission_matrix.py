@@ -44,7 +44,7 @@ from executions.ops import urls as ops_urls
 from executions.pages import urls as page_urls
 from executions.pages import views as page_views
 from progress.routing import websocket_urlpatterns
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, user_token
 
 # --- the matrix ---------------------------------------------------------------------------
 
@@ -219,8 +219,7 @@ def path_for(row: Row, execution_id: str) -> str:
 def api_client(user: Any) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {user_token(user)}")
     return client
 
 
@@ -343,8 +342,7 @@ def ws_headers(user: Any, *, session: bool = False) -> list[tuple[bytes, bytes]]
     if session:
         client = page_client(user)
         return [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())]
-    token, _ = Token.objects.get_or_create(user=user)
-    return [(b"authorization", f"Token {token.key}".encode())]
+    return [(b"authorization", f"Token {user_token(user)}".encode())]
 
 
 def send_ws(user: Any, path: str, *, session: bool = False) -> Answer:
