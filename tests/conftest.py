@@ -36,8 +36,9 @@ from . import stack as stack_module
 from .helpers import create_execution, make_user, token_client, user_token
 
 TESTS_DIR = Path(__file__).resolve().parent
-#: Directories of tests/ whose every test is live.
-LIVE_DIRS = ("browser", "e2e", "fuzz")
+#: Directories of tests/ whose every test is live (faults: the fault-injection
+#: tests of the faults branch, which kill and restart the stack's processes).
+LIVE_DIRS = ("browser", "e2e", "faults", "fuzz")
 #: Fixtures that start or need the real stack: a test using one is live wherever it is.
 LIVE_FIXTURES = frozenset({"live_stack", "fuzz_stack", "chromium"})
 
