@@ -58,7 +58,10 @@ def venv_is_usable(python: "Path") -> "bool":
         return False
     check = "import sys; sys.exit(0 if sys.version_info >= {!r} else 1)".format(MIN_PYTHON)
     try:
-        return subprocess.run([str(python), "-c", check], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0
+        result = subprocess.run(
+            [str(python), "-c", check], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
+        return result.returncode == 0
     except OSError:
         return False
 
@@ -106,14 +109,17 @@ def main(argv: "list[str]") -> "None":
             "interpreter, e.g. python3.11 dev.py ...".format(MIN_PYTHON[0], MIN_PYTHON[1], sys.version.split()[0])
         )
     if not argv or argv[0] not in COMMANDS:
-        fail("usage: python3 dev.py run\n       python3 dev.py test [pytest arguments]", 0 if argv[:1] in (["-h"], ["--help"]) else 2)
+        fail(
+            "usage: python3 dev.py run\n       python3 dev.py test [pytest arguments]",
+            0 if argv[:1] in (["-h"], ["--help"]) else 2,
+        )
     python = ensure_venv()
     ensure_requirements(python)
     # Paths given to pytest are relative to the repository root, like everything else.
     os.chdir(str(ROOT))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(str(python), [str(python), "-m", "devtools.launcher"] + argv)
+    os.execv(str(python), [str(python), "-m", "devtools.launcher", *argv])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Shared set-up of the benchmarks: a throw-away SQLite database, Redis, Django.
 
-Importing this module never loads Django; :func:`prepare_django` does, after
-pointing the settings at a temporary SQLite file and a Redis (the embedded one,
-see ``devtools.processes``, unless ``REDIS_URL`` is set). That Redis is stopped
-at exit, and the directory is removed.
+Importing this module sets Django up (:data:`BENCH`): it points the settings
+at a temporary SQLite file and a Redis (the embedded one, see
+``devtools.processes``, unless ``REDIS_URL`` is set), calls
+``django.setup()`` and migrates. That Redis is stopped at exit, and the
+directory is removed. A benchmark imports it first, then the models at the top
+of the module like any other code (isort keeps ``bench`` first among our
+packages); the cost is that even ``--help`` waits for the set-up.
 """
 
 from __future__ import annotations
@@ -12,11 +15,17 @@ import atexit
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import django
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 
 from devtools import processes
 
@@ -31,8 +40,8 @@ class BenchEnv:
     redis: processes.Child | None
 
 
-def prepare_django(prefix: str) -> BenchEnv:
-    """Temp SQLite + Redis + ``django.setup()`` + ``migrate``; call before any Django import."""
+def _prepare_django(prefix: str) -> BenchEnv:
+    """Temp SQLite + Redis + ``django.setup()`` + ``migrate``."""
     work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
     # Registered first, so it runs last: after Redis has been stopped.
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
@@ -47,21 +56,20 @@ def prepare_django(prefix: str) -> BenchEnv:
         redis = processes.start_redis(work_dir / "redis")
         atexit.register(redis.stop)
         os.environ["REDIS_URL"] = redis.url or ""
-    import django
-
     django.setup()
-    from django.core.management import call_command
-
     call_command("migrate", verbosity=0, interactive=False)
     return BenchEnv(work_dir=work_dir, sqlite_path=sqlite_path, redis_url=os.environ["REDIS_URL"], redis=redis)
 
 
-def create_user_with_token() -> tuple[Any, str]:
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+#: Where this benchmark's database, Redis and logs are; set up at import (the module docstring).
+BENCH = _prepare_django(Path(sys.argv[0]).stem or "python")
 
+
+def create_user_with_token() -> tuple[Any, str]:
+    # The model by name: importing it above the set-up would fail (apps not loaded).
+    token_model = apps.get_model("authtoken", "Token")
     user = get_user_model().objects.create_user(username=f"bench-{uuid.uuid4().hex[:8]}", password=uuid.uuid4().hex)
-    return user, Token.objects.create(user=user).key
+    return user, token_model.objects.create(user=user).key
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -82,7 +90,7 @@ def describe_ms(values_s: list[float]) -> str:
     )
 
 
-def start_servers(bench: BenchEnv, *, concurrency: int = 2) -> processes.AppServers:
+def start_servers(bench: BenchEnv = BENCH, *, concurrency: int = 2) -> processes.AppServers:
     """daphne (free port) and a prefork Celery worker on the benchmark's database."""
     env = dict(os.environ)
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)

@@ -20,7 +20,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench._setup import create_user_with_token, describe_ms, prepare_django
+from django.conf import settings
+
+# Sets Django up at import (its docstring), so it comes before the models.
+from bench._setup import BENCH, create_user_with_token, describe_ms
+from executions.events import event_record
+from executions.models import EventType, Execution, ProgressSnapshot
+from progress import broadcast
 
 
 def main() -> None:
@@ -28,14 +34,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000, help="progress events to record (default 2000)")
     args = parser.parse_args()
 
-    bench = prepare_django("event-record")
-    from django.conf import settings
-
-    from executions.models import Execution
-    from progress import broadcast
-    from executions.models import EventType, ProgressSnapshot
-    from executions.events import event_record
-
+    bench = BENCH
     user, _ = create_user_with_token()
     total = args.events
     execution = Execution.objects.create(

@@ -87,7 +87,8 @@ def run_one(
         outcome = Outcome(scenario.__name__, f"**FAILED**: {first_line} (logs: {lab.work_dir})")
     finally:
         lab.close()
-    print(f"[{time.monotonic() - started:5.1f} s] {outcome.fault}: {outcome.happened}; {outcome.recovery_text}", flush=True)
+    elapsed = time.monotonic() - started
+    print(f"[{elapsed:5.1f} s] {outcome.fault}: {outcome.happened}; {outcome.recovery_text}", flush=True)
     return outcome
 
 

@@ -22,7 +22,14 @@ import argparse
 import time
 from typing import Any
 
-from bench._setup import create_user_with_token, prepare_django
+from django.conf import settings
+
+# Sets Django up at import (its docstring), so it comes before the models.
+from bench._setup import create_user_with_token
+from executions.context import RunContext
+from executions.models import Execution, ProgressSnapshot
+from executions.registry import pipeline
+from executions.runner import execution_run
 
 TARGET_ID = "bench_report_loop"
 
@@ -31,15 +38,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=100_000, help="ctx.report() calls (default 100000)")
     args = parser.parse_args()
-
-    prepare_django("report-loop")
-    from django.conf import settings
-
-    from executions.models import Execution
-    from executions.registry import pipeline
-    from executions.context import RunContext
-    from executions.runner import execution_run
-    from executions.models import ProgressSnapshot
 
     reports = args.reports
     measured: dict[str, float] = {}
@@ -63,8 +61,12 @@ def main() -> None:
     seconds = measured["seconds"]
     coalesce_ms = settings.PROGRESS_COALESCE_SECONDS * 1000
     print(f"report_loop: {reports:,} ctx.report() calls in one step, coalescing at {coalesce_ms:g} ms")
-    print(f"  loop took {seconds:.3f} s: {reports / seconds:,.0f} reports/s, {seconds / reports * 1e9:,.0f} ns per call")
-    print(f"  events recorded: {len(events)} in all ({' + '.join(f'{events.count(t)} {t}' for t in dict.fromkeys(events))}); "
+    print(
+        f"  loop took {seconds:.3f} s: {reports / seconds:,.0f} reports/s, "
+        f"{seconds / reports * 1e9:,.0f} ns per call"
+    )
+    counts = " + ".join(f"{events.count(t)} {t}" for t in dict.fromkeys(events))
+    print(f"  events recorded: {len(events)} in all ({counts}); "
           f"{progress_events - 1} of them from the {reports:,} reports (the other progress event is entering the step)")
     if coalesce_ms:
         print(f"  the loop spans {seconds / settings.PROGRESS_COALESCE_SECONDS:.1f} coalescing intervals; "

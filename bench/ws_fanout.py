@@ -30,8 +30,11 @@ from datetime import datetime
 from typing import Any
 
 import requests
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from bench._setup import create_user_with_token, describe_ms, prepare_django, start_servers
+# Sets Django up at import (its docstring), so it comes before the models.
+from bench._setup import BENCH, create_user_with_token, describe_ms, start_servers
 
 API = "/api/v1"
 TIMEOUT = 60.0
@@ -60,9 +63,6 @@ def gapless(client: Client, steps: int) -> bool:
 
 
 async def follow(url: str, token: str, client: Client, connected: asyncio.Event, go: asyncio.Event) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
     start = time.perf_counter()
     async with connect(url, additional_headers={"Authorization": f"Token {token}"}, max_queue=None,
                        ping_interval=None, open_timeout=TIMEOUT) as ws:
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="demo_steps steps (default 200)")
     args = parser.parse_args()
 
-    bench = prepare_django("ws-fanout")
+    bench = BENCH
     _, token = create_user_with_token()
     print(f"starting daphne and a Celery worker on {bench.sqlite_path} ...", flush=True)
     servers = start_servers(bench, concurrency=2)
@@ -129,7 +129,7 @@ def run(http_url: str, ws_base: str, token: str, clients: int, steps: int) -> No
         connected = [asyncio.Event() for _ in range(clients)]
         go = asyncio.Event()
         connect_started = time.perf_counter()
-        tasks = [asyncio.create_task(follow(url, token, c, e, go)) for c, e in zip(followers, connected)]
+        tasks = [asyncio.create_task(follow(url, token, c, e, go)) for c, e in zip(followers, connected, strict=True)]
         async with asyncio.timeout(TIMEOUT):
             await asyncio.gather(*(e.wait() for e in connected))
         all_connected = time.perf_counter() - connect_started
@@ -144,7 +144,7 @@ def run(http_url: str, ws_base: str, token: str, clients: int, steps: int) -> No
     wait(execution_id, {"completed"})
 
     ok = [c for c in followers if gapless(c, steps)]
-    events = [(f, r) for c in followers for f, r in zip(c.frames[1:], c.received[1:])]
+    events = [(f, r) for c in followers for f, r in zip(c.frames[1:], c.received[1:], strict=True)]
     delays = [r - stamp(f) for f, r in events]
     first_event = min(stamp(f) for f, _ in events)
     last_receipt = max(r for _, r in events)

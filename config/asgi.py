@@ -11,13 +11,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - after the set-up above
 
-from core.http import BoundedBody, tune_daphne_http  # noqa: E402
-from progress.auth import TokenOrSessionAuthMiddleware  # noqa: E402
-from progress.origin import BrowserOriginValidator  # noqa: E402
-from progress.routing import websocket_urlpatterns  # noqa: E402
-from progress.transport import tune_daphne_websockets  # noqa: E402
+from core.http import BoundedBody, tune_daphne_http  # noqa: E402 - after the set-up above
+from progress.auth import TokenOrSessionAuthMiddleware  # noqa: E402 - after the set-up above
+from progress.origin import BrowserOriginValidator  # noqa: E402 - after the set-up above
+from progress.routing import websocket_urlpatterns  # noqa: E402 - after the set-up above
+from progress.transport import tune_daphne_websockets  # noqa: E402 - after the set-up above
 
 tune_daphne_websockets()
 tune_daphne_http()

@@ -1,57 +1,21 @@
 """Every API error has a human-readable ``detail`` string (the contract), site-wide:
-the DRF exception handler and parser, and the JSON 404 for unrouted ``/api/`` paths."""
+the DRF exception handler and the JSON 404 for unrouted ``/api/`` paths (the
+parser is in :mod:`core.parsers`)."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .http import body_too_large_message
-
+from .parsers import PayloadTooLarge
 from .throttles import retry_after
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "payload_too_large"
-
-    def __init__(self) -> None:
-        super().__init__(body_too_large_message())
-
-
-class SafeJSONParser(JSONParser):
-    """JSONParser with a body-size limit (DRF reads the stream unbounded) that
-    answers deeply nested JSON with 400 instead of a RecursionError's 500."""
-
-    def parse(self, stream, media_type=None, parser_context=None):  # noqa: ANN001, ANN201
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is not None and stream is not None:
-            request = (parser_context or {}).get("request")
-            meta = getattr(request, "META", {}) if request is not None else {}
-            try:
-                declared = int(meta.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                declared = 0
-            if declared > limit:
-                raise PayloadTooLarge()
-            body = stream.read(limit + 1)
-            if len(body) > limit:
-                raise PayloadTooLarge()
-            stream = io.BytesIO(body)
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError as exc:
-            raise exceptions.ParseError("JSON parse error - nested too deeply") from exc
 
 
 def _first_message(errors: Any) -> str | None:
@@ -88,7 +52,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     if isinstance(exc, exceptions.Throttled):
         # DRF leaves the header out when the wait rounds to 0; the schema promises it.
-        response["Retry-After"] = str(retry_after(exc.wait))
+        response["Retry-After"] = str(retry_after(exc.wait))  # type: ignore[attr-defined]  # set by Throttled(), unknown to the stubs
     data = response.data
     if not (isinstance(data, dict) and isinstance(data.get("detail"), str)):
         response.data = {"detail": _first_message(data) or "Request failed", "errors": data}

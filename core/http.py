@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from daphne import http_protocol
@@ -34,7 +34,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
-Message = dict[str, Any]
+Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -128,7 +128,7 @@ def tune_daphne_http() -> None:
     if getattr(http_protocol.WebRequest, "bounded_body", False):
         return
 
-    class BoundedWebRequest(http_protocol.WebRequest):  # type: ignore[misc, valid-type]
+    class BoundedWebRequest(http_protocol.WebRequest):
         bounded_body = True
         refused = False
         received = 0
@@ -154,7 +154,7 @@ def tune_daphne_http() -> None:
                 return
             super().handleContentChunk(data)
 
-        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 - Twisted's name
             if self.refused:  # answered already; the application never sees it
                 self.channel.loseConnection()
                 return

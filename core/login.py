@@ -8,26 +8,26 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
 
 from .throttles import FailedLoginThrottle, retry_after
 
 
-def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def login_throttled(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """``view`` answering 429 once an address has failed too often; a failure is
     a POST answered with the form again (200), a success redirects."""
 
     @wraps(view)
-    def throttled(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def throttled(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method != "POST":
             return view(request, *args, **kwargs)
         throttle = FailedLoginThrottle()
         if not throttle.allow_request(request, None):
             wait = retry_after(throttle.wait())
-            response = TemplateResponse(request, "registration/throttled.html", {"wait": wait}, status=429)
-            response["Retry-After"] = str(wait)
-            return response
+            throttled_page = TemplateResponse(request, "registration/throttled.html", {"wait": wait}, status=429)
+            throttled_page["Retry-After"] = str(wait)
+            return throttled_page
         response = view(request, *args, **kwargs)
         if response.status_code == 200:
             throttle.record_failure()

@@ -33,7 +33,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Metric
 from prometheus_client.core import GaugeMetricFamily
@@ -54,10 +54,10 @@ if MULTIPROCESS:
 NAMESPACE = "executions"
 
 # --- Actions of the sweeper (``executions.maintenance``) -----------------------------
-LOST_RUN_FAILED = "lost_run_failed"
-MESSAGE_REQUEUED = "message_requeued"
-EXECUTION_PRUNED = "execution_pruned"
-SHUTDOWN_FAILED = "shutdown_failed"
+LOST_RUN_FAILED: Final = "lost_run_failed"
+MESSAGE_REQUEUED: Final = "message_requeued"
+EXECUTION_PRUNED: Final = "execution_pruned"
+SHUTDOWN_FAILED: Final = "shutdown_failed"
 SweeperAction = Literal["lost_run_failed", "message_requeued", "execution_pruned", "shutdown_failed"]
 SWEEPER_ACTIONS: tuple[SweeperAction, ...] = (LOST_RUN_FAILED, MESSAGE_REQUEUED, EXECUTION_PRUNED, SHUTDOWN_FAILED)
 

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 class _WriteThrottle(UserRateThrottle):
     def get_rate(self) -> str | None:
-        return settings.EXECUTION_THROTTLE_RATES.get(self.scope)
+        return settings.EXECUTION_THROTTLE_RATES.get(self.scope or "")
 
     def allow_request(self, request: Any, view: Any) -> bool:
         if request.method in ("GET", "HEAD", "OPTIONS"):

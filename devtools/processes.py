@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import http.client
 import os
 import signal
@@ -257,7 +258,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509 - one prctl call, no locks
         )
     return Child(
         name, process, log_path, offset, url=url, leader_only=leader_only, stop_timeout=stop_timeout
@@ -334,7 +335,7 @@ def start_redis(data_dir: Path, *, log_path: Path | None = None, port: int | Non
             url=url,
         )
         try:
-            child.wait_for(lambda url=url: redis_answers(url), f"Redis to answer PING at {url}", REDIS_START_TIMEOUT)
+            child.wait_for(functools.partial(redis_answers, url), f"Redis to answer PING at {url}", REDIS_START_TIMEOUT)
         except ChildError:
             child.stop()
             if attempt < attempts and "Address already in use" in child.read_log():
@@ -430,7 +431,9 @@ def start_worker(
         stop_timeout=WORKER_STOP_TIMEOUT,
     )
     try:
-        child.wait_for(lambda: " ready." in child.read_log(), f"the Celery worker {node_name} to be ready", WORKER_START_TIMEOUT)
+        child.wait_for(
+            lambda: " ready." in child.read_log(), f"the Celery worker {node_name} to be ready", WORKER_START_TIMEOUT
+        )
     except BaseException:
         child.stop()
         raise

@@ -37,7 +37,10 @@ HISTORY_PAGE_SIZE = 100
 class LatestEventsFormSet(BaseInlineFormSet):
     """Only the latest ``INLINE_EVENTS`` events, newest first, however many there are."""
 
-    def get_queryset(self) -> list[ProgressSnapshot]:  # type: ignore[override]
+    queryset: QuerySet[ProgressSnapshot]  # set by BaseInlineFormSet.__init__
+
+    # A list: the formset only iterates and counts it, and a sliced QuerySet cannot be filtered again.
+    def get_queryset(self) -> list[ProgressSnapshot]:  # type: ignore[override]  # see above
         if not hasattr(self, "_latest"):
             self._latest = list(self.queryset.order_by("-seq")[:INLINE_EVENTS])
         return self._latest
@@ -134,11 +137,34 @@ class ExecutionAdmin(admin.ModelAdmin):
         "cancelled_at_precise", "live_page",
     )
     fieldsets = (
-        (None, {"fields": ("id", "live_page", "owner", "type", "target_id", "status_badge", "progress_bar", "progress_json", "seq")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "live_page",
+                    "owner",
+                    "type",
+                    "target_id",
+                    "status_badge",
+                    "progress_bar",
+                    "progress_json",
+                    "seq",
+                )
+            },
+        ),
         ("Data", {"fields": ("inputs", "config", "outputs", "error", "callback_url")}),
         (
             "Times (UTC)",
-            {"fields": ("created_at_precise", "started_at_precise", "completed_at_precise", "failed_at_precise", "cancelled_at_precise")},
+            {
+                "fields": (
+                    "created_at_precise",
+                    "started_at_precise",
+                    "completed_at_precise",
+                    "failed_at_precise",
+                    "cancelled_at_precise",
+                )
+            },
         ),
     )
 
@@ -176,7 +202,11 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: Execution) -> str:
         colours = {
-            "pending": "#b45309", "running": "#2563eb", "completed": "#15803d", "failed": "#b91c1c", "cancelled": "#4b5563",
+            "pending": "#b45309",
+            "running": "#2563eb",
+            "completed": "#15803d",
+            "failed": "#b91c1c",
+            "cancelled": "#4b5563",
         }
         return format_html(
             '<span style="color:{};font-weight:600;white-space:nowrap">&#9679; {}</span>',
@@ -224,7 +254,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             "show_save": False,
             "show_save_and_continue": False,
             "live_page_url": page_url(obj) if obj else "",
-            "can_cancel_execution": bool(obj) and obj.status not in TERMINAL_STATUSES
+            "can_cancel_execution": obj is not None and obj.status not in TERMINAL_STATUSES
             and self.has_cancel_permission(request, obj),
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
@@ -317,7 +347,9 @@ class WebhookAttemptAdmin(admin.ModelAdmin):
     search_fields = ("execution__id", "url")
     list_select_related = ("execution",)
     ordering = ("-created_at",)
-    readonly_fields = ("execution", "attempt", "url", "event", "status_code", "error", "duration_ms", "delivered", "created_at")
+    readonly_fields = (
+        "execution", "attempt", "url", "event", "status_code", "error", "duration_ms", "delivered", "created_at",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

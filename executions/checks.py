@@ -3,15 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core import checks
 
 
-@register()
-def webhook_secret_check(app_configs: Any, **kwargs: Any) -> list[Warning]:
+@checks.register()
+def webhook_secret_check(app_configs: Any, **kwargs: Any) -> list[checks.Warning]:
     if settings.WEBHOOK_SECRET:
         return []
     return [
-        Warning(
+        checks.Warning(
             "WEBHOOK_SECRET is not set: webhooks are sent without an X-Signature-256 header.",
             hint="Set WEBHOOK_SECRET to a long random string so receivers can verify the sender.",
             id="executions.W001",

@@ -14,6 +14,7 @@ coalesced progress report at the latest one interval after it was made.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -210,7 +211,8 @@ class RunContext:
         if event_record(execution_id=self.execution_id, event_type=EventType.PROGRESS, progress=progress) is None:
             # Someone else ended it (a cancel through the API): stop the target.
             self._set_stop(ExecutionCancelled("Execution was cancelled"))
-            raise self._stop_reason  # type: ignore[misc]
+            assert self._stop_reason is not None
+            raise self._stop_reason
         self._last_recorded = now
 
     def _flush_due(self) -> None:
@@ -220,10 +222,8 @@ class RunContext:
             now = time.monotonic()
             if now - self._last_recorded >= self._coalesce:
                 pending, self._pending = self._pending, None
-                try:
+                with contextlib.suppress(ExecutionInterrupted):
                     self._write(pending, now)
-                except ExecutionInterrupted:
-                    pass
 
     def _watch(self) -> None:
         """Poll for a cancel, watch the deadline, flush coalesced reports, and beat.
@@ -253,7 +253,7 @@ class RunContext:
                             self._set_stop(ExecutionCancelled("Execution was cancelled"))
                     if not self._stop.is_set():
                         self._flush_due()
-                except Exception:  # noqa: BLE001 - a monitor failure must not kill the run
+                except Exception:  # a monitor failure must not kill the run
                     logger.exception("progress monitor of %s failed; retrying", self.execution_id)
                     self._monitor_done.wait(1.0)
         finally:

@@ -84,6 +84,7 @@ def executions_fail_lost(*, swept_by: str = "", now: datetime | None = None) -> 
     failed = []
     for execution_id, worker, heartbeat_at, started_at in candidates:
         last_seen = heartbeat_at or started_at
+        assert last_seen is not None, "_stale() selects runs with a heartbeat or a start"
         error: ErrorInfo = {
             "type": "WorkerLostError",
             "message": (
@@ -99,7 +100,9 @@ def executions_fail_lost(*, swept_by: str = "", now: datetime | None = None) -> 
             },
         }
         if event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error, only_if=_stale(cutoff)):
-            logger.warning("failed lost execution %s (worker %s, last heartbeat %s)", execution_id, worker, iso(last_seen))
+            logger.warning(
+                "failed lost execution %s (worker %s, last heartbeat %s)", execution_id, worker, iso(last_seen)
+            )
             failed.append(execution_id)
     metrics.sweeper_acted(metrics.LOST_RUN_FAILED, len(failed))
     return failed
@@ -112,7 +115,8 @@ def executions_fail_on_shutdown(*, worker: str, grace_seconds: float) -> list[st
     target, so the worker can finish its warm shutdown.
     """
     failed = []
-    for execution_id in Execution.objects.filter(status=ExecutionStatus.RUNNING, worker=worker).values_list("id", flat=True):
+    running = Execution.objects.filter(status=ExecutionStatus.RUNNING, worker=worker)
+    for execution_id in running.values_list("id", flat=True):
         error: ErrorInfo = {
             "type": "WorkerShutdown",
             "message": (
@@ -243,6 +247,7 @@ def executions_prune(
             WebhookAttempt.objects.filter(execution_id__in=ids).delete()
             # Checked again: nothing ever leaves a terminal state, but this
             # keeps "never a running one" true by construction.
-            removed = Execution.objects.filter(ended_before_cutoff, id__in=ids).delete()[1].get("executions.Execution", 0)
+            deleted_by_model = Execution.objects.filter(ended_before_cutoff, id__in=ids).delete()[1]
+            removed = deleted_by_model.get("executions.Execution", 0)
         deleted += removed
         metrics.sweeper_acted(metrics.EXECUTION_PRUNED, removed)

@@ -171,7 +171,7 @@ def _range_schema(minimum: float | None, maximum: float | None) -> dict[str, Any
     return out
 
 
-class InputsInvalid(ValueError):
+class InputsInvalid(ValueError):  # noqa: N818 - named for the answer it becomes ("Invalid inputs")
     """Raised with the per-field messages, nested under ``errors.inputs`` by the API."""
 
     def __init__(self, errors: dict[str, list[str]]):

@@ -10,6 +10,7 @@ terminate handler: the run records ``WorkerShutdown`` before the process goes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -48,7 +49,9 @@ def _error_info(exc: BaseException) -> ErrorInfo:
 def _timeout_error(timeout: float | None) -> ErrorInfo:
     return {
         "type": "TimeoutError",
-        "message": f"Execution exceeded its timeout of {timeout:g} s" if timeout else "Execution exceeded its time limit",
+        "message": (
+            f"Execution exceeded its timeout of {timeout:g} s" if timeout else "Execution exceeded its time limit"
+        ),
         "details": {"timeout": timeout},
     }
 
@@ -74,10 +77,8 @@ def _stopped_error(exc: SystemExit, worker: str) -> ErrorInfo:
         return _error_info(exc)
     signal_name = None
     if isinstance(exc.code, int) and -256 < exc.code < 0:
-        try:
+        with contextlib.suppress(ValueError):
             signal_name = signal.Signals(256 + exc.code).name
-        except ValueError:
-            pass
     return {
         "type": "WorkerShutdown",
         "message": (
@@ -103,7 +104,11 @@ def execution_run(*, execution_id: str, worker: str = "") -> str | None:
     if target is None:
         execution_fail(
             execution_id=execution_id,
-            error={"type": "LookupError", "message": f"Target {execution.target_id!r} is no longer registered", "details": None},
+            error={
+                "type": "LookupError",
+                "message": f"Target {execution.target_id!r} is no longer registered",
+                "details": None,
+            },
         )
         return "failed"
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, F, QuerySet
 
 from .models import Execution, ExecutionStatus, ProgressSnapshot
@@ -10,7 +10,7 @@ from .models import Execution, ExecutionStatus, ProgressSnapshot
 SORT_FIELDS = ("created_at", "started_at", "completed_at", "status")
 
 
-def execution_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Execution]:
+def execution_visible_to(user: User | AnonymousUser) -> QuerySet[Execution]:
     """Staff see every execution; anyone else only their own."""
     if not user.is_authenticated or not user.is_active:
         return Execution.objects.none()
@@ -19,7 +19,7 @@ def execution_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Exe
     return Execution.objects.filter(owner=user)
 
 
-EXECUTION_ID_MAX_LENGTH: int = Execution._meta.pk.max_length  # type: ignore[union-attr, assignment]
+EXECUTION_ID_MAX_LENGTH: int = Execution._meta.pk.max_length  # type: ignore[assignment]  # set on the id field
 
 
 def could_exist(execution_id: str) -> bool:
@@ -28,7 +28,7 @@ def could_exist(execution_id: str) -> bool:
     return len(execution_id) <= EXECUTION_ID_MAX_LENGTH and "\x00" not in execution_id
 
 
-def execution_get_for_user(*, user: AbstractBaseUser | AnonymousUser, execution_id: str) -> Execution | None:
+def execution_get_for_user(*, user: User | AnonymousUser, execution_id: str) -> Execution | None:
     """The execution, or None when it is missing or someone else's (indistinguishable)."""
     if not could_exist(execution_id):
         return None
@@ -37,9 +37,9 @@ def execution_get_for_user(*, user: AbstractBaseUser | AnonymousUser, execution_
 
 def execution_list_for_user(
     *,
-    user: AbstractBaseUser | AnonymousUser,
+    user: User | AnonymousUser,
     status: str | None = None,
-    type: str | None = None,  # noqa: A002
+    type: str | None = None,  # noqa: A002 - the contract's name
     target_id: str | None = None,
     sort: str = "created_at",
     order: str = "desc",
@@ -53,7 +53,7 @@ def execution_list_for_user(
         query = query.filter(target_id=target_id)
     descending = order == "desc"
 
-    def ordered(name: str):  # noqa: ANN202
+    def ordered(name: str):
         expr = F(name)
         return expr.desc(nulls_last=True) if descending else expr.asc(nulls_last=True)
 
@@ -64,7 +64,9 @@ def execution_list_for_user(
     return query.order_by(*keys)
 
 
-def event_frames_after(*, execution_id: str, after_seq: int = 0, before_seq: int | None = None) -> list[tuple[int, str, str]]:
+def event_frames_after(
+    *, execution_id: str, after_seq: int = 0, before_seq: int | None = None
+) -> list[tuple[int, str, str]]:
     """``(seq, type, frame_text)`` of the stored events after ``after_seq``, oldest first."""
     query = ProgressSnapshot.objects.filter(execution_id=execution_id, seq__gt=after_seq)
     if before_seq is not None:

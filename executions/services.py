@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -38,7 +38,7 @@ class QueueUnavailable(RuntimeError):  # noqa: N818 - reads as the API's answer
         super().__init__(f"The task queue is unavailable, try again shortly ({type(cause).__name__})")
 
 
-class CannotCancel(ValueError):  # noqa: N818
+class CannotCancel(ValueError):  # noqa: N818 - reads as the API's answer
     def __init__(self, status: str):
         super().__init__(f"Cannot cancel execution with status '{status}'")
         self.status = status
@@ -46,7 +46,7 @@ class CannotCancel(ValueError):  # noqa: N818
 
 def execution_create(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     type: str,  # noqa: A002 - the contract's name
     target_id: str,
     inputs: dict[str, Any],

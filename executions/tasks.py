@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from billiard.einfo import ExceptionInfo
 from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.worker.request import Request
-from billiard.einfo import ExceptionInfo
 from django.dispatch import receiver
 
 from .events import RecordedEvent
@@ -45,7 +45,7 @@ class ExecutionRequest(Request):
                     execution_id=execution_id,
                     error={"type": error_type, "message": message, "details": {"worker": self.hostname}},
                 )
-            except Exception:  # noqa: BLE001 - the sweeper fails it later if this write cannot be made
+            except Exception:  # the sweeper fails it later if this write cannot be made
                 logger.exception("could not mark %s failed", execution_id)
 
 

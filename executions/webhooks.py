@@ -89,7 +89,7 @@ def resolve_callback_url(url: str, *, allow_private: bool | None = None) -> Targ
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeCallbackUrl(f"The host {parts.hostname!r} does not resolve.") from exc
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     if not addresses:
         raise UnsafeCallbackUrl(f"The host {parts.hostname!r} does not resolve.")
     if not allow_private:

@@ -95,8 +95,9 @@ class Maintenance:
                     self.last_prune = time.monotonic()
                     pruned = executions_prune()
                     if pruned:
-                        logger.info("pruned %d executions older than %g days", pruned, settings.EXECUTION_RETENTION_DAYS)
-            except Exception:  # noqa: BLE001 - the loop must outlive a database or broker outage
+                        days = settings.EXECUTION_RETENTION_DAYS
+                        logger.info("pruned %d executions older than %g days", pruned, days)
+            except Exception:  # the loop must outlive a database or broker outage
                 logger.exception(
                     "maintenance sweep of %s failed; retrying in %g s", self.hostname, settings.WORKER_SWEEP_SECONDS
                 )

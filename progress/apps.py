@@ -9,5 +9,6 @@ class ProgressConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the publisher to ``executions.signals.event_recorded``; it
-        # imports the channel layer, which needs the settings loaded.
-        from . import broadcast  # noqa: F401
+        # imports the channel layer, which needs the settings loaded (AppConfig.ready(),
+        # the one place a function may import; see tests/test_architecture.py).
+        from . import broadcast  # noqa: F401, PLC0415 - see above

@@ -84,7 +84,7 @@ class _Publisher:
         async with self._order:
             try:
                 await get_channel_layer().group_send(group, message)
-            except Exception:  # noqa: BLE001 - the database already holds the event
+            except Exception:  # the database already holds the event
                 metrics.publish_failed()
                 logger.exception("group_send to %s failed; clients will resync from the database", group)
 
@@ -100,7 +100,7 @@ class _Publisher:
         if last is not None and self._pid == os.getpid():
             try:
                 last.result(timeout=timeout)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - waiting is best effort: the database holds every event
                 logger.warning("publisher flush did not finish within %.1fs", timeout)
 
 

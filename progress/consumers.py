@@ -122,7 +122,7 @@ def session_user_pk(session_key: str | None) -> Any:
     if not session_key:
         return None
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
-    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]
+    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]  # it reads only .session
 
 
 def access_lost(
@@ -215,8 +215,9 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "resync_task", None) is not None and self.resync_task is not asyncio.current_task():
-            self.resync_task.cancel()
+        resync_task = getattr(self, "resync_task", None)
+        if resync_task is not None and resync_task is not asyncio.current_task():
+            resync_task.cancel()
         if self.counted:
             self.counted = False
             metrics.socket_closed()
@@ -301,5 +302,5 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
                         await self.refuse(*lost)
                         return
                     await self.send_stored()
-            except Exception:  # noqa: BLE001 - try again next round
+            except Exception:  # try again next round
                 logger.exception("resync of %s failed; retrying in %g s", self.execution_id, interval)

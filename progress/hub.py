@@ -31,6 +31,7 @@ publisher thread has its own; tests make many).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -238,14 +239,11 @@ class HubChannelLayer:
 
 
 def _offer(queue: asyncio.Queue[dict[str, Any]], message: dict[str, Any]) -> None:
-    try:
+    # A member that far behind repairs from the database by seq.
+    with contextlib.suppress(asyncio.QueueFull):
         queue.put_nowait(message)
-    except asyncio.QueueFull:
-        pass  # the member is that far behind: it repairs from the database by seq
 
 
 async def _quietly_close(pubsub: aioredis.client.PubSub) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing a broken connection may fail again
         await pubsub.aclose()
-    except Exception:  # noqa: BLE001 - closing a broken connection may fail again
-        pass

@@ -1,51 +1,121 @@
-"""Shared fixtures: users, token-authenticated API clients, executions in a state,
-and the real stack (``redis_url``, ``live_stack``, ``api_user``; see tests/stack.py).
+"""Shared fixtures, and the one place that sorts the tests into fast and live.
 
-``make_execution`` never talks to the Celery broker: it depends on
-``task_queue``, which records what ``execution_create`` would have queued.
+* Fast tests run in this process (Django's test client, Channels'
+  communicator, the services) against the test database and Redis. Nothing
+  they do reaches the Celery broker: ``task_queue`` records what would have
+  been queued, for every one of them.
+* Live tests (marker ``live``) drive the real stack as processes: daphne and a
+  Celery worker (``live_stack``, see tests/stack.py), and a browser for the
+  ``browser`` ones. A test is live when it lives in one of ``LIVE_DIRS`` or
+  uses one of ``LIVE_FIXTURES``. ``-m "not live"`` runs the fast ones only.
+  ``e2e`` is the older name of ``live``, kept on the same tests.
+
+Users, clients and executions come from ``tests.helpers`` (the one source of
+each); the fixtures here only name them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from devtools import processes
 from executions.models import Execution
+from executions.tasks import run_execution
 
 from . import stack as stack_module
-from .helpers import PASSWORD, create_execution, token_client
+from .helpers import create_execution, make_user, token_client, user_token
+
+TESTS_DIR = Path(__file__).resolve().parent
+#: Directories of tests/ whose every test is live (faults: the fault-injection
+#: tests of the faults branch, which kill and restart the stack's processes).
+LIVE_DIRS = ("browser", "e2e", "faults", "fuzz")
+#: Fixtures that start or need the real stack: a test using one is live wherever it is.
+LIVE_FIXTURES = frozenset({"live_stack", "fuzz_stack", "chromium"})
+
+
+def is_live(item: pytest.Item) -> bool:
+    parts = Path(item.path).resolve().relative_to(TESTS_DIR).parts
+    return parts[0] in LIVE_DIRS or bool(LIVE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if TESTS_DIR not in Path(item.path).resolve().parents:
+            continue
+        if is_live(item):
+            item.add_marker(pytest.mark.live)
+            item.add_marker(pytest.mark.e2e)
+        if Path(item.path).resolve().is_relative_to(TESTS_DIR / "browser"):
+            item.add_marker(pytest.mark.browser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Make the directory of the SQLite test database (its name is in tests/settings.py)."""
+    settings.TEST_DB_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(settings.TEST_DB_DIR, ignore_errors=True)
+
+
+@dataclass
+class TaskQueue:
+    """What was handed to Celery's ``run_execution``, in order (nothing reaches the broker)."""
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def execution_ids(self) -> list[str]:
+        return [call["args"][0] for call in self.calls]
+
+
+@pytest.fixture
+def task_queue(monkeypatch: pytest.MonkeyPatch) -> TaskQueue:
+    queue = TaskQueue()
+
+    def apply_async(args: Any = None, kwargs: Any = None, **options: Any) -> None:
+        queue.calls.append({"args": list(args or []), "kwargs": kwargs or {}, **options})
+
+    monkeypatch.setattr(run_execution, "apply_async", apply_async)
+    return queue
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_stay_off_the_broker(request: pytest.FixtureRequest) -> None:
+    """A fast test's submits are recorded by ``task_queue``, never queued: a live
+    worker of the same run (same Redis) would otherwise run them."""
+    if request.node.get_closest_marker("live") is None:
+        request.getfixturevalue("task_queue")
 
 
 @pytest.fixture
 def alice(db: None) -> Any:
-    return get_user_model().objects.create_user("alice", email="alice@example.com", password=PASSWORD)
+    return make_user("alice", email="alice@example.com")
 
 
 @pytest.fixture
 def bob(db: None) -> Any:
-    return get_user_model().objects.create_user("bob", email="bob@example.com", password=PASSWORD)
+    return make_user("bob", email="bob@example.com")
 
 
 @pytest.fixture
 def staff(db: None) -> Any:
-    return get_user_model().objects.create_user(
-        "staff", email="staff@example.com", password=PASSWORD, is_staff=True
-    )
+    return make_user("staff", email="staff@example.com", staff=True)
 
 
 @pytest.fixture
-def superuser(db: None, django_user_model: Any) -> Any:
-    return django_user_model.objects.create_superuser("root", email="root@example.com", password=PASSWORD)
+def superuser(db: None) -> Any:
+    return make_user("root", email="root@example.com", superuser=True)
 
 
 @pytest.fixture
@@ -66,30 +136,6 @@ def bob_client(bob: Any) -> APIClient:
 @pytest.fixture
 def staff_client(staff: Any) -> APIClient:
     return token_client(staff)
-
-
-@dataclass
-class TaskQueue:
-    """What was handed to Celery's ``run_execution``, in order (nothing reaches the broker)."""
-
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def execution_ids(self) -> list[str]:
-        return [call["args"][0] for call in self.calls]
-
-
-@pytest.fixture
-def task_queue(monkeypatch: pytest.MonkeyPatch) -> TaskQueue:
-    from executions.tasks import run_execution
-
-    queue = TaskQueue()
-
-    def apply_async(args: Any = None, kwargs: Any = None, **options: Any) -> None:
-        queue.calls.append({"args": list(args or []), "kwargs": kwargs or {}, **options})
-
-    monkeypatch.setattr(run_execution, "apply_async", apply_async)
-    return queue
 
 
 @pytest.fixture
@@ -138,16 +184,11 @@ def live_stack(
 
 
 @pytest.fixture
-def api_user(transactional_db: None, django_user_model: Any) -> tuple[Any, str]:
+def api_user(transactional_db: None) -> tuple[Any, str]:
     """A fresh committed user and its DRF token key, usable by the live servers.
 
     ``transactional_db`` commits for real (and flushes the tables after the
     test), which is what makes the user visible to daphne and the worker.
     """
-    from rest_framework.authtoken.models import Token
-
-    user = django_user_model.objects.create_user(
-        username=f"e2e-{uuid.uuid4().hex[:12]}", password=uuid.uuid4().hex
-    )
-    token = Token.objects.create(user=user)
-    return user, token.key
+    user = make_user()
+    return user, user_token(user)

@@ -1,28 +1,67 @@
-"""Helpers shared by the tests: polling, API clients, executions in a given state.
+"""Helpers shared by the tests: users, clients, executions in a given state, polling.
 
-Executions are brought to a state through the services (``execution_create``,
-``event_record``, ``execution_cancel``), the same calls a run makes, never by
-writing their rows.
+The one source of each: every user is made by :func:`make_user` (the fixtures
+of tests/conftest.py and of the packages' conftest.py call it), every
+execution through the services (``execution_create``, ``event_record``,
+``execution_cancel``, the same calls a run makes) by :func:`create_execution`.
+Only :func:`create_execution_with_history` writes event rows itself, for the
+tests of thousands of events.
+
+Constants and helpers live here, never in a conftest.py: conftest modules are
+pytest's to import.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from executions.models import Execution
+from executions.events import event_record
+from executions.models import EventType, Execution, ProgressSnapshot
 from executions.registry import get_target
 from executions.services import execution_cancel, execution_create
-from executions.models import EventType
-from executions.events import event_record
 
+#: Every test user's password (hashed fast, see tests/settings.py).
 PASSWORD = "correct horse battery staple"
+
+
+def make_user(username: str | None = None, *, staff: bool = False, superuser: bool = False, **extra: Any) -> User:
+    """A user with the password :data:`PASSWORD`, named ``username`` or a fresh unique name."""
+    username = username or f"user-{uuid.uuid4().hex[:12]}"
+    manager = get_user_model().objects
+    if superuser:
+        return manager.create_superuser(username, password=PASSWORD, **extra)
+    return manager.create_user(username, password=PASSWORD, is_staff=staff, **extra)
+
+
+def user_token(user: Any) -> str:
+    """The user's DRF token key (created on first use)."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
+def logged_in(user: Any) -> Client:
+    """A Django test client logged in as ``user`` through the login form's backend."""
+    client = Client()
+    assert client.login(username=user.get_username(), password=PASSWORD)
+    return client
+
+
+def session_cookie(user: Any) -> str:
+    """A ``sessionid=...`` cookie of a logged-in session of ``user``, for a socket or a live server."""
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, what: str = "") -> Any:
@@ -38,9 +77,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
 
 
 def token_client(user: Any) -> APIClient:
-    token, _ = Token.objects.get_or_create(user=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user_token(user)}")
     return client
 
 
@@ -143,4 +181,32 @@ def create_execution(
         execution_cancel(execution_id=execution.id)
     execution.refresh_from_db()
     assert execution.status == status
+    return execution
+
+
+def create_execution_with_history(owner: Any, events: int) -> Execution:
+    """A running ``demo_steps`` execution with ``events`` stored events (``started``, then progress).
+
+    Made through the services up to its ``started`` event; the rest of its
+    history is then written in bulk, with the row's ``seq`` and ``progress`` to
+    match: thousands of ``event_record`` calls would take about a minute. For
+    the tests of what a long history costs to show, nothing else.
+    """
+    execution = create_execution(owner, "running", inputs={"steps": events, "step_seconds": 0}, steps_entered=0)
+    started = ProgressSnapshot.objects.get(execution=execution, seq=1)
+    progress = [step_progress(seq - 1, events) for seq in range(2, events + 1)]
+    ProgressSnapshot.objects.bulk_create(
+        ProgressSnapshot(
+            execution=execution,
+            seq=seq,
+            type=EventType.PROGRESS,
+            status="running",
+            progress=progress[seq - 2],
+            timestamp=started.timestamp + timedelta(milliseconds=seq),
+            frame="{}",
+        )
+        for seq in range(2, events + 1)
+    )
+    Execution.objects.filter(pk=execution.pk, seq=1).update(seq=events, progress=progress[-1])
+    execution.refresh_from_db()
     return execution

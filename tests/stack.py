@@ -1,8 +1,8 @@
 """The real stack for end-to-end tests, as processes: daphne and a Celery worker.
 
 ``live_stack`` (tests/conftest.py) runs them as child processes against the
-same test database as the test process (a SQLite file, see the root
-conftest.py, or the PostgreSQL test database) and the same Redis. Tests talk
+same test database as the test process (a SQLite file, see tests/settings.py,
+or the PostgreSQL test database), with the same settings module and the same Redis. Tests talk
 to it over HTTP and WebSockets like any client; data they create must be
 committed to be visible to the servers, hence ``transactional_db`` rather
 than ``db`` (see ``api_user``).
@@ -64,6 +64,9 @@ def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
     """The servers' environment: this process's, on the test database and ``redis_url``."""
     env = dict(os.environ)
     env["DJANGO_DEBUG"] = "1"
+    # The test run's settings (fast password hashing, no throttles), so that
+    # the servers verify the passwords the tests stored.
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["REDIS_URL"] = redis_url
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)  # the point is a real worker
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests while Chromium runs

@@ -31,7 +31,13 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     child.pop("DATABASE_URL", None)
     child.update(env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=child, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        check=False,
+        cwd=ROOT,
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -40,7 +46,9 @@ def settings_values(expression: str, **env: str) -> str:
     code = f"import django; django.setup(); from django.conf import settings as s; print({expression})"
     child = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "WEBHOOK_"))}
     child.update(env, DJANGO_SETTINGS_MODULE="config.settings")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=ROOT, env=child, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -88,11 +96,15 @@ def test_production_settings_keep_browser_protections_on() -> None:
         " 'django.middleware.clickjacking.XFrameOptionsMiddleware' in s.MIDDLEWARE, s.X_FRAME_OPTIONS,"
         " 'rest_framework.renderers.BrowsableAPIRenderer' in s.REST_FRAMEWORK['DEFAULT_RENDERER_CLASSES']"
     )
-    assert settings_values(expression, **production_env()).split() == ["False", "True", "True", "True", "True", "True", "DENY", "False"]
+    assert settings_values(expression, **production_env()).split() == [
+        "False", "True", "True", "True", "True", "True", "DENY", "False"
+    ]
 
 
 def test_plain_http_deployments_can_opt_out_of_secure_cookies() -> None:
-    values = settings_values("s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE", **production_env(DJANGO_SECURE_COOKIES="0"))
+    values = settings_values(
+        "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE", **production_env(DJANGO_SECURE_COOKIES="0")
+    )
     assert values.split() == ["False", "False"]
 
 

@@ -8,7 +8,7 @@ so the schema cannot drift from what the framework really answers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
@@ -64,7 +64,7 @@ class ApiAutoSchema(AutoSchema):
             }
         return operation
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(self, direction: Literal["request", "response"] = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if direction == "response":
             for code, response in self.implied_error_responses().items():

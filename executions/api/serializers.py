@@ -117,7 +117,8 @@ class JSONObjectField(serializers.Field):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_a_dict", input_type=type(data).__name__)
-        message = unstorable_text_error(data) or json_limit_error(data, max_bytes=getattr(settings, self.max_bytes_setting))
+        max_bytes = getattr(settings, self.max_bytes_setting)
+        message = unstorable_text_error(data) or json_limit_error(data, max_bytes=max_bytes)
         if message:
             raise serializers.ValidationError(message)
         return data
@@ -251,7 +252,8 @@ class CancelledDataSerializer(serializers.Serializer):
 
 class CancelResponseSerializer(serializers.Serializer):
     message = serializers.CharField()
-    data = CancelledDataSerializer()
+    # A declared field named like Serializer.data: the metaclass moves it to _declared_fields.
+    data = CancelledDataSerializer()  # type: ignore[assignment]  # see above
 
 
 class TargetSerializer(serializers.Serializer):
@@ -315,12 +317,12 @@ class ErrorFrameSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
 
 
-EVENT_FRAME_SERIALIZERS = {
+EVENT_FRAME_SERIALIZERS: dict[str, serializers.Serializer[Any] | type[serializers.Serializer[Any]]] = {
     "started": StartedFrameSerializer,
     "progress": ProgressFrameSerializer,
     **dict.fromkeys(TERMINAL_TYPES, TerminalFrameSerializer),
 }
-WEBSOCKET_FRAME_SERIALIZERS = {
+WEBSOCKET_FRAME_SERIALIZERS: dict[str, serializers.Serializer[Any] | type[serializers.Serializer[Any]]] = {
     "status": StatusFrameSerializer,
     **EVENT_FRAME_SERIALIZERS,
     "error": ErrorFrameSerializer,
@@ -356,4 +358,5 @@ class ValidationErrorSerializer(serializers.Serializer):
     """A 400: ``errors`` maps fields to messages; a body that is not JSON has only ``detail``."""
 
     detail = serializers.CharField()
-    errors = serializers.DictField(required=False)
+    # A declared field named like Serializer.errors: the metaclass moves it to _declared_fields.
+    errors = serializers.DictField(required=False)  # type: ignore[assignment]  # see above

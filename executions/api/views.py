@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -15,18 +16,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api_errors import SafeJSONParser
+from core.parsers import SafeJSONParser
 from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
 from executions.frames import execution_dict, iso
 from executions.models import Execution
 from executions.registry import InputsInvalid, all_targets
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from django.conf import settings
-
 from executions.services import CannotCancel, QueueUnavailable, TargetNotFound, execution_cancel, execution_create
 from executions.webhooks import UnsafeCallbackUrl
 
 from .serializers import (
+    WEBSOCKET_FRAME,
     CancelResponseSerializer,
     DetailSerializer,
     EventsQuerySerializer,
@@ -39,7 +39,6 @@ from .serializers import (
     ProgressSerializer,
     TargetListSerializer,
     ValidationErrorSerializer,
-    WEBSOCKET_FRAME,
 )
 
 API_PREFIX = "/api/v1"
@@ -55,7 +54,11 @@ SUBMIT_EXAMPLES = [
     ),
     OpenApiExample(
         "Customer service pipeline",
-        value={"type": "pipeline", "target_id": "customer_service_flow", "inputs": {"customer_query": "Where is my order?"}},
+        value={
+            "type": "pipeline",
+            "target_id": "customer_service_flow",
+            "inputs": {"customer_query": "Where is my order?"},
+        },
         request_only=True,
     ),
     OpenApiExample(
@@ -78,7 +81,9 @@ def execution_urls(execution_id: str) -> dict[str, str]:
 
 def validated_query(request: Request, serializer_class: type) -> dict[str, Any]:
     """Query parameters through a serializer; a parameter given twice is refused."""
-    repeated = {key: ["Give this parameter once."] for key in request.query_params if len(request.query_params.getlist(key)) > 1}
+    repeated = {
+        key: ["Give this parameter once."] for key in request.query_params if len(request.query_params.getlist(key)) > 1
+    }
     if repeated:
         raise ValidationError(repeated)
     serializer = serializer_class(data=request.query_params.dict())
@@ -102,7 +107,10 @@ class ExecutionCollectionView(APIView):
     @extend_schema(
         operation_id="executions_list",
         parameters=[ExecutionListQuerySerializer],
-        responses={200: ExecutionListSerializer, 400: OpenApiResponse(ValidationErrorSerializer, description="Bad filter or page values")},
+        responses={
+            200: ExecutionListSerializer,
+            400: OpenApiResponse(ValidationErrorSerializer, description="Bad filter or page values"),
+        },
     )
     def get(self, request: Request) -> Response:
         query = validated_query(request, ExecutionListQuerySerializer)
@@ -144,6 +152,7 @@ class ExecutionCollectionView(APIView):
         serializer = ExecutionSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        assert request.user.is_authenticated, "IsAuthenticated let it in"
         try:
             execution = execution_create(
                 owner=request.user,
@@ -283,7 +292,9 @@ class TokenView(ObtainAuthToken):
 
     @extend_schema(
         operation_id="auth_token",
-        request=inline_serializer("TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}),
+        request=inline_serializer(
+            "TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}
+        ),
         responses={
             200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
             400: OpenApiResponse(ValidationErrorSerializer, description="Missing fields or bad credentials"),

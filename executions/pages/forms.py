@@ -67,7 +67,8 @@ def field_for_schema(name: str, prop: dict[str, Any], *, required: bool) -> form
     default = prop.get("default")
     hints = [prop.get("description", ""), _limits_hint(prop, json_type)]
     if "default" in prop:
-        hints.append("Default: " + ("none" if default is None else str(default).lower() if isinstance(default, bool) else f"{default}"))
+        shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else f"{default}"
+        hints.append("Default: " + shown)
     common: dict[str, Any] = {
         "label": _label(name),
         "required": required,
@@ -78,7 +79,9 @@ def field_for_schema(name: str, prop: dict[str, Any], *, required: bool) -> form
         choices = [(value, str(value)) for value in prop["enum"]]
         if not required:
             choices.insert(0, ("", "---------"))
-        return forms.TypedChoiceField(choices=choices, coerce=lambda v: next(c for c in prop["enum"] if str(c) == v), **common)
+        return forms.TypedChoiceField(
+            choices=choices, coerce=lambda v: next(c for c in prop["enum"] if str(c) == v), **common
+        )
     if json_type == "integer":
         return forms.IntegerField(min_value=prop.get("minimum"), max_value=prop.get("maximum"), **common)
     if json_type == "number":
@@ -107,7 +110,7 @@ class ExecutionStartForm(forms.Form):
 
     def __init__(self, *args: Any, target: Target, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.target = target
+        self.chosen_target = target
         self.fields["target"].initial = target_key(target)
         schema = target.input_schema()
         self.free_form = "properties" not in schema
@@ -135,15 +138,16 @@ class ExecutionStartForm(forms.Form):
 
     def clean_target(self) -> str:
         value = self.cleaned_data["target"]
-        if value != target_key(self.target):
+        if value != target_key(self.chosen_target):
             raise forms.ValidationError("The target changed; choose it again.")
         return value
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if self.free_form and FREE_INPUTS_FIELD in cleaned and cleaned[FREE_INPUTS_FIELD] is not None:
-            if not isinstance(cleaned[FREE_INPUTS_FIELD], dict):
-                self.add_error(FREE_INPUTS_FIELD, "Enter a JSON object, e.g. {\"message\": \"hello\"}.")
+        super().clean()
+        cleaned = self.cleaned_data
+        free_inputs = cleaned.get(FREE_INPUTS_FIELD) if self.free_form else None
+        if free_inputs is not None and not isinstance(free_inputs, dict):
+            self.add_error(FREE_INPUTS_FIELD, "Enter a JSON object, e.g. {\"message\": \"hello\"}.")
         return cleaned
 
     def input_bound_fields(self) -> list[forms.BoundField]:
@@ -184,7 +188,9 @@ class ExecutionFilterForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         target_ids = sorted({t.target_id for t in all_targets()})
-        self.fields["target_id"].choices = [("", "Any target"), *((t, t) for t in target_ids)]
+        target_field = self.fields["target_id"]
+        assert isinstance(target_field, forms.ChoiceField)
+        target_field.choices = [("", "Any target"), *((t, t) for t in target_ids)]
 
     def selectors_kwargs(self) -> dict[str, str]:
         """The valid, non-empty filters (an invalid one is shown as an error and ignored)."""

@@ -1,4 +1,7 @@
-"""Server-rendered pages: the list, one execution (live), and the start form (see views.py; the README lists the URLs)."""
+"""Server-rendered pages: the list, one execution (live), and the start form.
+
+See views.py; the README lists the URLs.
+"""
 
 from django.urls import path
 

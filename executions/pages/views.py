@@ -43,7 +43,16 @@ PAGE_SIZE = 20
 TIMELINE_MAX_EVENTS = 500
 CANCELLABLE = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING})
 #: What the list's script needs of each execution's public shape (``execution_dict``).
-LIST_STATE_KEYS = ("execution_id", "status", "progress", "seq", "started_at", "completed_at", "failed_at", "cancelled_at")
+LIST_STATE_KEYS = (
+    "execution_id",
+    "status",
+    "progress",
+    "seq",
+    "started_at",
+    "completed_at",
+    "failed_at",
+    "cancelled_at",
+)
 #: The words of each status, for the script to label a status it receives live.
 STATUS_LABELS: dict[str, str] = dict(ExecutionStatus.choices)
 
@@ -118,7 +127,9 @@ def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
     first_shown = max(0, execution.seq - TIMELINE_MAX_EVENTS)
     events = [
         json.loads(text)
-        for _, _, text in event_frames_after(execution_id=execution.id, after_seq=first_shown, before_seq=execution.seq + 1)
+        for _, _, text in event_frames_after(
+            execution_id=execution.id, after_seq=first_shown, before_seq=execution.seq + 1
+        )
     ]
     return render(
         request,
@@ -164,6 +175,7 @@ def execution_cancel_view(request: HttpRequest, execution_id: str) -> HttpRespon
 @login_required
 @require_http_methods(["GET", "POST"])
 def execution_start(request: HttpRequest) -> HttpResponse:
+    assert request.user.is_authenticated, "login_required let it in"
     targets = all_targets()
     key = request.POST.get("target") if request.method == "POST" else request.GET.get("target")
     target = target_for_key(key)

@@ -4,10 +4,8 @@ The stack is the end-to-end tests' ``live_stack`` (daphne + a Celery worker +
 Redis, sharing the file SQLite test database; see ``tests/stack.py``): one for
 the whole session, so two never run side by side.
 
-Chromium is the system's (``/usr/bin/chromium``, or ``CHROMIUM_PATH``); nothing
-is downloaded (``playwright install`` is never needed). Without it the tests
-skip with the reason, except under ``CI=true``, where they must run and fail
-instead.
+Without Chromium (see ``tests/browser/helpers.py``) the tests skip with the
+reason, except under ``CI=true``, where they must run and fail instead.
 
 Playwright's sync API runs an asyncio loop in the test thread, which makes
 Django refuse ORM calls ("cannot call this from an async context"). The tests
@@ -18,76 +16,43 @@ servers have started, so they never inherit it.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
-import shutil
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import PASSWORD, make_user
 from tests.stack import LiveStack
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # browser_unavailable() says so: the tests skip, or fail under CI=true
-    expect = sync_playwright = None
+from .helpers import (
+    CHROMIUM_ARGS,
+    DESKTOP,
+    TIMEOUT_MS,
+    Account,
+    browser_unavailable,
+    chromium_path,
+    expect,
+    in_ci,
+    log_in,
+    screenshot_path,
+    sync_playwright,
+)
 
 BROWSER_DIR = Path(__file__).resolve().parent
-SCREENSHOTS = BROWSER_DIR.parents[1] / "screenshots"
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-#: Default wait of Playwright's actions and expectations (a run's end, a restart).
-TIMEOUT_MS = 30_000
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def chromium_path() -> str | None:
-    configured = os.environ.get("CHROMIUM_PATH")
-    if configured:
-        return configured if os.access(configured, os.X_OK) else None
-    for candidate in CHROMIUM_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("chromium")
-
-
-def browser_unavailable() -> str | None:
-    """Why the browser tests cannot run here, or None."""
-    if sync_playwright is None:
-        return "the playwright package is not installed (pip install -r requirements-dev.txt)"
-    if chromium_path() is None:
-        configured = os.environ.get("CHROMIUM_PATH")
-        if configured:
-            return f"CHROMIUM_PATH={configured} is not an executable"
-        return "no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM_PATH)"
-    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the browser tests where they cannot run (markers: tests/conftest.py)."""
     problem = browser_unavailable()
+    if not problem or in_ci():
+        return
+    reason = f"browser tests skipped: {problem}; with CI=true they run and fail instead"
     for item in items:
-        if BROWSER_DIR not in Path(item.path).resolve().parents:
-            continue
-        item.add_marker(pytest.mark.browser)
-        item.add_marker(pytest.mark.e2e)
-        if problem and not in_ci():
-            item.add_marker(pytest.mark.skip(reason=f"browser tests skipped: {problem}; with CI=true they run and fail instead"))
+        if BROWSER_DIR in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="package")
@@ -115,34 +80,20 @@ def chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-@dataclass
-class Account:
-    user: Any
-    username: str
-    password: str
-
-
-def _account(django_user_model: Any, **extra: Any) -> Account:
-    username, password = f"web-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    creator = django_user_model.objects.create_superuser if extra.pop("superuser", False) else django_user_model.objects.create_user
-    user = creator(username=username, password=password, **extra)
-    return Account(user, username, password)
+def _account(**extra: Any) -> Account:
+    user = make_user(**extra)
+    return Account(user, user.get_username(), PASSWORD)
 
 
 @pytest.fixture
-def account(transactional_db: None, django_user_model: Any, chromium: Any) -> Account:
+def account(transactional_db: None, chromium: Any) -> Account:
     """A committed user with a known password (the servers check it at login)."""
-    return _account(django_user_model)
+    return _account()
 
 
 @pytest.fixture
-def admin_account(transactional_db: None, django_user_model: Any, chromium: Any) -> Account:
-    return _account(django_user_model, superuser=True, email="admin@example.com")
-
-
-def screenshot_path(name: str) -> Path:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    return SCREENSHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+def admin_account(transactional_db: None, chromium: Any) -> Account:
+    return _account(superuser=True, email="admin@example.com")
 
 
 @pytest.fixture
@@ -166,22 +117,10 @@ def new_page(chromium: Any, live_stack: LiveStack, request: pytest.FixtureReques
     yield make
     for number, page in enumerate(pages):
         suffix = "" if number == 0 else f"-{number + 1}"
-        try:
+        with contextlib.suppress(Exception):  # a screenshot must not hide the test's own outcome
             page.screenshot(path=screenshot_path(request.node.name + suffix), full_page=True)
-        except Exception:  # noqa: BLE001 - a screenshot must not hide the test's own outcome
-            pass
     for context in contexts:
         context.close()
-
-
-def log_in(page: Any, account: Account, path: str = "/") -> None:
-    """Log in through the login form and land on ``path``."""
-    page.goto(path)
-    expect(page).to_have_url(re.compile(r"/accounts/login/"))
-    page.get_by_label("Username").fill(account.username)
-    page.get_by_label("Password").fill(account.password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(re.escape(path) + "$"))
 
 
 @pytest.fixture

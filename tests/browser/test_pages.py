@@ -13,14 +13,16 @@ from typing import Any
 
 from executions.models import Execution
 from executions.services import execution_create
-from tests.browser.conftest import DESKTOP, PHONE, Account, log_in, screenshot_path
+from tests.browser.helpers import DESKTOP, PHONE, Account, log_in, screenshot_path
 
 try:
     from playwright.sync_api import Page, expect
 except ImportError:  # conftest skips these tests (or fails them under CI=true)
-    Page = Any  # type: ignore[misc,assignment]
+    Page = Any  # type: ignore[misc,assignment]  # the tests are skipped then
 
 DETAIL_URL = re.compile(r"/executions/exec_[0-9a-f]{12}$")
+#: ``state:number`` of each step of the timeline, in page order.
+STEP_STATES = "els => els.map(e => e.dataset.state + ':' + e.dataset.step)"
 
 
 def mark_page(page: Page) -> None:
@@ -110,7 +112,8 @@ def test_validation_errors_show_next_to_the_fields(user_page: Page) -> None:
     expect(page.get_by_label(re.compile(r"^Steps\b"))).to_have_attribute("aria-invalid", "true")
     page.get_by_label(re.compile(r"^Steps\b")).fill("2")
     page.get_by_role("button", name="Start execution").click()
-    expect(page.locator('[data-field="input_fail_at_step"] .field-errors')).to_contain_text("less than or equal to steps (2)")
+    fail_at_step_errors = page.locator('[data-field="input_fail_at_step"] .field-errors')
+    expect(fail_at_step_errors).to_contain_text("less than or equal to steps (2)")
     assert not Execution.objects.exists()
 
 
@@ -200,9 +203,9 @@ def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Acc
     expect(page.locator('[data-kind="more"]')).to_have_count(0)
     assert_not_reloaded(page)
     # What the page pieced together live matches what it renders at load from the stored events.
-    rendered = page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => e.dataset.state + ':' + e.dataset.step)")
+    rendered = page.locator('[data-kind="step"]').evaluate_all(STEP_STATES)
     page.reload()
-    assert page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => e.dataset.state + ':' + e.dataset.step)") == rendered
+    assert page.locator('[data-kind="step"]').evaluate_all(STEP_STATES) == rendered
 
 
 def test_polling_when_the_websocket_cannot_be_used(user_page: Page, account: Account) -> None:
@@ -220,7 +223,9 @@ def test_polling_when_the_websocket_cannot_be_used(user_page: Page, account: Acc
     assert_not_reloaded(page)
 
 
-def test_without_javascript_the_server_renders_the_state(new_page: Callable[..., Page], account: Account, user_page: Page) -> None:
+def test_without_javascript_the_server_renders_the_state(
+    new_page: Callable[..., Page], account: Account, user_page: Page
+) -> None:
     execution = start(account.user, steps=3, step_seconds=0)
     user_page.goto(f"/executions/{execution.id}")
     expect(badge(user_page)).to_have_text("Completed")  # it has ended (watched with JavaScript)
@@ -232,8 +237,12 @@ def test_without_javascript_the_server_renders_the_state(new_page: Callable[...,
     expect(page.locator('[data-role="step"]')).to_have_text("3/3")
     # The stored events as a plain list (the timeline of steps is the script's).
     events = page.locator('[data-role="timeline"] li[data-event]')
-    assert events.evaluate_all("els => els.map(e => e.dataset.event)") == ["started", "progress", "progress", "progress", "completed"]
-    expect(page.locator('li[data-event="progress"] .event-step')).to_have_text(["step_1 · 0/3", "step_2 · 1/3", "step_3 · 2/3"])
+    assert events.evaluate_all("els => els.map(e => e.dataset.event)") == [
+        "started", "progress", "progress", "progress", "completed"
+    ]
+    expect(page.locator('li[data-event="progress"] .event-step')).to_have_text(
+        ["step_1 · 0/3", "step_2 · 1/3", "step_3 · 2/3"]
+    )
     expect(page.locator('[data-kind="step"]')).to_have_count(0)
     expect(page.locator('[data-role="outputs-json"]')).to_contain_text('"steps_completed": 3')
     expect(page.locator('[data-role="connection"]')).to_be_hidden()
@@ -323,7 +332,8 @@ def test_a_reload_mid_run_neither_repeats_nor_skips_steps(user_page: Page, accou
     numbers = page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => Number(e.dataset.step))")
     assert numbers == list(range(1, steps + 1))
     for number in range(1, steps + 1):
-        expect(page.locator(f'[data-kind="step"][data-step="{number}"] [data-role="duration"]')).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+        duration = page.locator(f'[data-kind="step"][data-step="{number}"] [data-role="duration"]')
+        expect(duration).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
     expect(page.locator('[data-kind="started"]')).to_have_count(1)
     expect(page.locator('[data-kind="completed"]')).to_have_count(1)
     assert_not_reloaded(page)
@@ -358,9 +368,7 @@ def test_the_stream_client_fills_gaps_and_never_repeats_a_frame(user_page: Page,
     page.goto(f"/executions/{execution.id}")
     mark_page(page)
     expect(badge(page)).to_have_text("Completed")
-    assert page.locator('[data-kind="step"]').evaluate_all("els => els.map(e => e.dataset.state + ':' + e.dataset.step)") == [
-        f"done:{n}" for n in range(1, 6)
-    ]
+    assert page.locator('[data-kind="step"]').evaluate_all(STEP_STATES) == [f"done:{n}" for n in range(1, 6)]
     # The client on its own, as another page would use it: the whole stored history, once each.
     received = page.evaluate(
         """async (executionId) => {
@@ -391,7 +399,12 @@ def test_polling_honours_retry_after(user_page: Page, account: Account) -> None:
     def throttle_first(route: Any) -> None:
         asked.append(time.monotonic())
         if len(asked) == 1:
-            route.fulfill(status=429, headers={"Retry-After": "3"}, content_type="application/json", body='{"detail": "Request was throttled."}')
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": "3"},
+                content_type="application/json",
+                body='{"detail": "Request was throttled."}',
+            )
         else:
             route.continue_()
 
@@ -411,24 +424,35 @@ def test_the_presentation_rules_of_the_script(user_page: Page) -> None:
             const m = await import("/static/js/execution-page.js");
             const at = (seconds) => new Date(Date.UTC(2026, 0, 1, 12, 0, 0) + seconds * 1000).toISOString();
             const progress = (step, total, name) => ({
-                current_step: step - 1, total_steps: total, percentage: ((step - 1) / total) * 100, current_step_name: name,
+                current_step: step - 1,
+                total_steps: total,
+                percentage: ((step - 1) / total) * 100,
+                current_step_name: name,
             });
             const frames = [
                 { type: "started", seq: 1, status: "running", timestamp: at(0) },
                 { type: "progress", seq: 2, status: "running", progress: progress(1, 40, "fetch"), timestamp: at(1) },
-                { type: "progress", seq: 3, status: "running", progress: { ...progress(1, 40, "fetch"), percentage: 1 }, timestamp: at(1.5) },
+                {
+                    type: "progress", seq: 3, status: "running",
+                    progress: { ...progress(1, 40, "fetch"), percentage: 1 }, timestamp: at(1.5),
+                },
                 { type: "progress", seq: 4, status: "running", progress: progress(2, 40, "resize"), timestamp: at(3) },
             ];
-            const failed = { type: "failed", seq: 5, status: "failed", progress: progress(2, 40, "resize"), timestamp: at(4.25) };
+            const failed = {
+                type: "failed", seq: 5, status: "failed", progress: progress(2, 40, "resize"), timestamp: at(4.25),
+            };
             const plannedSteps = Array.from({ length: 40 }, (_, i) => `step_${i + 1}`);
             const brief = (t) => ({
-                ...t, steps: t.steps.map((s) => `${s.number}:${s.name}:${s.state}:${s.startedAt ?? ""}:${s.endedAt ?? ""}`),
+                ...t,
+                steps: t.steps.map((s) => `${s.number}:${s.name}:${s.state}:${s.startedAt ?? ""}:${s.endedAt ?? ""}`),
             });
             return {
                 durations: [null, 0.04, 3.24, 42.4, 65, 7380, -5].map(m.formatDuration),
                 steps: [
                     m.stepText("running", progress(3, 5, "step_3")),
-                    m.stepText("completed", { current_step: 5, total_steps: 5, percentage: 100, current_step_name: null }),
+                    m.stepText(
+                        "completed", { current_step: 5, total_steps: 5, percentage: 100, current_step_name: null },
+                    ),
                     m.stepText("running", { current_step: 2, total_steps: 5, percentage: 40, current_step_name: null }),
                     m.stepText("pending", null),
                 ],
@@ -437,10 +461,18 @@ def test_the_presentation_rules_of_the_script(user_page: Page) -> None:
                 failed: brief(m.buildTimeline([...frames, failed], { status: "failed", plannedSteps })),
                 window: brief(m.buildTimeline(frames.slice(3), { status: "running", plannedSteps: null })),
                 remaining: [
-                    m.remainingText({ status: "running", progress: { percentage: 50 }, startedAt: 0, progressAt: 10000, now: 12000 }),
-                    m.remainingText({ status: "running", progress: { percentage: 99.99 }, startedAt: 0, progressAt: 10000, now: 10000 }),
-                    m.remainingText({ status: "running", progress: { percentage: 0 }, startedAt: 0, progressAt: 0, now: 5000 }),
-                    m.remainingText({ status: "completed", progress: { percentage: 100 }, startedAt: 0, progressAt: 0, now: 0 }),
+                    m.remainingText({
+                        status: "running", progress: { percentage: 50 }, startedAt: 0, progressAt: 10000, now: 12000,
+                    }),
+                    m.remainingText({
+                        status: "running", progress: { percentage: 99.99 }, startedAt: 0, progressAt: 10000, now: 10000,
+                    }),
+                    m.remainingText({
+                        status: "running", progress: { percentage: 0 }, startedAt: 0, progressAt: 0, now: 5000,
+                    }),
+                    m.remainingText({
+                        status: "completed", progress: { percentage: 100 }, startedAt: 0, progressAt: 0, now: 0,
+                    }),
                     m.remainingText({ status: "pending", progress: null, startedAt: null, progressAt: null, now: 0 }),
                 ],
             };

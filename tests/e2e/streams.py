@@ -40,7 +40,7 @@ class Api:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {token}"
 
-    def submit(self, target_id: str = "demo_steps", *, type: str = "pipeline", **body: Any) -> dict[str, Any]:  # noqa: A002
+    def submit(self, target_id: str = "demo_steps", *, type: str = "pipeline", **body: Any) -> dict[str, Any]:  # noqa: A002 - the API's name
         response = self.session.post(
             f"{self.base_url}{API}/executions", json={"type": type, "target_id": target_id, **body}, timeout=TIMEOUT
         )

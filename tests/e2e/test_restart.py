@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from .streams import (
     Api,
     Stream,
@@ -19,8 +17,6 @@ from .streams import (
     read_to_close,
     read_until,
 )
-
-pytestmark = pytest.mark.e2e
 
 
 def test_a_client_resumes_after_a_daphne_restart_without_gaps_or_repeats(live_stack: Any, api_user: Any) -> None:

@@ -8,34 +8,28 @@ change: an ``error`` frame, then the contract's close code.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.contrib.sessions.models import Session
 from rest_framework.authtoken.models import Token
 
 from executions.models import Execution
+from tests.helpers import create_execution, make_user, session_cookie
 
 from .streams import Stream, open_ws, read_frame
-
-pytestmark = pytest.mark.e2e
 
 #: The issue's bound: open sockets close within 5 s of losing access.
 CLOSE_WITHIN = 5.0
 
 
-def pending_execution(owner: Any) -> Execution:
-    """Committed and never queued: it stays pending, so only the revocation can end the stream."""
-    return Execution.objects.create(
-        owner=owner, type="pipeline", target_id="demo_steps", inputs={"steps": 1, "step_seconds": 0, "fail_at_step": None}
-    )
-
-
-def session_cookie(user: Any) -> str:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
+@pytest.fixture
+def pending_execution(task_queue: Any) -> Callable[[Any], Execution]:
+    """Committed and never queued (``task_queue`` keeps it from the broker): it stays
+    pending, so only the revocation can end the stream."""
+    return lambda owner: create_execution(owner, inputs={"steps": 1, "step_seconds": 0})
 
 
 def revoke(how: str, user: Any, token: str, cookie: str) -> None:
@@ -44,15 +38,13 @@ def revoke(how: str, user: Any, token: str, cookie: str) -> None:
     elif how == "user deactivated":
         get_user_model().objects.filter(pk=user.pk).update(is_active=False)
     elif how == "session ended":
-        from django.contrib.sessions.models import Session
-
         Session.objects.filter(session_key=cookie.split("=", 1)[1]).delete()
     elif how == "password changed":
         fresh = get_user_model().objects.get(pk=user.pk)
         fresh.set_password("a brand new password 123")
         fresh.save()
     elif how == "execution handed to someone else":
-        other = get_user_model().objects.create_user(username=f"{user.username}-other", password=None)
+        other = make_user(f"{user.username}-other")
         Execution.objects.filter(owner=user).update(owner=other)
     else:  # pragma: no cover
         raise AssertionError(how)
@@ -70,7 +62,13 @@ CASES = [
 
 @pytest.mark.parametrize(("how", "auth", "message", "code"), CASES, ids=[f"{c[0]} ({c[1]})" for c in CASES])
 def test_losing_access_closes_the_socket_within_5_s(
-    live_stack: Any, api_user: tuple[Any, str], how: str, auth: str, message: str, code: int
+    live_stack: Any,
+    api_user: tuple[Any, str],
+    pending_execution: Callable[[Any], Execution],
+    how: str,
+    auth: str,
+    message: str,
+    code: int,
 ) -> None:
     user, token = api_user
     execution = pending_execution(user)
@@ -92,7 +90,9 @@ def test_losing_access_closes_the_socket_within_5_s(
     assert took < CLOSE_WITHIN, f"closed {took:.2f} s after the revocation"
 
 
-def test_a_socket_whose_access_is_intact_stays_open_across_resyncs(live_stack: Any, api_user: tuple[Any, str]) -> None:
+def test_a_socket_whose_access_is_intact_stays_open_across_resyncs(
+    live_stack: Any, api_user: tuple[Any, str], pending_execution: Callable[[Any], Execution]
+) -> None:
     """The control: without a revocation, two resync ticks pass and nothing is sent."""
     user, token = api_user
     execution = pending_execution(user)

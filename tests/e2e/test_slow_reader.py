@@ -22,8 +22,6 @@ import pytest
 
 from .streams import Api, all_workers_busy, open_ws, read_to_close
 
-pytestmark = pytest.mark.e2e
-
 STEPS = 600
 #: started + one progress per step + completed
 EVENTS = STEPS + 2

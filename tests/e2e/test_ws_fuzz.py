@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -54,22 +55,23 @@ import struct
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 import redis
+from daphne import server as daphne_server
 from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from progress.transport import tune_daphne_websockets
 from tests.frames import TERMINAL_TYPES, assert_frame_shape
+from tests.helpers import make_user, user_token
 
 from .streams import API, Api, assert_consecutive, ws_url
-
-pytestmark = pytest.mark.e2e
 
 SEED = 20261126
 OBSERVED_STEPS = 40
@@ -265,7 +267,7 @@ class RawSocket:
         self.writer.transport.abort()
 
 
-def handshake(path: bytes, headers: list[bytes] = (), *, terminate: bool = True) -> bytes:  # type: ignore[assignment]
+def handshake(path: bytes, headers: Sequence[bytes] = (), *, terminate: bool = True) -> bytes:
     key = base64.b64encode(os.urandom(16))
     lines = [
         b"GET " + path + b" HTTP/1.1", b"Host: 127.0.0.1", b"Upgrade: websocket", b"Connection: Upgrade",
@@ -386,7 +388,7 @@ class Corpus:
     def split(self, message: str | bytes, parts: int) -> list[Any]:
         cuts = sorted(self.rnd.sample(range(1, len(message)), min(parts - 1, len(message) - 1)))
         bounds = [0, *cuts, len(message)]
-        return [message[a:b] for a, b in zip(bounds, bounds[1:])]
+        return [message[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 JSON_GARBAGE = [
@@ -496,7 +498,9 @@ class Barrage:
 
     # -- messages the server refuses: a close code, the socket ends -----------------------------------
 
-    async def refused_message(self, category: str, send: Callable[[Watch], Awaitable[None]], expected_code: int) -> None:
+    async def refused_message(
+        self, category: str, send: Callable[[Watch], Awaitable[None]], expected_code: int
+    ) -> None:
         async with self.limit:
             watch = await open_watch(self.base_ws_url, self.observed_id, self.alice)
         await watch.until(lambda: bool(watch.frames), "the status frame")
@@ -541,7 +545,7 @@ class Barrage:
             writer.close()  # TCP only, nothing sent
             self.sent["tcp connect, nothing sent"] += 1
         for _ in range(5):
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
             writer.write(handshake(ws_path(self.observed_id), [auth_header(self.alice)], terminate=False))
             await writer.drain()
             writer.transport.abort()  # half a request head
@@ -870,11 +874,8 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = FRAME_TI
         time.sleep(0.05)
 
 
-def new_user_token(django_user_model: Any, prefix: str) -> str:
-    from rest_framework.authtoken.models import Token
-
-    user = django_user_model.objects.create_user(username=f"{prefix}-{uuid.uuid4().hex[:10]}", password=None)
-    return Token.objects.create(user=user).key
+def new_user_token(prefix: str) -> str:
+    return user_token(make_user(f"{prefix}-{uuid.uuid4().hex[:10]}"))
 
 
 def demo(api: Api, steps: int, step_seconds: float) -> str:
@@ -886,11 +887,11 @@ def demo(api: Api, steps: int, step_seconds: float) -> str:
 
 
 def test_a_fuzzing_barrage_leaves_the_server_up_and_other_streams_whole(
-    live_stack: Any, api_user: tuple[Any, str], django_user_model: Any, redis_url: str
+    live_stack: Any, api_user: tuple[Any, str], redis_url: str
 ) -> None:
     started = time.monotonic()
     alice = api_user[1]
-    bob, carol = new_user_token(django_user_model, "fuzz-bob"), new_user_token(django_user_model, "fuzz-carol")
+    bob, carol = new_user_token("fuzz-bob"), new_user_token("fuzz-carol")
     api, bob_api = Api(live_stack.http_url, alice), Api(live_stack.http_url, bob)
     log_path = live_stack.daphne.log_path
     log_offset = log_path.stat().st_size
@@ -951,7 +952,9 @@ def test_a_fuzzing_barrage_leaves_the_server_up_and_other_streams_whole(
     with open(log_path, "rb") as log:
         log.seek(log_offset)
         written = log.read().decode("utf-8", "replace")
-    problems = [line for line in written.splitlines() if "Traceback" in line or "Exception" in line or " ERROR " in line]
+    problems = [
+        line for line in written.splitlines() if "Traceback" in line or "Exception" in line or " ERROR " in line
+    ]
     assert problems == [], "\n".join(problems[:20]) + "\n...\n" + written[-4000:]
 
     total = time.monotonic() - started
@@ -991,15 +994,11 @@ def test_a_send_to_a_socket_that_is_already_closing_is_dropped_not_raised() -> N
     frame for the client made autobahn raise ``Disconnected`` into the consumer,
     which died with a traceback and stayed in its channel-layer group. The fuzz
     test's churn hits that window now and then; this hits it every time."""
-    from daphne import server as daphne_server
-
-    from progress.transport import tune_daphne_websockets
-
     tune_daphne_websockets()  # what config/asgi.py does in daphne
     protocol = daphne_server.WebSocketFactory.protocol()
     protocol.client_addr = ["127.0.0.1", 1]
     sent: list[bytes] = []
-    protocol.sendMessage = lambda payload, binary=False, *a, **k: sent.append(payload)  # type: ignore[method-assign]
+    protocol.sendMessage = lambda payload, binary=False, *a, **k: sent.append(payload)  # type: ignore[method-assign]  # a stub transport
     for state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED):
         protocol.state = state
         protocol.serverSend('{"type":"progress"}', False)  # must not raise

@@ -14,9 +14,9 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from executions.models import Execution
+from core.throttles import SubmitThrottle
+from executions.models import Execution, ProgressSnapshot
 from executions.services import execution_cancel
-from executions.models import ProgressSnapshot
 
 from ..helpers import (
     PASSWORD,
@@ -94,7 +94,7 @@ ENDPOINTS = [
 ]
 
 
-@pytest.mark.parametrize("method,path", ENDPOINTS)
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
 @pytest.mark.parametrize("header", [None, "Token 0123456789abcdef0123456789abcdef01234567", "Token", "Bearer abc"])
 @pytest.mark.parametrize("slash", ["", "/"])
 def test_missing_or_invalid_credentials_get_401_with_token_challenge(
@@ -105,10 +105,7 @@ def test_missing_or_invalid_credentials_get_401_with_token_challenge(
     if header is not None:
         client.credentials(HTTP_AUTHORIZATION=header)
     url = API + path.format(id=execution.id) + slash
-    if method == "post":
-        response = submit(client, {"type": "agent", "target_id": "echo"}, url)
-    else:
-        response = client.get(url)
+    response = submit(client, {"type": "agent", "target_id": "echo"}, url) if method == "post" else client.get(url)
     assert_error(response, 401)
     assert response["WWW-Authenticate"] == "Token"
     execution.refresh_from_db()
@@ -214,7 +211,9 @@ def test_token_endpoint_refuses_bad_credentials_with_400(anon_client: APIClient,
 
 
 @pytest.mark.parametrize(
-    "raw", ["[" * 100_000 + "]" * 100_000, '{"username": ', "[]", '"alice"', "null"], ids=["deep", "truncated", "list", "string", "null"]
+    "raw",
+    ["[" * 100_000 + "]" * 100_000, '{"username": ', "[]", '"alice"', "null"],
+    ids=["deep", "truncated", "list", "string", "null"],
 )
 def test_token_endpoint_answers_bad_json_with_400(anon_client: APIClient, alice: Any, raw: str) -> None:
     assert_error(post_raw(anon_client, f"{API}/auth/token", raw), 400)
@@ -250,7 +249,9 @@ def test_submit_answers_202_with_the_urls(
 
 def test_submit_fills_the_defaults_and_stores_config_as_submitted(alice_client: APIClient) -> None:
     config = {"timeout": 30, "priority": "high", "nested": {"a": [1, 2]}}
-    response = submit(alice_client, {"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": 3}, "config": config})
+    response = submit(
+        alice_client, {"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": 3}, "config": config}
+    )
     assert response.status_code == 202, response.content
     detail = alice_client.get(response.json()["status_url"]).json()
     assert detail["inputs"] == {"steps": 3, "step_seconds": 1.0, "fail_at_step": None}
@@ -266,7 +267,8 @@ def test_submit_without_inputs_or_config_uses_empty_objects(alice_client: APICli
 
 def test_submit_customer_service_flow(alice_client: APIClient) -> None:
     response = submit(
-        alice_client, {"type": "pipeline", "target_id": "customer_service_flow", "inputs": {"customer_query": "Where is my order?"}}
+        alice_client,
+        {"type": "pipeline", "target_id": "customer_service_flow", "inputs": {"customer_query": "Where is my order?"}},
     )
     assert response.status_code == 202, response.content
     detail = alice_client.get(response.json()["status_url"]).json()
@@ -281,7 +283,7 @@ def test_echo_agent_accepts_any_object(alice_client: APIClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "inputs,field",
+    ("inputs", "field"),
     [
         ({"steps": "5"}, "steps"),
         ({"steps": 5.5}, "steps"),
@@ -312,7 +314,8 @@ def test_submit_refuses_invalid_inputs_under_errors_inputs(alice_client: APIClie
 
 def test_submit_reports_every_invalid_input_at_once(alice_client: APIClient) -> None:
     response = submit(
-        alice_client, {"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": "5", "step_seconds": True, "x": 1}}
+        alice_client,
+        {"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": "5", "step_seconds": True, "x": 1}},
     )
     assert set(assert_invalid(response)["inputs"]) == {"steps", "step_seconds", "x"}
 
@@ -352,7 +355,7 @@ def test_submit_accepts_a_positive_timeout(alice_client: APIClient, timeout: Any
 
 
 @pytest.mark.parametrize(
-    "body,field",
+    ("body", "field"),
     [
         ({"target_id": "echo"}, "type"),
         ({"type": "agent"}, "target_id"),
@@ -372,7 +375,7 @@ def test_submit_refuses_an_invalid_body_field(alice_client: APIClient, body: Any
 
 
 @pytest.mark.parametrize(
-    "type_,target_id,detail",
+    ("type_", "target_id", "detail"),
     [
         ("pipeline", "nope", "Pipeline 'nope' not found"),
         ("agent", "nope", "Agent 'nope' not found"),
@@ -387,7 +390,20 @@ def test_submit_an_unknown_target_is_404(alice_client: APIClient, type_: str, ta
     assert not Execution.objects.exists()
 
 
-@pytest.mark.parametrize("raw", ["[]", '"x"', "null", "5", "{", "{'type': 'agent'}", "", "NaN", '{"type": "agent", "target_id": "echo", "inputs": {"x": NaN}}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[]",
+        '"x"',
+        "null",
+        "5",
+        "{",
+        "{'type': 'agent'}",
+        "",
+        "NaN",
+        '{"type": "agent", "target_id": "echo", "inputs": {"x": NaN}}',
+    ],
+)
 def test_submit_refuses_a_body_that_is_not_a_json_object(alice_client: APIClient, raw: str) -> None:
     assert_error(post_raw(alice_client, f"{API}/executions", raw), 400)
     assert not Execution.objects.exists()
@@ -397,10 +413,8 @@ def test_submit_refuses_a_body_that_is_not_a_json_object(alice_client: APIClient
 @pytest.mark.parametrize("where", ["inputs", "config", "body"])
 def test_deeply_nested_json_is_400_not_500(alice_client: APIClient, depth: int, where: str) -> None:
     nested = "[" * depth + "]" * depth
-    if where == "body":
-        raw = nested
-    else:
-        raw = '{"type": "agent", "target_id": "echo", "%s": {"x": %s}}' % (where, nested)  # noqa: UP031
+    # %-formatting: JSON's braces would need doubling in an f-string.
+    raw = nested if where == "body" else '{"type": "agent", "target_id": "echo", "%s": {"x": %s}}' % (where, nested)  # noqa: UP031 - see above
     assert_error(post_raw(alice_client, f"{API}/executions", raw), 400)
     assert not Execution.objects.exists()
 
@@ -426,14 +440,14 @@ HUGE_NUMBERS = ["9" * 400, "-" + "9" * 400, "1e400", "-1e400"]
 
 @pytest.mark.parametrize("value", HUGE_NUMBERS, ids=["int", "-int", "float", "-float"])
 def test_huge_numbers_are_refused_not_500(alice_client: APIClient, value: str) -> None:
-    raw = '{"type": "pipeline", "target_id": "demo_steps", "inputs": {"step_seconds": %s}}' % value  # noqa: UP031
+    raw = '{"type": "pipeline", "target_id": "demo_steps", "inputs": {"step_seconds": %s}}' % value  # noqa: UP031 - JSON braces, as above
     errors = assert_invalid(post_raw(alice_client, f"{API}/executions", raw))
     assert_messages(errors["inputs"]["step_seconds"])
 
 
 @pytest.mark.parametrize("value", HUGE_NUMBERS, ids=["int", "-int", "float", "-float"])
 def test_a_huge_timeout_is_refused_not_500(alice_client: APIClient, value: str) -> None:
-    raw = '{"type": "agent", "target_id": "echo", "config": {"timeout": %s}}' % value  # noqa: UP031
+    raw = '{"type": "agent", "target_id": "echo", "config": {"timeout": %s}}' % value  # noqa: UP031 - JSON braces, as above
     errors = assert_invalid(post_raw(alice_client, f"{API}/executions", raw))
     assert_messages(errors["config"]["timeout"])
     assert not Execution.objects.exists()
@@ -454,8 +468,6 @@ def test_submit_too_large_body_is_refused(alice_client: APIClient) -> None:
 def test_submit_is_throttled_per_user(
     alice_client: APIClient, bob_client: APIClient, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.throttles import SubmitThrottle
-
     # A private counter store: the shared Redis may hold counts from other test runs.
     monkeypatch.setattr(SubmitThrottle, "cache", LocMemCache("test-submit-throttle", {}))
     settings.EXECUTION_THROTTLE_RATES = {"submit": "2/min", "cancel": None}
@@ -524,7 +536,9 @@ def test_detail_of_a_failed_execution(alice_client: APIClient, make_execution: A
     assert body["completed_at"] is None and body["cancelled_at"] is None
 
 
-def test_detail_of_an_execution_cancelled_before_it_started(alice_client: APIClient, make_execution: Any, alice: Any) -> None:
+def test_detail_of_an_execution_cancelled_before_it_started(
+    alice_client: APIClient, make_execution: Any, alice: Any
+) -> None:
     execution = make_execution(alice, "cancelled", started=False)
     body = alice_client.get(f"{API}/executions/{execution.id}").json()
     assert (body["status"], body["progress"], body["started_at"], body["seq"]) == ("cancelled", None, None, 1)
@@ -599,7 +613,9 @@ def test_progress_follows_the_steps_to_completion(alice_client: APIClient, make_
     assert alice_client.get(url).json() == final_progress(5)
 
 
-def test_progress_is_204_when_cancelled_before_starting(alice_client: APIClient, make_execution: Any, alice: Any) -> None:
+def test_progress_is_204_when_cancelled_before_starting(
+    alice_client: APIClient, make_execution: Any, alice: Any
+) -> None:
     execution = make_execution(alice, "cancelled", started=False)
     assert alice_client.get(f"{API}/executions/{execution.id}/progress").status_code == 204
 
@@ -637,7 +653,9 @@ def test_cancel_answers_200_with_the_contract_body(
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
-def test_cancel_a_terminal_execution_is_400(alice_client: APIClient, make_execution: Any, alice: Any, status: str) -> None:
+def test_cancel_a_terminal_execution_is_400(
+    alice_client: APIClient, make_execution: Any, alice: Any, status: str
+) -> None:
     execution = make_execution(alice, status)
     response = alice_client.post(f"{API}/executions/{execution.id}/cancel")
     assert response.status_code == 400
@@ -692,7 +710,9 @@ def test_events_are_the_stored_frames_oldest_first(
     events = response.json()["events"]
     assert [e["type"] for e in events] == ["started", "progress", "progress", "progress", "completed"]
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
-    stored = list(ProgressSnapshot.objects.filter(execution_id=execution.id).order_by("seq").values_list("frame", flat=True))
+    stored = list(
+        ProgressSnapshot.objects.filter(execution_id=execution.id).order_by("seq").values_list("frame", flat=True)
+    )
     assert events == [json.loads(frame) for frame in stored]
     for event in events:
         assert event["execution_id"] == execution.id
@@ -710,8 +730,13 @@ def test_events_are_the_stored_frames_oldest_first(
     assert completed["error"] is None
 
 
-@pytest.mark.parametrize("after_seq,expected", [("0", [1, 2, 3, 4, 5]), ("2", [3, 4, 5]), ("4", [5]), ("5", []), ("6", []), ("999999", []), ("007", [])])
-def test_events_after_seq(alice_client: APIClient, make_execution: Any, alice: Any, after_seq: str, expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("after_seq", "expected"),
+    [("0", [1, 2, 3, 4, 5]), ("2", [3, 4, 5]), ("4", [5]), ("5", []), ("6", []), ("999999", []), ("007", [])],
+)
+def test_events_after_seq(
+    alice_client: APIClient, make_execution: Any, alice: Any, after_seq: str, expected: list[int]
+) -> None:
     execution = make_execution(alice, "completed", inputs={"steps": 3})
     response = alice_client.get(f"{API}/executions/{execution.id}/events", {"after_seq": after_seq})
     assert response.status_code == 200
@@ -719,13 +744,17 @@ def test_events_after_seq(alice_client: APIClient, make_execution: Any, alice: A
 
 
 @pytest.mark.parametrize("after_seq", ["-1", "x", "1.5", "", " 1", "+1", "1e3", "9" * 40])
-def test_events_with_an_invalid_after_seq_is_400(alice_client: APIClient, make_execution: Any, alice: Any, after_seq: str) -> None:
+def test_events_with_an_invalid_after_seq_is_400(
+    alice_client: APIClient, make_execution: Any, alice: Any, after_seq: str
+) -> None:
     execution = make_execution(alice, "completed")
     errors = assert_invalid(alice_client.get(f"{API}/executions/{execution.id}/events", {"after_seq": after_seq}))
     assert "after_seq" in errors
 
 
-def test_events_of_a_pending_execution_is_an_empty_list(alice_client: APIClient, make_execution: Any, alice: Any) -> None:
+def test_events_of_a_pending_execution_is_an_empty_list(
+    alice_client: APIClient, make_execution: Any, alice: Any
+) -> None:
     execution = make_execution(alice)
     response = alice_client.get(f"{API}/executions/{execution.id}/events")
     assert (response.status_code, response.json()) == (200, {"events": []})
@@ -739,7 +768,9 @@ def test_events_of_a_failed_and_a_cancelled_execution(alice_client: APIClient, m
     assert last["progress"] == step_progress(1, 5)
     cancelled = make_execution(alice, "cancelled", started=False)
     events = alice_client.get(f"{API}/executions/{cancelled.id}/events").json()["events"]
-    assert [(e["type"], e["seq"], e["progress"], e["outputs"], e["error"]) for e in events] == [("cancelled", 1, None, None, None)]
+    assert [(e["type"], e["seq"], e["progress"], e["outputs"], e["error"]) for e in events] == [
+        ("cancelled", 1, None, None, None)
+    ]
 
 
 # --- GET /executions ------------------------------------------------------------------------------
@@ -797,8 +828,14 @@ def test_list_of_nothing(alice_client: APIClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "page,expected_count,has_next,has_prev,next_page,prev_page",
-    [(1, 3, True, False, 2, None), (2, 3, True, True, 3, 1), (3, 1, False, True, None, 2), (4, 0, False, True, None, 3), (50, 0, False, True, None, 49)],
+    ("page", "expected_count", "has_next", "has_prev", "next_page", "prev_page"),
+    [
+        (1, 3, True, False, 2, None),
+        (2, 3, True, True, 3, 1),
+        (3, 1, False, True, None, 2),
+        (4, 0, False, True, None, 3),
+        (50, 0, False, True, None, 49),
+    ],
 )
 def test_pagination_math(
     alice_client: APIClient, make_execution: Any, alice: Any,
@@ -815,8 +852,12 @@ def test_pagination_math(
     }
 
 
-@pytest.mark.parametrize("total,page_size,total_pages", [(1, 1, 1), (5, 5, 1), (6, 5, 2), (10, 5, 2), (11, 100, 1), (4, 3, 2)])
-def test_total_pages_is_the_ceiling(alice_client: APIClient, make_execution: Any, alice: Any, total: int, page_size: int, total_pages: int) -> None:
+@pytest.mark.parametrize(
+    ("total", "page_size", "total_pages"), [(1, 1, 1), (5, 5, 1), (6, 5, 2), (10, 5, 2), (11, 100, 1), (4, 3, 2)]
+)
+def test_total_pages_is_the_ceiling(
+    alice_client: APIClient, make_execution: Any, alice: Any, total: int, page_size: int, total_pages: int
+) -> None:
     make_many(alice, total)
     pagination = alice_client.get(f"{API}/executions", {"page_size": page_size}).json()["pagination"]
     assert (pagination["total_items"], pagination["total_pages"]) == (total, total_pages)
@@ -824,13 +865,15 @@ def test_total_pages_is_the_ceiling(alice_client: APIClient, make_execution: Any
 
 def test_pages_partition_the_list(alice_client: APIClient, make_execution: Any, alice: Any) -> None:
     created = make_many(alice, 8)
-    pages = [ids(alice_client.get(f"{API}/executions", {"page": page, "page_size": 3, "order": "asc"})) for page in (1, 2, 3)]
+    pages = [
+        ids(alice_client.get(f"{API}/executions", {"page": page, "page_size": 3, "order": "asc"})) for page in (1, 2, 3)
+    ]
     assert [len(p) for p in pages] == [3, 3, 2]
     assert [i for p in pages for i in p] == created
 
 
 @pytest.mark.parametrize(
-    "params,field",
+    ("params", "field"),
     [
         ({"page": "0"}, "page"),
         ({"page": "-1"}, "page"),
@@ -910,7 +953,9 @@ def staggered(owner: Any) -> dict[str, Execution]:
     return runs
 
 
-def test_sort_by_started_at_puts_nulls_last_in_both_orders(alice_client: APIClient, make_execution: Any, alice: Any) -> None:
+def test_sort_by_started_at_puts_nulls_last_in_both_orders(
+    alice_client: APIClient, make_execution: Any, alice: Any
+) -> None:
     runs = staggered(alice)
     a, b, c, d = (runs[n].id for n in "abcd")
     # Never started: nulls last, ties broken by created_at in the same order.
@@ -918,7 +963,9 @@ def test_sort_by_started_at_puts_nulls_last_in_both_orders(alice_client: APIClie
     assert ids(alice_client.get(f"{API}/executions", {"sort": "started_at", "order": "desc"})) == [a, c, d, b]
 
 
-def test_sort_by_completed_at_puts_nulls_last_in_both_orders(alice_client: APIClient, make_execution: Any, alice: Any) -> None:
+def test_sort_by_completed_at_puts_nulls_last_in_both_orders(
+    alice_client: APIClient, make_execution: Any, alice: Any
+) -> None:
     runs = staggered(alice)
     a, b, c, d = (runs[n].id for n in "abcd")
     assert ids(alice_client.get(f"{API}/executions", {"sort": "completed_at", "order": "asc"})) == [a, c, b, d]
@@ -926,7 +973,9 @@ def test_sort_by_completed_at_puts_nulls_last_in_both_orders(alice_client: APICl
     assert ids(alice_client.get(f"{API}/executions", {"sort": "completed_at"})) == [c, a, d, b], "desc by default"
 
 
-def test_sort_by_status_is_alphabetical_with_ties_by_created_at(alice_client: APIClient, make_execution: Any, alice: Any) -> None:
+def test_sort_by_status_is_alphabetical_with_ties_by_created_at(
+    alice_client: APIClient, make_execution: Any, alice: Any
+) -> None:
     order = ["running", "completed", "pending", "cancelled", "completed", "failed"]
     created = [make_execution(alice, status).id for status in order]
     running, completed_1, pending, cancelled, completed_2, failed = created
@@ -934,18 +983,23 @@ def test_sort_by_status_is_alphabetical_with_ties_by_created_at(alice_client: AP
     assert ids(alice_client.get(f"{API}/executions", {"sort": "status", "order": "asc"})) == ascending
     descending = [running, pending, failed, completed_2, completed_1, cancelled]
     assert ids(alice_client.get(f"{API}/executions", {"sort": "status", "order": "desc"})) == descending
-    statuses = [e["status"] for e in alice_client.get(f"{API}/executions", {"sort": "status", "order": "asc"}).json()["executions"]]
+    listed = alice_client.get(f"{API}/executions", {"sort": "status", "order": "asc"}).json()["executions"]
+    statuses = [e["status"] for e in listed]
     assert statuses == sorted(statuses)
 
 
-def test_ties_on_created_at_are_broken_by_execution_id(alice_client: APIClient, make_execution: Any, alice: Any) -> None:
+def test_ties_on_created_at_are_broken_by_execution_id(
+    alice_client: APIClient, make_execution: Any, alice: Any
+) -> None:
     created = make_many(alice, 5)
     # The one direct write in these tests: five rows created in the same microsecond.
     Execution.objects.filter(pk__in=created).update(created_at=timezone.now() - timedelta(minutes=1))
     assert ids(alice_client.get(f"{API}/executions", {"order": "asc"})) == sorted(created)
     assert ids(alice_client.get(f"{API}/executions", {"order": "desc"})) == sorted(created, reverse=True)
     assert ids(alice_client.get(f"{API}/executions", {"sort": "status", "order": "asc"})) == sorted(created)
-    paged = [i for page in (1, 2, 3) for i in ids(alice_client.get(f"{API}/executions", {"page": page, "page_size": 2}))]
+    paged = [
+        i for page in (1, 2, 3) for i in ids(alice_client.get(f"{API}/executions", {"page": page, "page_size": 2}))
+    ]
     assert paged == sorted(created, reverse=True), "stable across pages"
 
 
@@ -1010,10 +1064,11 @@ def test_customer_service_flow_and_echo_schemas(alice_client: APIClient) -> None
 
 def test_target_schemas_are_valid_json_schema_and_agree_with_submit(alice_client: APIClient) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    for (type_, target_id), target in targets_by_id(alice_client).items():
+    for (_type, target_id), target in targets_by_id(alice_client).items():
         validator = jsonschema.Draft202012Validator(target["inputs"])
         jsonschema.Draft202012Validator.check_schema(target["inputs"])
-        defaults = {name: prop["default"] for name, prop in target["inputs"].get("properties", {}).items() if "default" in prop}
+        properties = target["inputs"].get("properties", {})
+        defaults = {name: prop["default"] for name, prop in properties.items() if "default" in prop}
         assert validator.is_valid(defaults) == (not target["inputs"].get("required")), (target_id, defaults)
     validator = jsonschema.Draft202012Validator(targets_by_id(alice_client)[("pipeline", "demo_steps")]["inputs"])
     assert not validator.is_valid({"steps": 0})

@@ -34,8 +34,8 @@ from openapi_core.testing import MockRequest, MockResponse
 from rest_framework.test import APIClient
 
 from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
-from executions.models import Execution
 from executions.api import views as api_views
+from executions.models import Execution
 from executions.services import QueueUnavailable
 from tests.frames import assert_matches_component, closed, published_schema
 

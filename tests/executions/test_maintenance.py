@@ -96,7 +96,8 @@ def beat_at(execution: Execution, when: datetime | None) -> None:
 
 
 def event_types(execution_id: str) -> list[str]:
-    return list(ProgressSnapshot.objects.filter(execution_id=execution_id).order_by("seq").values_list("type", flat=True))
+    events = ProgressSnapshot.objects.filter(execution_id=execution_id).order_by("seq")
+    return list(events.values_list("type", flat=True))
 
 
 def status_of(execution_id: str) -> str:
@@ -450,7 +451,9 @@ def test_prune_deletes_in_short_batches(alice: Any) -> None:
         assert executions_prune(now=days_later(RETENTION_DAYS + 1), batch_size=2, events_per_transaction=3) == 5
     assert not Execution.objects.filter(pk__in=[e.id for e in old]).exists()
     execution_deletes = [n for q in queries for n in in_lists(q["sql"], "executions_execution")]
-    event_deletes = [n for q in queries for n in in_lists(q["sql"], "progress_progresssnapshot") if '"id" IN' in q["sql"]]
+    event_deletes = [
+        n for q in queries for n in in_lists(q["sql"], "progress_progresssnapshot") if '"id" IN' in q["sql"]
+    ]
     assert execution_deletes == [2, 2, 1]
     assert sum(event_deletes) == 35 and max(event_deletes) <= 3
 
@@ -608,7 +611,8 @@ def test_workers_alive_counts_the_workers_seen_within_the_timeout() -> None:
     worker_beat(hostname=WORKER, pid=1, started_at=started)
     worker_beat(hostname=WORKER, pid=1, started_at=started)
     worker_beat(hostname=OTHER_WORKER, pid=2, started_at=started)
-    WorkerBeat.objects.filter(hostname=OTHER_WORKER).update(last_seen_at=timezone.now() - timedelta(seconds=TIMEOUT + 1))
+    long_ago = timezone.now() - timedelta(seconds=TIMEOUT + 1)
+    WorkerBeat.objects.filter(hostname=OTHER_WORKER).update(last_seen_at=long_ago)
     assert workers_alive() == 1
     assert workers_alive(within_seconds=TIMEOUT + 60) == 2
 

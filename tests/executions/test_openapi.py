@@ -19,8 +19,8 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.exceptions import Throttled
 from rest_framework.test import APIClient
 
-from executions.api import urls as api_urls
 from core.api_errors import exception_handler
+from executions.api import urls as api_urls
 from executions.api.serializers import MAX_QUERY_INTEGER
 from tests.frames import published_schema
 
@@ -118,7 +118,7 @@ def test_security_schemes_and_requirements(schema: dict[str, Any]) -> None:
 
 def test_execution_id_format_is_described_not_enforced(schema: dict[str, Any]) -> None:
     """Any segment is accepted and an unknown one is a 404; a pattern would declare it invalid input."""
-    for (method, path), op in operations(schema).items():
+    for (_method, path), op in operations(schema).items():
         if "{execution_id}" in path:
             (parameter,) = [p for p in op["parameters"] if p["in"] == "path"]
             assert parameter["name"] == "execution_id" and parameter["required"]
@@ -187,7 +187,9 @@ def test_every_websocket_frame_is_published(schema: dict[str, Any]) -> None:
         "cancelled": "#/components/schemas/TerminalFrame",
         "error": "#/components/schemas/ErrorFrame",
     }
-    assert set(components["StatusFrame"]["required"]) == {"type", "execution_id", "status", "progress", "seq", "timestamp"}
+    assert set(components["StatusFrame"]["required"]) == {
+        "type", "execution_id", "status", "progress", "seq", "timestamp"
+    }
     assert set(components["ErrorFrame"]["required"]) == {"type", "message", "timestamp"}
 
 
@@ -260,7 +262,9 @@ def test_docs_send_anonymous_visitors_to_the_login_page() -> None:
 @pytest.mark.parametrize(
     "path", [f"{API}/nope", "/api/v2/x", "/api/", f"{API}/executions/{MISSING_ID}/progress/ws", f"{API}/targets/x"]
 )
-def test_unknown_api_paths_are_json_404s(anon_client: APIClient, alice_client: APIClient, method: str, path: str) -> None:
+def test_unknown_api_paths_are_json_404s(
+    anon_client: APIClient, alice_client: APIClient, method: str, path: str
+) -> None:
     for client in (anon_client, alice_client):
         response = getattr(client, method)(path)
         assert response.status_code == 404, (method, path)

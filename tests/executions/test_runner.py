@@ -9,6 +9,7 @@ and act from the test thread, synchronising on conditions, never on sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -27,17 +28,17 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from executions.models import Execution
-from executions.registry import Number, pipeline
+from executions import registry
 from executions.context import (
     ExecutionCancelled,
     ExecutionInterrupted,
     ExecutionTimeout,
     RunContext,
 )
+from executions.models import Execution, ProgressSnapshot
+from executions.registry import Number, pipeline
 from executions.runner import execution_run
 from executions.services import execution_cancel
-from executions.models import ProgressSnapshot
 
 from ..helpers import create_execution, final_progress, wait_for
 
@@ -151,7 +152,7 @@ def fail_with_details_target(ctx: RunContext) -> dict[str, Any]:
 @pipeline("test_runner_fail_odd_details", steps=["one"])
 def fail_odd_details_target(ctx: RunContext) -> dict[str, Any]:
     ctx.enter_step("one")
-    raise DetailedError("", {"when": datetime(2020, 1, 1)})
+    raise DetailedError("", {"when": datetime(2020, 1, 1, tzinfo=UTC)})
 
 
 @pipeline("test_runner_wrong_step", steps=["one", "two"])
@@ -217,10 +218,8 @@ def swallows_cancel_target(ctx: RunContext) -> dict[str, Any]:
     """Catches the interruption and returns as if it had finished."""
     CALLS[ctx.execution_id] += 1
     ctx.enter_step()
-    try:
+    with contextlib.suppress(ExecutionInterrupted):
         ctx.sleep(30)
-    except ExecutionInterrupted:
-        pass
     return {"pretended": "done"}
 
 
@@ -257,7 +256,9 @@ class Worker:
         assert "error" not in self.result, self.result.get("error")
 
 
-def run(owner: Any, target_id: str, inputs: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> Execution:
+def run(
+    owner: Any, target_id: str, inputs: dict[str, Any] | None = None, config: dict[str, Any] | None = None
+) -> Execution:
     execution = create_execution(owner, target_id=target_id, inputs=inputs, config=config)
     execution_run(execution_id=execution.id)
     execution.refresh_from_db()
@@ -327,7 +328,8 @@ def test_customer_service_flow_answers(alice: Any) -> None:
     assert execution.status == "completed"
     assert execution.outputs["intent"] == "billing"
     assert isinstance(execution.outputs["response"], str) and execution.outputs["response"]
-    assert [e.progress["current_step_name"] for e in assert_history(execution)[1:-1]] == ["classify", "retrieve", "respond"]
+    step_names = [e.progress["current_step_name"] for e in assert_history(execution)[1:-1]]
+    assert step_names == ["classify", "retrieve", "respond"]
 
 
 def test_echo_returns_its_inputs(alice: Any) -> None:
@@ -355,7 +357,7 @@ def test_completion_is_100_percent_even_if_steps_were_skipped(alice: Any) -> Non
 
 
 @pytest.mark.parametrize(
-    "target_id,outputs",
+    ("target_id", "outputs"),
     [("test_runner_scalar_outputs", {"result": 42}), ("test_runner_no_outputs", {})],
 )
 def test_outputs_are_always_an_object(alice: Any, target_id: str, outputs: dict[str, Any]) -> None:
@@ -395,10 +397,15 @@ def test_running_a_missing_execution_does_nothing(db: None) -> None:
     assert not ProgressSnapshot.objects.exists()
 
 
-def test_an_execution_whose_target_is_gone_fails(alice: Any) -> None:
-    # No service creates this on purpose: the target was unregistered after submit
-    # (a deploy that removed it).
-    execution = Execution.objects.create(owner=alice, type="pipeline", target_id="test_runner_removed", inputs={}, config={})
+@pipeline("test_runner_removed", steps=["one"])
+def removed_target(ctx: RunContext) -> dict[str, Any]:
+    raise AssertionError("unregistered before it runs")
+
+
+def test_an_execution_whose_target_is_gone_fails(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    execution = create_execution(alice, target_id="test_runner_removed")
+    # Then a deploy removed the target before a worker ran it.
+    monkeypatch.delitem(registry._REGISTRY, ("pipeline", "test_runner_removed"))
     assert execution_run(execution_id=execution.id) == "failed"
     execution.refresh_from_db()
     assert execution.status == "failed"
@@ -477,13 +484,17 @@ def test_a_failing_step_fails_the_run_with_type_and_message(alice: Any) -> None:
     assert [e.type for e in events] == ["started", "progress", "progress", "failed"]
     failed = json.loads(events[-1].frame)
     assert failed["error"] == execution.error
-    assert failed["progress"] == {"current_step": 1, "total_steps": 4, "percentage": 25.0, "current_step_name": "step_2"}
+    assert failed["progress"] == {
+        "current_step": 1, "total_steps": 4, "percentage": 25.0, "current_step_name": "step_2"
+    }
     assert "Traceback" not in events[-1].frame
 
 
 def test_a_failure_carries_the_exceptions_details(alice: Any) -> None:
     execution = run(alice, "test_runner_fail_with_details")
-    assert execution.error == {"type": "DetailedError", "message": "Quota exceeded", "details": {"quota": 10, "used": 11}}
+    assert execution.error == {
+        "type": "DetailedError", "message": "Quota exceeded", "details": {"quota": 10, "used": 11}
+    }
 
 
 def test_details_that_are_not_json_are_made_safe(alice: Any) -> None:
@@ -496,8 +507,12 @@ def test_details_that_are_not_json_are_made_safe(alice: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "target_id,error_type",
-    [("test_runner_wrong_step", "StepError"), ("test_runner_too_many_steps", "StepError"), ("test_runner_bad_outputs", "TypeError")],
+    ("target_id", "error_type"),
+    [
+        ("test_runner_wrong_step", "StepError"),
+        ("test_runner_too_many_steps", "StepError"),
+        ("test_runner_bad_outputs", "TypeError"),
+    ],
 )
 def test_target_mistakes_fail_the_run(alice: Any, target_id: str, error_type: str) -> None:
     execution = run(alice, target_id)
@@ -555,7 +570,9 @@ def pool_process_signals() -> Any:
         clear_terminate_handler_fired()
 
 
-def test_a_run_whose_pool_process_is_told_to_stop_records_worker_shutdown(alice: Any, pool_process_signals: Any) -> None:
+def test_a_run_whose_pool_process_is_told_to_stop_records_worker_shutdown(
+    alice: Any, pool_process_signals: Any
+) -> None:
     execution = create_execution(alice, target_id="test_runner_terminated")
     with pytest.raises(SystemExit):  # the process still exits
         execution_run(execution_id=execution.id, worker="w1@host")
@@ -611,7 +628,11 @@ def test_100k_reports_are_coalesced(alice: Any) -> None:
 def test_step_boundaries_are_never_coalesced(alice: Any) -> None:
     execution = run(alice, "test_runner_quick_steps")
     events = assert_history(execution)
-    boundary_names = [e.progress["current_step_name"] for e in events if e.type == "progress" and e.progress["percentage"] == e.progress["current_step"] / 4 * 100]
+    boundary_names = [
+        e.progress["current_step_name"]
+        for e in events
+        if e.type == "progress" and e.progress["percentage"] == e.progress["current_step"] / 4 * 100
+    ]
     assert boundary_names == ["a", "b", "c", "d"]
     for event in events:
         if event.type == "progress":
@@ -633,7 +654,8 @@ def test_a_coalesced_report_is_flushed_within_one_interval(alice: Any) -> None:
     assert half.progress == {"current_step": 0, "total_steps": 1, "percentage": 50.0, "current_step_name": "only"}
     reported_at = MARKS[execution.id]["reported_at"]
     delay = (half.timestamp - reported_at).total_seconds()
-    assert (half.timestamp - entered.timestamp).total_seconds() >= interval * 0.9, "it was coalesced, not written at once"
+    waited = (half.timestamp - entered.timestamp).total_seconds()
+    assert waited >= interval * 0.9, "it was coalesced, not written at once"
     assert delay <= interval * 2, f"flushed {delay:.3f} s after the report (interval {interval} s)"
     assert (events[-1].timestamp - half.timestamp).total_seconds() > 0.5, "not folded into the terminal event"
 
@@ -647,7 +669,8 @@ def test_percentage_never_decreases_and_stays_within_the_step(alice: Any) -> Non
     for p in progress:
         k = p["current_step"]
         assert k * 50 <= p["percentage"] <= (k + 1) * 50
-    assert max(p["percentage"] for p in progress if p["current_step"] == 0) == 50.0, "2.0 is clamped to the end of the step"
+    first_step = [p["percentage"] for p in progress if p["current_step"] == 0]
+    assert max(first_step) == 50.0, "2.0 is clamped to the end of the step"
 
 
 def test_run_context_reports_before_any_step_are_ignored() -> None:

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from kombu.exceptions import OperationalError
 from django.test import override_settings
+from kombu.exceptions import OperationalError
 
-from executions.models import Execution
+from executions.events import event_record
+from executions.models import EventType, Execution, ProgressSnapshot
 from executions.registry import InputsInvalid
 from executions.runner import execution_fail
 from executions.services import (
@@ -24,8 +25,6 @@ from executions.services import (
     execution_cancel,
     execution_create,
 )
-from executions.events import event_record
-from executions.models import EventType, ProgressSnapshot
 from executions.tasks import run_execution
 
 from ..helpers import create_execution, final_progress, start_progress, step_progress
@@ -44,11 +43,13 @@ ALLOWED = {
 
 
 def seqs(execution_id: str) -> list[int]:
-    return list(ProgressSnapshot.objects.filter(execution_id=execution_id).order_by("seq").values_list("seq", flat=True))
+    events = ProgressSnapshot.objects.filter(execution_id=execution_id).order_by("seq")
+    return list(events.values_list("seq", flat=True))
 
 
 def event_types(execution_id: str) -> list[str]:
-    return list(ProgressSnapshot.objects.filter(execution_id=execution_id).order_by("seq").values_list("type", flat=True))
+    events = ProgressSnapshot.objects.filter(execution_id=execution_id).order_by("seq")
+    return list(events.values_list("type", flat=True))
 
 
 def record(execution_id: str, event_type: str) -> Any:
@@ -83,7 +84,9 @@ def test_create_validates_and_fills_defaults(alice: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_create_queues_the_run_only_after_commit(alice: Any, task_queue: Any, django_capture_on_commit_callbacks: Any) -> None:
+def test_create_queues_the_run_only_after_commit(
+    alice: Any, task_queue: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     with django_capture_on_commit_callbacks() as callbacks:
         execution = execution_create(owner=alice, type="agent", target_id="echo", inputs={}, config={"timeout": 5})
         assert task_queue.calls == [], "queued inside the transaction"
@@ -108,9 +111,9 @@ def test_create_refuses_and_stores_nothing_when_the_broker_is_down(alice: Any, m
 
 @pytest.mark.django_db
 def test_create_refuses_an_unknown_target(alice: Any) -> None:
-    with pytest.raises(TargetNotFound, match="^Pipeline 'nope' not found$"):
+    with pytest.raises(TargetNotFound, match=r"^Pipeline 'nope' not found$"):
         execution_create(owner=alice, type="pipeline", target_id="nope", inputs={}, config={})
-    with pytest.raises(TargetNotFound, match="^Agent 'demo_steps' not found$"):
+    with pytest.raises(TargetNotFound, match=r"^Agent 'demo_steps' not found$"):
         execution_create(owner=alice, type="agent", target_id="demo_steps", inputs={}, config={})
     assert not Execution.objects.exists()
 
@@ -226,7 +229,9 @@ def test_transitions(make_execution: Any, alice: Any, status: str, event_type: s
         assert seqs(execution.id)[-1] == after.seq
     else:
         assert recorded is None
-        for field in ("status", "seq", "progress", "outputs", "error", "started_at", "completed_at", "failed_at", "cancelled_at"):
+        for field in (
+            "status", "seq", "progress", "outputs", "error", "started_at", "completed_at", "failed_at", "cancelled_at"
+        ):
             assert getattr(after, field) == getattr(before, field), field
         assert seqs(execution.id) == list(range(1, before.seq + 1))
 
@@ -276,7 +281,9 @@ def test_percentage_never_decreases(make_execution: Any, alice: Any) -> None:
     assert event_record(execution_id=execution.id, event_type=EventType.PROGRESS, progress=lower) is not None
     execution.refresh_from_db()
     assert execution.progress["percentage"] == 40.0
-    stored = list(ProgressSnapshot.objects.filter(execution=execution).order_by("seq").values_list("progress", flat=True))
+    stored = list(
+        ProgressSnapshot.objects.filter(execution=execution).order_by("seq").values_list("progress", flat=True)
+    )
     percentages = [p["percentage"] for p in stored]
     assert percentages == sorted(percentages)
 
@@ -293,7 +300,9 @@ def test_percentage_is_clamped_to_0_100(make_execution: Any, alice: Any) -> None
 @pytest.mark.django_db
 def test_failed_without_progress_keeps_the_last_progress(make_execution: Any, alice: Any) -> None:
     execution = make_execution(alice, "running", steps_entered=2)
-    assert execution_fail(execution_id=execution.id, error={"type": "WorkerLostError", "message": "gone", "details": None})
+    assert execution_fail(
+        execution_id=execution.id, error={"type": "WorkerLostError", "message": "gone", "details": None}
+    )
     execution.refresh_from_db()
     assert execution.status == "failed"
     assert execution.progress == step_progress(2, 5)
@@ -304,7 +313,9 @@ def test_failed_without_progress_keeps_the_last_progress(make_execution: Any, al
 @pytest.mark.django_db
 def test_a_pending_execution_can_fail_without_starting(make_execution: Any, alice: Any) -> None:
     execution = make_execution(alice)
-    assert execution_fail(execution_id=execution.id, error={"type": "QueueUnavailable", "message": "x", "details": None})
+    assert execution_fail(
+        execution_id=execution.id, error={"type": "QueueUnavailable", "message": "x", "details": None}
+    )
     execution.refresh_from_db()
     assert (execution.status, execution.seq, execution.progress, execution.started_at) == ("failed", 1, None, None)
 

@@ -9,6 +9,7 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 from rest_framework.test import APIClient
 
+from core.throttles import TokenThrottle
 from tests.helpers import PASSWORD
 
 TOKEN_URL = "/api/v1/auth/token"
@@ -16,8 +17,6 @@ TOKEN_URL = "/api/v1/auth/token"
 
 @pytest.fixture
 def token_rate(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.throttles import TokenThrottle
-
     # A private counter store per test (locmem caches of one name share their data).
     monkeypatch.setattr(TokenThrottle, "cache", LocMemCache(f"test-token-throttle-{uuid.uuid4()}", {}))
     settings.EXECUTION_THROTTLE_RATES = {"submit": None, "cancel": None, "token": "3/min"}

@@ -12,14 +12,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from rest_framework.test import APIClient
 
+from config.celery import app
 from executions import webhooks
-from executions.models import Execution, WebhookAttempt
+from executions.events import event_record
+from executions.models import EventType, Execution, WebhookAttempt
 from executions.services import execution_create
 from executions.tasks import deliver_webhook
 from executions.webhooks import UnsafeCallbackUrl, resolve_callback_url
-from executions.models import EventType
-from executions.events import event_record
+from tests.helpers import make_user
 
 SECRET = "test-webhook-secret"
 
@@ -34,7 +36,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
@@ -100,8 +102,8 @@ def _completed_execution(owner: Any, url: str) -> Execution:
 
 
 @pytest.mark.django_db
-def test_delivery_posts_the_signed_body(webhook_settings: Any, receiver_factory: Any, django_user_model: Any) -> None:
-    owner = django_user_model.objects.create_user("hook-owner")
+def test_delivery_posts_the_signed_body(webhook_settings: Any, receiver_factory: Any) -> None:
+    owner = make_user("hook-owner")
     receiver = receiver_factory([200])
     execution = _completed_execution(owner, receiver.url)
 
@@ -125,9 +127,9 @@ def test_delivery_posts_the_signed_body(webhook_settings: Any, receiver_factory:
 
 @pytest.mark.django_db
 def test_failed_answers_are_retried_and_every_attempt_recorded(
-    webhook_settings: Any, receiver_factory: Any, django_user_model: Any, monkeypatch: pytest.MonkeyPatch
+    webhook_settings: Any, receiver_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    owner = django_user_model.objects.create_user("hook-retry")
+    owner = make_user("hook-retry")
     receiver = receiver_factory([500, 503, 200])
     execution = _completed_execution(owner, receiver.url)
     countdowns: list[float] = []
@@ -139,8 +141,6 @@ def test_failed_answers_are_retried_and_every_attempt_recorded(
 
     monkeypatch.setattr(deliver_webhook, "retry", recording_retry)
     webhook_settings.CELERY_TASK_ALWAYS_EAGER = True
-    from config.celery import app
-
     monkeypatch.setattr(app.conf, "task_always_eager", True)
     deliver_webhook.apply(args=[execution.id])
 
@@ -155,8 +155,8 @@ def test_failed_answers_are_retried_and_every_attempt_recorded(
 
 
 @pytest.mark.django_db
-def test_no_answer_is_a_recorded_failure(webhook_settings: Any, django_user_model: Any) -> None:
-    owner = django_user_model.objects.create_user("hook-closed")
+def test_no_answer_is_a_recorded_failure(webhook_settings: Any) -> None:
+    owner = make_user("hook-closed")
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -200,7 +200,7 @@ def test_public_address_is_accepted() -> None:
 
 @pytest.mark.django_db
 def test_address_that_turned_private_is_refused_at_delivery(
-    settings: Any, receiver_factory: Any, django_user_model: Any, monkeypatch: pytest.MonkeyPatch
+    settings: Any, receiver_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A name that resolved to a public address at submit and to a private one later."""
     settings.WEBHOOK_ALLOW_PRIVATE = False
@@ -215,7 +215,7 @@ def test_address_that_turned_private_is_refused_at_delivery(
         return real_getaddrinfo(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
-    owner = django_user_model.objects.create_user("hook-rebind")
+    owner = make_user("hook-rebind")
     execution = _completed_execution(owner, f"http://hooks.example.test:{port}/")  # passes at submit
 
     answers["hooks.example.test"] = "127.0.0.1"  # the DNS answer changes
@@ -226,11 +226,9 @@ def test_address_that_turned_private_is_refused_at_delivery(
 
 
 @pytest.mark.django_db
-def test_submit_refuses_a_private_callback_url(settings: Any, django_user_model: Any) -> None:
-    from rest_framework.test import APIClient
-
+def test_submit_refuses_a_private_callback_url(settings: Any) -> None:
     settings.WEBHOOK_ALLOW_PRIVATE = False
-    user = django_user_model.objects.create_user("hook-submit")
+    user = make_user("hook-submit")
     client = APIClient()
     client.force_authenticate(user)
     response = client.post(

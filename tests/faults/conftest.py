@@ -1,9 +1,9 @@
 """Fault tests: real Redis, daphne and Celery workers, faults injected, recovery measured.
 
-Every test in this directory is marked ``e2e`` (``-m "not e2e"`` skips them).
-Each test gets a :class:`~tests.faults.scenarios.FaultLab` of its own: an
-embedded Redis that it may stop or restart, a daphne, and the workers its
-scenario starts, on the test database, with the short liveness settings of
+Every test in this directory is live (marked in tests/conftest.py). Each
+test gets a :class:`~tests.faults.scenarios.FaultLab` of its own: an embedded
+Redis that it may stop or restart, a daphne, and the workers its scenario
+starts, on the test database, with the short liveness settings of
 ``scenarios.FAST`` so the whole directory runs in a couple of minutes. The
 measured recovery times are printed with the test (``-s``), kept as
 ``record_property`` values (JUnit XML), and gathered in a table at the end of
@@ -22,14 +22,7 @@ from tests import stack as stack_module
 
 from .scenarios import FAST, FaultLab, Outcome, table
 
-FAULTS_DIR = Path(__file__).resolve().parent
 _outcomes = pytest.StashKey[list[Outcome]]()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if FAULTS_DIR in Path(item.path).resolve().parents:
-            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

@@ -185,7 +185,9 @@ class Watcher:
             with self._changed:
                 self._changed.notify_all()
 
-    def wait_for_frame(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT_SECONDS) -> dict[str, Any]:
+    def wait_for_frame(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT_SECONDS
+    ) -> dict[str, Any]:
         """The first frame received (so far or later) that satisfies ``predicate``."""
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -208,7 +210,9 @@ class Watcher:
         """Wait for the server to close the socket; the whole stream."""
         self._thread.join(timeout)
         try:
-            assert not self._thread.is_alive(), f"{self.execution_id}: the socket is still open after {timeout:g} s: {self.stream.types}"
+            assert not self._thread.is_alive(), (
+                f"{self.execution_id}: the socket is still open after {timeout:g} s: {self.stream.types}"
+            )
             assert self.error is None, f"{self.execution_id}: the client failed: {self.error!r}"
         finally:
             self.close()
@@ -290,7 +294,8 @@ class FaultLab:
     def start_redis_again(self) -> None:
         """An empty server on the same port (nothing was persisted)."""
         assert self.redis is not None
-        self.redis = processes.start_redis(self.redis_dir, log_path=self.redis.log_path, port=processes.redis_port(self.redis))
+        port = processes.redis_port(self.redis)
+        self.redis = processes.start_redis(self.redis_dir, log_path=self.redis.log_path, port=port)
 
     def restart_redis(self) -> None:
         """Redis restarted without persistence: same port, nothing kept."""
@@ -367,7 +372,8 @@ def assert_whole_stream(stream: Stream, events: list[dict[str, Any]]) -> None:
         expected = [e for e in events if e["seq"] == status["seq"]]
     else:
         expected = [e for e in events if e["seq"] > status["seq"]]
-    assert rest == expected, f"frames {[(f['type'], f['seq']) for f in rest]} != stored {[(e['type'], e['seq']) for e in expected]}"
+    sent, stored = [(f["type"], f["seq"]) for f in rest], [(e["type"], e["seq"]) for e in expected]
+    assert rest == expected, f"frames {sent} != stored {stored}"
     assert [f["type"] in TERMINAL_TYPES for f in stream.frames[1:]].count(True) == 1, stream.types
     assert stream.close_code == 1000, stream.close_code
 
@@ -429,7 +435,8 @@ def worker_killed(lab: FaultLab) -> Outcome:
     assert recovery <= bound, f"failed {recovery:.2f} s after the kill, bound {bound:g} s"
     return Outcome(
         "SIGKILL to the whole worker mid-run (a second worker alive)",
-        "`failed` WorkerLostError, found by the other worker's sweeper; client: whole stream, 1 terminal frame, close 1000",
+        "`failed` WorkerLostError, found by the other worker's sweeper; "
+        "client: whole stream, 1 terminal frame, close 1000",
         recovery,
         bound,
         "kill → failed",
@@ -494,7 +501,8 @@ def worker_group_terminated(lab: FaultLab) -> Outcome:
     exited_in = assert_exits(worker, processes.WORKER_STOP_TIMEOUT)
     return Outcome(
         "SIGTERM to every worker process (systemd's default)",
-        f"`failed` WorkerShutdown, recorded by the pool child before it died; the worker exited {exited_in:.1f} s later",
+        f"`failed` WorkerShutdown, recorded by the pool child before it died; "
+        f"the worker exited {exited_in:.1f} s later",
         recovery,
         bound,
         "SIGTERM → failed",
@@ -640,7 +648,9 @@ def submit_while_redis_down(lab: FaultLab) -> Outcome:
     lab.stop_redis()
     asked_at = time.monotonic()
     response = api.session.post(
-        f"{lab.http_url}{API}/executions", json={"type": "pipeline", "target_id": "demo_steps", "inputs": {}}, timeout=WAIT_SECONDS
+        f"{lab.http_url}{API}/executions",
+        json={"type": "pipeline", "target_id": "demo_steps", "inputs": {}},
+        timeout=WAIT_SECONDS,
     )
     answered_in = time.monotonic() - asked_at
     assert response.status_code == 503, response.text
@@ -658,7 +668,8 @@ def submit_while_redis_down(lab: FaultLab) -> Outcome:
     recovery = stamp(events[-1]) - back_at
     return Outcome(
         "Submit while Redis is down",
-        f"`503` in {answered_in:.2f} s with `detail` and `Retry-After: {response.headers['Retry-After']}`, nothing stored; "
+        f"`503` in {answered_in:.2f} s with `detail` and "
+        f"`Retry-After: {response.headers['Retry-After']}`, nothing stored; "
         "once Redis was back the next submit was accepted and completed (worker reconnected)",
         recovery,
         None,

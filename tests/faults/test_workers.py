@@ -14,7 +14,9 @@ def test_sigkill_to_the_whole_worker_is_failed_by_another_workers_sweeper(
     report(scenarios.worker_killed(fault_lab))
 
 
-def test_sigkill_to_the_pool_child_fails_the_run_as_worker_lost(fault_lab: FaultLab, report: Callable[[Outcome], None]) -> None:
+def test_sigkill_to_the_pool_child_fails_the_run_as_worker_lost(
+    fault_lab: FaultLab, report: Callable[[Outcome], None]
+) -> None:
     report(scenarios.pool_child_killed(fault_lab))
 
 

@@ -1,6 +1,6 @@
 """Fuzzing the API with Schemathesis against a real daphne and Celery worker.
 
-Every test here is marked ``e2e`` (``-m "not e2e"`` skips them). The fuzz run
+Every test here is ``live`` (tests/conftest.py; ``-m "not live"`` skips them). The fuzz run
 gets its own stack rather than the session's ``live_stack``: it needs other
 settings (no throttling, short runs) and a Redis database of its own, so the
 executions it submits never queue behind, or in front of, other tests' work.
@@ -9,15 +9,12 @@ executions it submits never queue behind, or in front of, other tests' work.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests import stack as stack_module
-
-FUZZ_DIR = Path(__file__).resolve().parent
 
 # The fuzzer sends hundreds of submits and token requests: the throttles would
 # answer most of them with 429 (documented, but then the real endpoint goes
@@ -31,12 +28,6 @@ FUZZ_ENV = {
 }
 # A Redis database of its own: broker queue, channel layer and throttle counters.
 FUZZ_REDIS_DB = 9
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if FUZZ_DIR in Path(item.path).resolve().parents:
-            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

@@ -10,15 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import wait_for
 from tests.e2e.streams import Api, Stream, in_step, open_ws, read_to_close, read_until
+from tests.helpers import wait_for
 from tests.stack import METRICS_TOKEN
-
-pytestmark = pytest.mark.e2e
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -73,7 +70,8 @@ def test_scrapes_of_daphne_count_what_the_worker_records_while_it_streams(
     # daphne's own numbers: this socket was open mid-run, and its frames were counted.
     assert value(during, "executions_websockets_open") >= 1
     assert value(during, "executions_frames_sent_total") >= value(before, "executions_frames_sent_total") + 3
-    assert value(during, "executions_event_to_frame_seconds_count") > value(before, "executions_event_to_frame_seconds_count")
+    latencies = "executions_event_to_frame_seconds_count"
+    assert value(during, latencies) > value(before, latencies)
 
     # Mid-run: events recorded by the worker's pool child, seen through daphne.
     assert events(during, "started") >= events(before, "started") + 1
@@ -91,7 +89,8 @@ def test_scrapes_of_daphne_count_what_the_worker_records_while_it_streams(
     assert events(after, "progress") - events(before, "progress") >= progress_frames
     assert events(after, "completed") >= events(before, "completed") + 1
     assert value(after, "executions_stored", status="completed") >= 1
-    assert value(after, "executions_frames_sent_total") >= value(before, "executions_frames_sent_total") + len(stream.types)
+    sent = "executions_frames_sent_total"
+    assert value(after, sent) >= value(before, sent) + len(stream.types)
     # The server handles the close after the client has seen it: wait for the gauge.
     wait_for(
         lambda: value(scrape(live_stack.http_url), "executions_websockets_open")

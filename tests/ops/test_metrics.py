@@ -145,7 +145,8 @@ def test_executions_by_status_are_read_from_the_database(
 def test_recorded_events_are_counted_once_committed(
     make_execution: Any, alice: Any, django_capture_on_commit_callbacks: Any, redis_url: str
 ) -> None:
-    before = {kind: sample("executions_events_recorded_total", type=kind) for kind in ("started", "progress", "completed")}
+    kinds = ("started", "progress", "completed")
+    before = {kind: sample("executions_events_recorded_total", type=kind) for kind in kinds}
     with django_capture_on_commit_callbacks(execute=False) as uncommitted:
         make_execution(alice, "completed")  # started, 5 x progress, completed (demo_steps)
     assert sample("executions_events_recorded_total", type="started") == before["started"]
@@ -187,7 +188,9 @@ def test_open_sockets_go_up_and_down() -> None:
 
 
 def test_the_channel_layer_message_carries_the_event_timestamp() -> None:
-    message = broadcast.event_message(seq=3, event_type="progress", frame_text="{}", timestamp="2026-01-01T00:00:00.000000Z")
+    message = broadcast.event_message(
+        seq=3, event_type="progress", frame_text="{}", timestamp="2026-01-01T00:00:00.000000Z"
+    )
     assert message["timestamp"] == "2026-01-01T00:00:00.000000Z"
 
 
@@ -212,7 +215,7 @@ def hook_server() -> Iterator[str]:
     """A receiver on 127.0.0.1 answering 204 to every POST."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(204)
             self.end_headers()
@@ -237,7 +240,8 @@ def completed_with_callback(owner: Any, url: str) -> str:
 
 def test_webhook_attempts_are_counted_by_outcome(alice: Any, settings: Any, hook_server: str) -> None:
     settings.WEBHOOK_ALLOW_PRIVATE = True
-    before = {outcome: sample("executions_webhook_attempts_total", outcome=outcome) for outcome in metrics.WEBHOOK_OUTCOMES}
+    attempts = "executions_webhook_attempts_total"
+    before = {outcome: sample(attempts, outcome=outcome) for outcome in metrics.WEBHOOK_OUTCOMES}
     delivered = completed_with_callback(alice, hook_server)
     unanswered = completed_with_callback(alice, f"http://127.0.0.1:{processes.free_port()}/hook")
     refused = completed_with_callback(alice, hook_server)
@@ -247,8 +251,10 @@ def test_webhook_attempts_are_counted_by_outcome(alice: Any, settings: Any, hook
     settings.WEBHOOK_ALLOW_PRIVATE = False  # checked again at delivery
     assert webhooks.webhook_deliver(execution_id=refused, attempt=1) is True
 
-    after = {outcome: sample("executions_webhook_attempts_total", outcome=outcome) for outcome in metrics.WEBHOOK_OUTCOMES}
-    assert {outcome: after[outcome] - before[outcome] for outcome in after} == {"delivered": 1, "failed": 1, "refused": 1}
+    after = {outcome: sample(attempts, outcome=outcome) for outcome in metrics.WEBHOOK_OUTCOMES}
+    assert {outcome: after[outcome] - before[outcome] for outcome in after} == {
+        "delivered": 1, "failed": 1, "refused": 1
+    }
 
 
 # --- the sweeper ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from executions.maintenance import worker_beat
 from executions.models import WorkerBeat
 from executions.ops import probes
 
+
 @pytest.fixture
 def worker_alive(db: None) -> None:
     worker_beat(hostname="worker@test", pid=1234, started_at=timezone.now())

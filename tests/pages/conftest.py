@@ -1,4 +1,4 @@
-"""Page tests run through Django's test client; nothing reaches the Celery broker."""
+"""Page tests run through Django's test client, logged in through the login backend."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.offline import offline  # noqa: F401 - an autouse fixture
-from tests.conftest import PASSWORD
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    assert client.login(username=user.get_username(), password=PASSWORD)
-    return client
+from tests.helpers import logged_in
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,11 +12,10 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from executions.admin import HISTORY_PAGE_SIZE, INLINE_EVENTS
-from executions.models import Execution, ProgressSnapshot, WebhookAttempt
-from tests.pages.conftest import logged_in
+from executions.models import Execution, WebhookAttempt
+from tests.helpers import create_execution_with_history, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -35,34 +33,6 @@ def change_url(execution: Execution) -> str:
 
 def html(response: Any) -> str:
     return response.content.decode()
-
-
-def with_events(owner: Any, count: int) -> Execution:
-    """A running execution with ``count`` stored events, written in bulk."""
-    now = timezone.now()
-    execution = Execution.objects.create(
-        owner=owner,
-        type="pipeline",
-        target_id="demo_steps",
-        inputs={"steps": count, "step_seconds": 0, "fail_at_step": None},
-        status="running",
-        seq=count,
-        started_at=now,
-        progress={"current_step": count - 2, "total_steps": count, "percentage": (count - 2) / count * 100, "current_step_name": f"step_{count - 1}"},
-    )
-    ProgressSnapshot.objects.bulk_create(
-        ProgressSnapshot(
-            execution=execution,
-            seq=seq,
-            type="started" if seq == 1 else "progress",
-            status="running",
-            progress=None if seq == 1 else {"current_step": seq - 2, "total_steps": count, "percentage": (seq - 2) / count * 100, "current_step_name": f"step_{seq - 1}"},
-            timestamp=now + timedelta(milliseconds=seq),
-            frame="{}",
-        )
-        for seq in range(1, count + 1)
-    )
-    return execution
 
 
 def test_changelist_has_progress_status_and_live_page_link(admin_page: Client, alice: Any, make_execution: Any) -> None:
@@ -107,7 +77,7 @@ def test_change_page_links_to_live_page_and_history(admin_page: Client, alice: A
 
 
 def test_change_page_with_10000_events_shows_only_the_latest(admin_page: Client, alice: Any) -> None:
-    execution = with_events(alice, 10_000)
+    execution = create_execution_with_history(alice, 10_000)
     admin_page.get(change_url(execution))  # warm up templates
     with CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
@@ -124,7 +94,7 @@ def test_change_page_with_10000_events_shows_only_the_latest(admin_page: Client,
 
 
 def test_event_history_is_paginated(admin_page: Client, alice: Any) -> None:
-    execution = with_events(alice, 1_000)
+    execution = create_execution_with_history(alice, 1_000)
     url = admin_url(execution, "events")
     first = html(admin_page.get(url))
     assert first.count('class="event-row"') == HISTORY_PAGE_SIZE
@@ -172,8 +142,8 @@ def test_cancel_button_on_the_change_page(admin_page: Client, alice: Any, make_e
     assert "was not cancelled: Cannot cancel execution with status" in again
 
 
-def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any, django_user_model: Any) -> None:
-    viewer = django_user_model.objects.create_user("viewer", password="correct horse battery staple", is_staff=True)
+def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any) -> None:
+    viewer = make_user("viewer", staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))
     client = logged_in(viewer)
     execution = make_execution(alice, "running")
@@ -189,9 +159,16 @@ def with_webhook_attempts(owner: Any, make_execution: Any) -> Execution:
     """A completed execution whose webhook failed twice (a 503, then a timeout) and then got through."""
     execution = make_execution(owner, status="completed")
     url = "https://hooks.example.com/progress"
-    WebhookAttempt.objects.create(execution=execution, attempt=1, url=url, event="execution.completed", status_code=503, error="HTTP 503", duration_ms=41)
-    WebhookAttempt.objects.create(execution=execution, attempt=2, url=url, event="execution.completed", error="TimeoutError: timed out", duration_ms=10002)
-    WebhookAttempt.objects.create(execution=execution, attempt=3, url=url, event="execution.completed", status_code=204, duration_ms=37, delivered=True)
+    event = "execution.completed"
+    WebhookAttempt.objects.create(
+        execution=execution, attempt=1, url=url, event=event, status_code=503, error="HTTP 503", duration_ms=41
+    )
+    WebhookAttempt.objects.create(
+        execution=execution, attempt=2, url=url, event=event, error="TimeoutError: timed out", duration_ms=10002
+    )
+    WebhookAttempt.objects.create(
+        execution=execution, attempt=3, url=url, event=event, status_code=204, duration_ms=37, delivered=True
+    )
     return execution
 
 
@@ -208,7 +185,9 @@ def test_change_page_lists_every_webhook_attempt(admin_page: Client, alice: Any,
     assert "Add another webhook attempt" not in page
 
 
-def test_webhook_attempts_changelist_filters_failed_deliveries(admin_page: Client, alice: Any, make_execution: Any) -> None:
+def test_webhook_attempts_changelist_filters_failed_deliveries(
+    admin_page: Client, alice: Any, make_execution: Any
+) -> None:
     execution = with_webhook_attempts(alice, make_execution)
     failed = html(admin_page.get("/admin/executions/webhookattempt/", {"delivered__exact": "0"}))
     assert "2 webhook attempts" in failed

@@ -15,7 +15,7 @@ from executions.models import Execution
 from executions.pages import views
 from executions.pages.views import PAGE_SIZE
 from executions.services import QueueUnavailable
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +96,8 @@ def test_list_rows_have_badge_and_accessible_progress_bar(alice_page: Client, al
     bars = progressbars(page)
     assert len(bars) == 2
     running_bar = next(b for b in bars if running.id in b)
-    assert 'aria-valuenow="40"' in running_bar and 'aria-valuemin="0"' in running_bar and 'aria-valuemax="100"' in running_bar
+    assert 'aria-valuenow="40"' in running_bar
+    assert 'aria-valuemin="0"' in running_bar and 'aria-valuemax="100"' in running_bar
     pending_bar = next(b for b in bars if pending.id in b)
     assert "aria-valuenow" not in pending_bar  # indeterminate until it starts
     assert f'data-execution-id="{running.id}" data-status="running" data-seq="{running.seq}"' in page
@@ -118,7 +119,9 @@ def test_list_rows_have_badge_and_accessible_progress_bar(alice_page: Client, al
     assert states[pending.id]["progress"] is None and states[pending.id]["seq"] == 0
 
 
-def test_staff_see_everyones_executions_with_owner(staff_page: Client, alice: Any, bob: Any, make_execution: Any) -> None:
+def test_staff_see_everyones_executions_with_owner(
+    staff_page: Client, alice: Any, bob: Any, make_execution: Any
+) -> None:
     a, b = make_execution(alice, "running"), make_execution(bob, "completed")
     page = html(staff_page.get("/"))
     assert a.id in page and b.id in page
@@ -218,7 +221,9 @@ def test_detail_of_completed_execution(alice_page: Client, alice: Any, make_exec
     page = html(alice_page.get(f"/executions/{execution.id}"))
     assert 'aria-valuenow="100"' in page and "badge-completed" in page
     assert listed_events(page) == [("started", 1), *(("progress", seq) for seq in range(2, 7)), ("completed", 7)]
-    assert re.findall(r'<span class="event-step">(.*?)</span>', page) == [""] + [f"step_{n} · {n - 1}/5" for n in range(1, 6)] + [""]
+    assert re.findall(r'<span class="event-step">(.*?)</span>', page) == [
+        "", *[f"step_{n} · {n - 1}/5" for n in range(1, 6)], ""
+    ]
     assert "&quot;steps_completed&quot;: 5" in page  # outputs, pretty-printed
     assert 'data-role="cancel-form"' not in page
     assert "noscript" not in page.split("</head>")[0]
@@ -312,7 +317,13 @@ def test_start_page_lists_targets_and_generates_the_form(alice_page: Client) -> 
 def test_start_creates_and_lands_on_the_detail_page(alice_page: Client, alice: Any, task_queue: Any) -> None:
     response = alice_page.post(
         "/executions/new",
-        {"target": "pipeline:demo_steps", "input_steps": "3", "input_step_seconds": "0.5", "input_fail_at_step": "", "config_timeout": "30"},
+        {
+            "target": "pipeline:demo_steps",
+            "input_steps": "3",
+            "input_step_seconds": "0.5",
+            "input_fail_at_step": "",
+            "config_timeout": "30",
+        },
     )
     execution = Execution.objects.get(owner=alice)
     assert response.status_code == 302 and response["Location"] == f"/executions/{execution.id}"
@@ -352,16 +363,18 @@ def test_start_shows_errors_next_to_the_fields(alice_page: Client, alice: Any) -
 
 
 def test_start_shows_the_targets_own_cross_check(alice_page: Client) -> None:
-    page = html(alice_page.post("/executions/new", {"target": "pipeline:demo_steps", "input_steps": "2", "input_fail_at_step": "3"}))
+    form = {"target": "pipeline:demo_steps", "input_steps": "2", "input_fail_at_step": "3"}
+    page = html(alice_page.post("/executions/new", form))
     field = re.search(r'data-field="input_fail_at_step".*?</div>', page, re.S).group(0)
     assert "less than or equal to steps (2)" in field
     assert not Execution.objects.exists()
 
 
 def test_start_required_string(alice_page: Client, alice: Any) -> None:
-    page = html(alice_page.post("/executions/new", {"target": "pipeline:customer_service_flow", "input_customer_query": ""}))
+    form = {"target": "pipeline:customer_service_flow", "input_customer_query": ""}
+    page = html(alice_page.post("/executions/new", form))
     assert "This field is required." in re.search(r'data-field="input_customer_query".*?</div>', page, re.S).group(0)
-    alice_page.post("/executions/new", {"target": "pipeline:customer_service_flow", "input_customer_query": "Where is my order?"})
+    alice_page.post("/executions/new", {**form, "input_customer_query": "Where is my order?"})
     assert Execution.objects.get(owner=alice).inputs == {"customer_query": "Where is my order?"}
 
 

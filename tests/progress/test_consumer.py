@@ -23,18 +23,19 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
+from executions.events import event_record
 from executions.models import Execution
 from executions.runner import execution_run
+from executions.selectors import event_frame_at
 from executions.services import execution_cancel
 from progress import broadcast
-from executions.selectors import event_frame_at
-from executions.events import event_record
 from tests.frames import (
     TERMINAL_TYPES,
     assert_frame_shape,
     final_progress,
     step_progress,
 )
+from tests.helpers import create_execution, user_token
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -226,9 +227,8 @@ async def test_a_run_in_process_streams_started_progress_per_step_and_completed(
 
 
 async def test_a_failing_run_ends_with_one_failed_frame(user, token):
-    execution = await database_sync_to_async(Execution.objects.create)(
-        owner=user, type="pipeline", target_id="demo_steps",
-        inputs={"steps": 3, "step_seconds": 0, "fail_at_step": 2}, config={},
+    execution = await database_sync_to_async(create_execution)(
+        user, inputs={"steps": 3, "step_seconds": 0, "fail_at_step": 2}
     )
     comm = await open_socket(execution.id, token=token)
     await next_frame(comm)
@@ -247,10 +247,7 @@ async def test_a_failing_run_ends_with_one_failed_frame(user, token):
 
 
 async def test_cancel_reaches_the_socket_at_once_and_interrupts_the_running_step(user, token):
-    execution = await database_sync_to_async(Execution.objects.create)(
-        owner=user, type="pipeline", target_id="demo_steps",
-        inputs={"steps": 2, "step_seconds": 30, "fail_at_step": None}, config={},
-    )
+    execution = await database_sync_to_async(create_execution)(user, inputs={"steps": 2, "step_seconds": 30})
     comm = await open_socket(execution.id, token=token)
     await next_frame(comm)
     run = asyncio.ensure_future(sync_to_async(execution_run, thread_sensitive=False)(execution_id=execution.id))
@@ -460,7 +457,9 @@ async def test_after_seq_at_or_past_the_end_of_a_running_execution_starts_with_s
 
 
 @pytest.mark.parametrize("after_seq", [4, 99])
-async def test_after_seq_with_nothing_after_it_on_an_ended_execution_is_status_then_1000(new_execution, token, after_seq):
+async def test_after_seq_with_nothing_after_it_on_an_ended_execution_is_status_then_1000(
+    new_execution, token, after_seq
+):
     execution = await database_sync_to_async(new_execution)(steps=2)
     await record_started(execution.id, 2)
     await record_steps(execution.id, [1, 2], 2)
@@ -533,8 +532,8 @@ async def test_credentials_are_checked_before_after_seq_and_after_seq_before_the
 
 async def test_staff_may_watch_anyones_execution(new_execution, staff_user, user):
     execution = await database_sync_to_async(new_execution)(owner=user)
-    staff_token = await database_sync_to_async(Token.objects.create)(user=staff_user)
-    comm = await open_socket(execution.id, token=staff_token.key)
+    staff_token = await database_sync_to_async(user_token)(staff_user)
+    comm = await open_socket(execution.id, token=staff_token)
     assert (await next_frame(comm))["status"] == "pending"
     await comm.disconnect()
 

@@ -76,7 +76,7 @@ async def test_the_last_member_leaving_unsubscribes_the_process(layer: HubChanne
     await layer.group_discard("execution.b", second)
     # The reader drops the subscription at its next turn.
     async with asyncio.timeout(TIMEOUT):
-        while subscribers(redis_url, "execution.b"):
+        while subscribers(redis_url, "execution.b"):  # noqa: ASYNC110 - Redis state: nothing to wait on
             await asyncio.sleep(0.05)
 
 
@@ -102,7 +102,7 @@ async def test_a_full_member_queue_drops_instead_of_growing(layer: HubChannelLay
         await layer.group_send("execution.d", {"type": "progress.event", "seq": seq})
     await layer.group_send("execution.e", {"type": "barrier"})  # no member: just let the reader run
     async with asyncio.timeout(TIMEOUT):
-        while layer._state().channels[channel].qsize() < 10:
+        while layer._state().channels[channel].qsize() < 10:  # noqa: ASYNC110 - the layer's queue: nothing to wait on
             await asyncio.sleep(0.01)
     received = [(await receive(layer, channel))["seq"] for _ in range(10)]
     assert received == list(range(1, 11))  # capacity 10: the rest were dropped, the consumer repairs by seq

@@ -11,6 +11,6 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
-from .test_permission_matrix import render_markdown  # noqa: E402
+from .test_permission_matrix import render_markdown  # noqa: E402 - after django.setup()
 
 print(render_markdown(), end="")

@@ -1,14 +1,15 @@
-"""Fixtures of the security tests: nothing reaches the Celery broker, the per-user
-throttles are off (the matrix cancels and submits many times), WebSockets use the
-in-memory channel layer, and passwords hash fast (the token endpoint needs real ones)."""
+"""Fixtures of the security tests: WebSockets use the in-memory channel layer.
+
+As for every fast test, nothing reaches the Celery broker and the throttles are
+off (the matrix cancels and submits many times; see tests/conftest.py and
+tests/settings.py).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-
-from tests.offline import offline  # noqa: F401 - an autouse fixture
 
 
 @pytest.fixture(autouse=True)

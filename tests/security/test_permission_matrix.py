@@ -37,12 +37,14 @@ from django.urls import URLPattern, resolve
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from executions.pages import urls as page_urls
+from config.asgi import application
 from executions.api import urls as api_urls
-from executions.ops import urls as ops_urls
 from executions.models import Execution
+from executions.ops import urls as ops_urls
+from executions.pages import urls as page_urls
+from executions.pages import views as page_views
 from progress.routing import websocket_urlpatterns
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, user_token
 
 # --- the matrix ---------------------------------------------------------------------------
 
@@ -217,8 +219,7 @@ def path_for(row: Row, execution_id: str) -> str:
 def api_client(user: Any) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {user_token(user)}")
     return client
 
 
@@ -318,8 +319,6 @@ WS_TIMEOUT = 5.0
 
 async def _ws_transcript(path: str, headers: list[tuple[bytes, bytes]]) -> Answer:
     """Connect, then read until the server closes or the stream has started."""
-    from config.asgi import application
-
     comm = WebsocketCommunicator(application, path, headers=headers)
     connected, code = await comm.connect(timeout=WS_TIMEOUT)
     answer = Answer(transcript=[("accept", connected if connected else code)])
@@ -343,8 +342,7 @@ def ws_headers(user: Any, *, session: bool = False) -> list[tuple[bytes, bytes]]
     if session:
         client = page_client(user)
         return [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())]
-    token, _ = Token.objects.get_or_create(user=user)
-    return [(b"authorization", f"Token {token.key}".encode())]
+    return [(b"authorization", f"Token {user_token(user)}".encode())]
 
 
 def send_ws(user: Any, path: str, *, session: bool = False) -> Answer:
@@ -585,7 +583,7 @@ def test_every_cell_is_a_known_outcome_and_the_table_renders() -> None:
     assert all(f"`{row.request}`" in rendered for row in MATRIX)
 
 
-@pytest.mark.parametrize("row,principal", cell_params())
+@pytest.mark.parametrize(("row", "principal"), cell_params())
 def test_cell(row: Row, principal: str, world: World) -> None:
     cell = play(row, principal, world)
     outcome = row.outcome(principal)
@@ -722,9 +720,7 @@ def test_lists_do_not_reveal_others_executions(
 ) -> None:
     """Bob's lists, totals, pages and filter results are byte for byte what they
     were before alice had any execution; staff see everyone's."""
-    from executions.pages import views
-
-    monkeypatch.setattr(views, "PAGE_SIZE", 2)  # so that bob's three executions make two pages
+    monkeypatch.setattr(page_views, "PAGE_SIZE", 2)  # so that bob's three executions make two pages
     bobs = [make_execution(bob, "pending"), make_execution(bob, "completed"), make_execution(bob, "failed")]
     baseline = list_answers(bob)
     assert baseline["/api/v1/executions?page_size=2"].json()["pagination"]["total_pages"] == 2

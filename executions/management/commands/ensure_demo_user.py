@@ -18,7 +18,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -65,7 +65,7 @@ def write_private(path: Path, text: str) -> None:
 
 def ensure_account(account: Account, password_file: Path) -> tuple[AbstractBaseUser, str, str]:
     """Make the user exist with the stored password and a token; return (user, password, token)."""
-    User = get_user_model()
+    User = get_user_model()  # noqa: N806 - the model class, named as Django names it
     stored = read_password(password_file)
     password = stored or secrets.token_urlsafe(12)
     with transaction.atomic():
@@ -92,7 +92,7 @@ def ensure_account(account: Account, password_file: Path) -> tuple[AbstractBaseU
 class Command(BaseCommand):
     help = "Create the demo and admin users if missing (idempotent) and print their credentials."
     # dev.py runs migrate (which runs the checks) just before; once is enough.
-    requires_system_checks: ClassVar[list[str]] = []
+    requires_system_checks = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
