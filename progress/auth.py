@@ -18,11 +18,12 @@ segment too many).
 
 from __future__ import annotations
 
+from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
 from channels.middleware import BaseMiddleware
-from channels.sessions import CookieMiddleware, SessionMiddleware
+from channels.sessions import CookieMiddleware
 from django.contrib.auth import get_user
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -65,7 +66,10 @@ class TokenOrSessionMiddleware(BaseMiddleware):
         if key is not None:
             scope["user"] = await read_db(user_for_token)(key) if key else AnonymousUser()
             scope["auth_token"] = key or None
-        elif scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME):
+        elif session_key := scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME):
+            # The session is only read (never saved from a socket): no need for
+            # Channels' SessionMiddleware, which wraps every frame's send.
+            scope["session"] = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
             scope["user"] = await read_db(user_for_session)(scope["session"])
         else:
             scope["user"] = AnonymousUser()
@@ -102,6 +106,4 @@ class RefuseUnroutedPaths:
 
 
 def TokenOrSessionAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the stacks it wraps
-    # Channels' cookie and session middleware read nothing from the database
-    # until the session is used (only for a socket without a token).
-    return RefuseUnroutedPaths(CookieMiddleware(SessionMiddleware(TokenOrSessionMiddleware(inner))), router=inner)
+    return RefuseUnroutedPaths(CookieMiddleware(TokenOrSessionMiddleware(inner)), router=inner)

@@ -101,6 +101,8 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
     closed: bool = False
     #: True while this socket counts in the open-sockets gauge.
     counted: bool = False
+    #: The stored seq the last resync round saw ahead of this socket (0: none).
+    resync_target: int = 0
 
     async def connect(self) -> None:
         self.execution_id: str = self.scope["url_route"]["kwargs"]["execution_id"]
@@ -249,5 +251,9 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
                 await self.leave_group()
                 await self.refuse(*verdict.lost)
                 return
-            if verdict.stored_seq > self.last_seq:
+            # Behind the database: the frames may still be on their way (a busy
+            # process delivers them late), so read them only once the gap has
+            # lasted a whole round, i.e. the layer really dropped them.
+            if self.last_seq < self.resync_target:
                 await self.send_stored()
+            self.resync_target = verdict.stored_seq if verdict.stored_seq > self.last_seq else 0
