@@ -33,7 +33,7 @@ everything again to show the spread.
 
 Run::
 
-    .venv/bin/python -m bench                          # all of it, about 4 minutes
+    .venv/bin/python -m bench                          # all of it, about 4.5 minutes
     .venv/bin/python -m bench --layers hub --watchers 1000
     .venv/bin/python -m bench --workers 1              # one server process
 """
