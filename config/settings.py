@@ -78,7 +78,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, async-capable: one sync middleware would put every request in a thread.
+    "core.static.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -132,6 +133,9 @@ else:
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
+    # Keep each thread's connection (as for PostgreSQL above): opening one,
+    # with its PRAGMAs, was most of the cost of a socket's or a request's read.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -251,6 +255,11 @@ PROGRESS_CANCEL_POLL_SECONDS = env_float("PROGRESS_CANCEL_POLL_MS", 100) / 1000
 # A connected socket re-reads the execution's seq this often, so a terminal
 # frame dropped by the channel layer still reaches the client.
 PROGRESS_WS_RESYNC_SECONDS = env_float("PROGRESS_WS_RESYNC_SECONDS", 4)
+# How long a process reuses a token lookup (token -> active user) before asking
+# the database again; capped at PROGRESS_WS_RESYNC_SECONDS. A deleted token or
+# a deactivated user loses access within this bound everywhere, at once in the
+# process that made the change (core/authentication.py). 0 turns the cache off.
+AUTH_CACHE_SECONDS = env_float("AUTH_CACHE_SECONDS", 2)
 # How long daphne waits for a client's close reply before dropping the
 # connection; frames still queued for a slow reader are lost when it does.
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)
@@ -297,7 +306,8 @@ REST_FRAMEWORK: dict[str, Any] = {
     # Token first: an unauthenticated request then gets 401 with
     # WWW-Authenticate: Token rather than the session's 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's TokenAuthentication through a short per-process cache (AUTH_CACHE_SECONDS).
+        "core.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -54,7 +54,8 @@ USAGE = """usage: dev.py run
        dev.py test [pytest arguments]
 
 run   migrate, create the demo users, then run the Procfile's processes with
-      honcho: daphne on 127.0.0.1:8000 (PORT overrides) and a Celery worker,
+      honcho: manage.py serve (a daphne process per CPU) on 127.0.0.1:8000
+      (PORT overrides) and a Celery worker,
       plus an embedded Redis unless REDIS_URL is set; Ctrl-C stops them all
 test  run pytest with an embedded Redis unless REDIS_URL is set"""
 
@@ -97,7 +98,7 @@ def run_environment() -> dict[str, str]:
     if not raw_port.isdigit():
         raise LaunchError(f"PORT must be a number, got {raw_port!r}")
     env["PORT"] = raw_port
-    # The Procfile names its programs (daphne, celery) as a deployment would;
+    # The Procfile names its programs (python, celery) as a deployment would;
     # here they are the virtualenv's, which need not be on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env

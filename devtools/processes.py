@@ -371,6 +371,18 @@ def daphne_command(port: int) -> list[str]:
     return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
 
 
+#: daphne processes of a ``serve`` started by :func:`serve_command`: two, so that
+#: every live test crosses processes (a socket on one, a request on another).
+SERVE_WORKERS = 2
+
+
+def serve_command(port: int, workers: int = SERVE_WORKERS) -> list[str]:
+    """``manage.py serve``: ``workers`` daphne processes on 127.0.0.1:``port`` (the Procfile's ``web``)."""
+    return [
+        sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+    ]
+
+
 def start_web(
     env: Mapping[str, str],
     port: int,
@@ -444,7 +456,8 @@ class AppServers:
     """A web server on ``port`` and a Celery worker, sharing one environment.
 
     What the end-to-end tests and the benchmarks run against. The web server
-    is daphne unless ``web_command`` says otherwise. ``restart_daphne()``
+    is ``manage.py serve`` (two daphne processes on one port) unless
+    ``web_command`` says otherwise (e.g. :func:`daphne_command`). ``restart_daphne()``
     stops it and starts it again on the same port, appending to the same log,
     for tests of what a client sees across a deploy.
     """
@@ -456,7 +469,7 @@ class AppServers:
         log_dir: Path,
         *,
         concurrency: int = 2,
-        web_command: WebCommand = daphne_command,
+        web_command: WebCommand = serve_command,
     ) -> None:
         self.env = dict(env)
         self.port = port

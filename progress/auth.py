@@ -2,6 +2,12 @@
 
 A token header, when present, decides (as in DRF, where TokenAuthentication
 comes first): a bad token is anonymous even if a session cookie is also sent.
+Only the credentials given are looked up: a token socket's session is never
+read. Both lookups run in a pooled thread (``core.db.read_db``), not on the
+one thread Channels' ``AuthMiddlewareStack`` uses for every socket of the
+process, and a token's comes from a short per-process cache
+(``core.authentication``; open sockets are re-checked against the database
+every ``PROGRESS_WS_RESYNC_SECONDS``).
 
 A handshake for a path that no route serves is refused (HTTP 403, daphne's
 only refusal) before any credentials are looked up; Channels' router would
@@ -12,13 +18,18 @@ segment too many).
 
 from __future__ import annotations
 
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.sessions import CookieMiddleware
+from django.contrib.auth import get_user
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from rest_framework.authtoken.models import Token
+
+from core.authentication import cached_token
+from core.db import read_db
 
 
 def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -35,21 +46,33 @@ def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-@database_sync_to_async
 def user_for_token(key: str) -> Any:
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return AnonymousUser()
-    return token.user
+    """The active user of the token ``key``, or an anonymous one."""
+    token = cached_token(key)
+    return token.user if token is not None else AnonymousUser()
 
 
-class TokenHeaderMiddleware(BaseMiddleware):
+def user_for_session(session: Any) -> Any:
+    """The session's user, verified as Django verifies it for an HTTP request (``get_user``)."""
+    return get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
+
+
+class TokenOrSessionMiddleware(BaseMiddleware):
+    """``scope["user"]``: from the token header if there is one, else from the session."""
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        scope = dict(scope)
         key = token_from_headers(scope.get("headers", []))
         if key is not None:
-            scope = dict(scope)
-            scope["user"] = await user_for_token(key) if key else AnonymousUser()
+            scope["user"] = await read_db(user_for_token)(key) if key else AnonymousUser()
             scope["auth_token"] = key or None
+        elif session_key := scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME):
+            # The session is only read (never saved from a socket): no need for
+            # Channels' SessionMiddleware, which wraps every frame's send.
+            scope["session"] = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+            scope["user"] = await read_db(user_for_session)(scope["session"])
+        else:
+            scope["user"] = AnonymousUser()
         return await super().__call__(scope, receive, send)
 
 
@@ -83,4 +106,4 @@ class RefuseUnroutedPaths:
 
 
 def TokenOrSessionAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the stacks it wraps
-    return RefuseUnroutedPaths(AuthMiddlewareStack(TokenHeaderMiddleware(inner)), router=inner)
+    return RefuseUnroutedPaths(CookieMiddleware(TokenOrSessionMiddleware(inner)), router=inner)

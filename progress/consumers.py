@@ -4,9 +4,10 @@ It joins the execution's group *before* reading the current state, so no event
 can fall between the two; anything older than what it already sent is dropped
 by ``seq``, and a frame whose ``seq`` skips ahead (channel layers drop messages
 under load) is preceded by the missing events read from the database. A
-periodic resync sends what the layer dropped at the very end (the terminal
-frame has no successor to reveal the gap) and closes the socket when the
-user's access is gone (deactivated, token deleted).
+periodic resync (``progress/resync.py``, one round for all of a process's
+sockets) sends what the layer dropped at the very end (the terminal frame has
+no successor to reveal the gap) and closes the socket when the user's access
+is gone (deactivated, token deleted).
 """
 
 from __future__ import annotations
@@ -14,40 +15,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib import import_module
-from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
-from django.contrib.auth import get_user, get_user_model
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from core import metrics
+from core.db import read_db
 from executions.frames import dumps, error_frame, status_frame
 from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
 from executions.selectors import event_frame_at, event_frames_after, execution_get_for_user
 
 from .broadcast import group_name
+from .resync import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, Verdict, Watch, resyncer
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-def read_db(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """Run a read-only database function in a worker thread of the pool.
-
-    ``database_sync_to_async`` is thread-sensitive by default: every socket of
-    the process would queue on one shared thread (Channels sets no per-socket
-    context, unlike Django for each HTTP request). These functions only read
-    and keep no state between calls, so any thread will do.
-    """
-    return database_sync_to_async(function, thread_sensitive=False)
 
 
 #: What a group name may hold (Channels' rule), within an execution id's length.
@@ -55,8 +40,6 @@ GROUPABLE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 CLOSE_NORMAL = 1000
 CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_NOT_FOUND = 4404
 
 
 @dataclass
@@ -112,53 +95,20 @@ def read_opening(*, user: Any, execution_id: str, after_seq: int | None) -> Open
     return Opening(frames=frames, last_seq=execution.seq, finished=finished)
 
 
-def session_user_pk(session_key: str | None) -> Any:
-    """The pk of the user the session is still logged in as, or None.
-
-    Through ``django.contrib.auth.get_user``, as for an HTTP request: a logout
-    (session deleted) or a password change (session hash no longer matches)
-    ends the session's access.
-    """
-    if not session_key:
-        return None
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
-    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]  # it reads only .session
-
-
-def access_lost(
-    user: Any, token_key: str | None, execution_id: str, session_key: str | None = None
-) -> tuple[str, int] | None:
-    """Why the user may no longer watch (message, close code), or None if they still may.
-
-    ``token_key`` is set when the socket authenticated with a token; otherwise
-    the session (``session_key``) did, and it must still be logged in as ``user``.
-    """
-    if token_key is not None:
-        if not Token.objects.filter(key=token_key, user__is_active=True).exists():
-            return "Authentication required", CLOSE_UNAUTHENTICATED
-    elif session_user_pk(session_key) != user.pk:
-        return "Authentication required", CLOSE_UNAUTHENTICATED
-    current = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
-    if current is None:
-        return "Authentication required", CLOSE_UNAUTHENTICATED
-    if execution_get_for_user(user=current, execution_id=execution_id) is None:
-        return f"Execution '{execution_id}' not found", CLOSE_NOT_FOUND
-    return None
-
-
 class ExecutionProgressConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     #: True once the close frame has been asked for: nothing may be sent after it.
     closed: bool = False
     #: True while this socket counts in the open-sockets gauge.
     counted: bool = False
+    #: The stored seq the last resync round saw ahead of this socket (0: none).
+    resync_target: int = 0
 
     async def connect(self) -> None:
         self.execution_id: str = self.scope["url_route"]["kwargs"]["execution_id"]
         self.last_seq = 0
         self.finished = False
         self.order = asyncio.Lock()
-        self.resync_task: asyncio.Task[None] | None = None
         # Accept first: the contract answers every refusal with an error frame
         # and an application close code, which needs an open socket.
         await self.accept()
@@ -188,7 +138,8 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
             if opening.finished:
                 await self.finish()
                 return
-        self.resync_task = asyncio.create_task(self.resync_forever())
+        # Re-checked with the process's other sockets every PROGRESS_WS_RESYNC_SECONDS.
+        resyncer().add(self)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         self.closed = True
@@ -215,9 +166,7 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
-        resync_task = getattr(self, "resync_task", None)
-        if resync_task is not None and resync_task is not asyncio.current_task():
-            resync_task.cancel()
+        resyncer().discard(self)
         if self.counted:
             self.counted = False
             metrics.socket_closed()
@@ -280,27 +229,31 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session")
         return getattr(session, "session_key", None) if session is not None else None
 
-    async def resync_forever(self) -> None:
-        """Every ``PROGRESS_WS_RESYNC_SECONDS``: close if access is gone, send what the layer dropped.
+    # --- the periodic re-check (progress/resync.py) ------------------------------------------
+    def watch(self) -> Watch | None:
+        """What the round checks for this socket; None once it has ended."""
+        if self.finished or self.closed:
+            return None
+        return Watch(
+            user_pk=self.scope["user"].pk,
+            token_key=self.scope.get("auth_token"),
+            session_key=self.session_key(),
+            execution_id=self.execution_id,
+        )
 
-        A failing round (the database briefly away) is logged and the next one
-        tried: this loop is what delivers a terminal frame the layer lost.
-        """
-        interval = settings.PROGRESS_WS_RESYNC_SECONDS
-        while not self.finished:
-            await asyncio.sleep(interval)
-            try:
-                lost = await read_db(access_lost)(
-                    self.scope["user"], self.scope.get("auth_token"), self.execution_id, self.session_key()
-                )
-                async with self.order:
-                    if self.finished:
-                        return
-                    if lost is not None:
-                        self.finished = True
-                        await self.leave_group()
-                        await self.refuse(*lost)
-                        return
-                    await self.send_stored()
-            except Exception:  # try again next round
-                logger.exception("resync of %s failed; retrying in %g s", self.execution_id, interval)
+    async def apply_resync(self, verdict: Verdict) -> None:
+        """Close if access is gone; send what the layer dropped (the terminal frame above all)."""
+        async with self.order:
+            if self.finished or self.closed:
+                return
+            if verdict.lost is not None:
+                self.finished = True
+                await self.leave_group()
+                await self.refuse(*verdict.lost)
+                return
+            # Behind the database: the frames may still be on their way (a busy
+            # process delivers them late), so read them only once the gap has
+            # lasted a whole round, i.e. the layer really dropped them.
+            if self.last_seq < self.resync_target:
+                await self.send_stored()
+            self.resync_target = verdict.stored_seq if verdict.stored_seq > self.last_seq else 0

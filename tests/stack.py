@@ -1,4 +1,4 @@
-"""The real stack for end-to-end tests, as processes: daphne and a Celery worker.
+"""The real stack for end-to-end tests, as processes: ``manage.py serve`` and a Celery worker.
 
 ``live_stack`` (tests/conftest.py) runs them as child processes against the
 same test database as the test process (a SQLite file, see tests/settings.py,
@@ -24,7 +24,8 @@ from config.celery import app
 from devtools import processes
 from devtools.launcher import fresh_metrics_dir
 
-#: daphne and a Celery worker serving the test database (see ``devtools.processes``).
+#: ``manage.py serve`` (two daphne processes on one port) and a Celery worker serving
+#: the test database (see ``devtools.processes``).
 LiveStack = processes.AppServers
 #: What a test sends as ``Authorization: Bearer ...`` to scrape the stack's /metrics.
 METRICS_TOKEN = "live-stack-metrics-token"
@@ -78,11 +79,11 @@ def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
 
 @contextmanager
 def running_stack(env: dict[str, str], log_dir: Path) -> Iterator[LiveStack]:
-    """daphne (free port) and a worker, stopped on exit; logs in ``log_dir``.
+    """The server (free port, two daphne processes) and a worker, stopped on exit; logs in ``log_dir``.
 
     Their metrics are shared through prometheus-client's multiprocess mode, in
     a fresh directory beside the logs (unless ``env`` names one): a scrape of
-    daphne then counts what the worker did, as in a deployment.
+    the server then counts what the worker did, as in a deployment.
     """
     metrics_dir = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or log_dir / "prometheus")
     env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(metrics_dir))}

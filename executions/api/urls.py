@@ -4,6 +4,7 @@ redirect: a redirected POST turns into a GET in many clients)."""
 from django.urls import re_path
 
 from . import views
+from .async_views import async_get, read_execution, read_progress
 
 EXECUTION = r"executions/(?P<execution_id>[^/]+)"
 
@@ -14,8 +15,13 @@ def both(pattern: str) -> str:
 
 urlpatterns = [
     re_path(both("executions"), views.ExecutionCollectionView.as_view(), name="api-executions"),
-    re_path(both(EXECUTION), views.ExecutionDetailView.as_view(), name="api-execution"),
-    re_path(both(EXECUTION + "/progress"), views.ExecutionProgressView.as_view(), name="api-execution-progress"),
+    # The two GETs pollers hit: async, one query, DRF for anything unusual (async_views.py).
+    re_path(both(EXECUTION), async_get(views.ExecutionDetailView, read_execution), name="api-execution"),
+    re_path(
+        both(EXECUTION + "/progress"),
+        async_get(views.ExecutionProgressView, read_progress),
+        name="api-execution-progress",
+    ),
     re_path(both(EXECUTION + "/cancel"), views.ExecutionCancelView.as_view(), name="api-execution-cancel"),
     re_path(both(EXECUTION + "/events"), views.ExecutionEventsView.as_view(), name="api-execution-events"),
     re_path(both("targets"), views.TargetListView.as_view(), name="api-targets"),

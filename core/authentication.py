@@ -1,0 +1,123 @@
+"""Token lookups that usually cost no query: a short per-process cache.
+
+Every API request and WebSocket handshake with ``Authorization: Token <key>``
+looked its token and user up in the database (a join, plus a new connection
+per request). Here the result is kept in the process for
+``AUTH_CACHE_SECONDS`` (default 2 s, never more than
+``PROGRESS_WS_RESYNC_SECONDS``, the contract's bound for open sockets):
+
+* Deleting a token (``post_delete``) or saving or deleting a user
+  (``post_save`` / ``post_delete``: deactivation, password change) drops the
+  cached entries at once in the process that did it.
+* Other processes, and changes that send no signal (``QuerySet.update``),
+  are seen at the latest when the entry expires, so a deleted token or a
+  deactivated user loses access within ``AUTH_CACHE_SECONDS``. Open
+  WebSockets are re-checked against the database itself (never this cache)
+  every ``PROGRESS_WS_RESYNC_SECONDS``.
+
+Only successful lookups are cached: a token created a moment ago works at
+once, and a bad token costs a query as before. Each caller gets its own copy
+of the user object, so nothing a request does to it leaks into another.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
+
+#: Past this many cached tokens the cache starts again empty (one process
+#: rarely sees that many clients within a few seconds).
+MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class _Entry:
+    token: Token
+    expires: float
+
+
+_tokens: dict[str, _Entry] = {}
+
+
+def cache_seconds() -> float:
+    return min(settings.AUTH_CACHE_SECONDS, settings.PROGRESS_WS_RESYNC_SECONDS)
+
+
+def cached_token(key: str) -> Token | None:
+    """The token ``key`` with its active user, from the cache or the database; None if unusable.
+
+    The returned token and its ``user`` are the caller's own copies.
+    """
+    entry = _tokens.get(key)
+    now = time.monotonic()
+    if entry is None or entry.expires <= now:
+        token = Token.objects.select_related("user").filter(key=key).first()
+        if token is None or not token.user.is_active:
+            _tokens.pop(key, None)
+            return None
+        remember(token)
+        return _copy(token)
+    return _copy(entry.token)
+
+
+def peek_token(key: str) -> Token | None:
+    """The cached token ``key`` (a copy), or None when it is not cached or too old; never a query."""
+    entry = _tokens.get(key)
+    if entry is None or entry.expires <= time.monotonic():
+        return None
+    return _copy(entry.token)
+
+
+def remember(token: Token) -> None:
+    """Cache a token (with its user loaded) that was just read from the database."""
+    ttl = cache_seconds()
+    if ttl <= 0:
+        return
+    if len(_tokens) >= MAX_ENTRIES:
+        _tokens.clear()
+    _tokens[token.key] = _Entry(token=token, expires=time.monotonic() + ttl)
+
+
+def _copy(token: Token) -> Token:
+    own = copy.copy(token)
+    own.user = copy.copy(token.user)
+    return own
+
+
+def forget_user(user_pk: Any) -> None:
+    for key, entry in list(_tokens.items()):
+        if entry.token.user_id == user_pk:
+            _tokens.pop(key, None)
+
+
+@receiver(post_delete, sender=Token, dispatch_uid="core.authentication.token_deleted")
+def token_deleted(sender: type[Token], instance: Token, **kwargs: Any) -> None:
+    _tokens.pop(instance.key, None)
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="core.authentication.user_saved")
+@receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="core.authentication.user_deleted")
+def user_changed(sender: type[Any], instance: Any, **kwargs: Any) -> None:
+    forget_user(instance.pk)
+
+
+class CachedTokenAuthentication(TokenAuthentication):
+    """DRF's token authentication (same answers, same messages) through the cache."""
+
+    def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
+        cached = peek_token(key)
+        if cached is not None:
+            return cached.user, cached
+        user, token = super().authenticate_credentials(key)  # raises for a bad token or an inactive user
+        remember(token)
+        token = _copy(token)
+        return token.user, token
+
