@@ -256,6 +256,9 @@ PROGRESS_WS_RESYNC_SECONDS = env_float("PROGRESS_WS_RESYNC_SECONDS", 4)
 # How long daphne waits for a client's close reply before dropping the
 # connection; frames still queued for a slow reader are lost when it does.
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)
+# An open Server-Sent Events response sends a ": keep-alive" comment this often, so
+# proxies and clients with an idle timeout keep a quiet stream open.
+PROGRESS_SSE_KEEPALIVE_SECONDS = env_float("PROGRESS_SSE_KEEPALIVE_SECONDS", 15)
 
 # --- Input limits -------------------------------------------------------------------
 EXECUTION_INPUTS_MAX_BYTES = env_int("EXECUTION_INPUTS_MAX_BYTES", 64 * 1024)
@@ -333,6 +336,8 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["executions.api.schema.strip_trailing_slashes"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        # Before describe_execution_ids, which describes its execution_id parameter too.
+        "progress.schema.document_progress_stream",
         "executions.api.schema.describe_execution_ids",
     ],
     # Component names for the choice sets (drf-spectacular would otherwise name the

@@ -1,6 +1,6 @@
 """The WebSocket consumer: forwards an execution's events as the contract's frames.
 
-It joins the execution's group *before* reading the current state, so no event
+The ordering logic is shared with the SSE view (``progress.streams``). It joins the execution's group *before* reading the current state, so no event
 can fall between the two; anything older than what it already sent is dropped
 by ``seq``, and a frame whose ``seq`` skips ahead (channel layers drop messages
 under load) is preceded by the missing events read from the database. A
@@ -13,137 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from importlib import import_module
-from types import SimpleNamespace
-from typing import Any, TypeVar
-from urllib.parse import parse_qs
+from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import get_user, get_user_model
-from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from core import metrics
-from executions.frames import dumps, error_frame, status_frame
-from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
-from executions.selectors import event_frame_at, event_frames_after, execution_get_for_user
+from executions.frames import dumps, error_frame
 
 from .broadcast import group_name
+from .streams import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NORMAL,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
+    GROUPABLE_ID,
+    ExecutionStream,
+    StreamFrame,
+    access_lost,
+    parse_after_seq,
+    read_db,
+    read_opening,
+)
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-def read_db(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """Run a read-only database function in a worker thread of the pool.
-
-    ``database_sync_to_async`` is thread-sensitive by default: every socket of
-    the process would queue on one shared thread (Channels sets no per-socket
-    context, unlike Django for each HTTP request). These functions only read
-    and keep no state between calls, so any thread will do.
-    """
-    return database_sync_to_async(function, thread_sensitive=False)
-
-
-#: What a group name may hold (Channels' rule), within an execution id's length.
-GROUPABLE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-CLOSE_NORMAL = 1000
-CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_NOT_FOUND = 4404
-
-
-@dataclass
-class Opening:
-    """What to send right after connecting, read from the database."""
-
-    frames: list[str] = field(default_factory=list)
-    last_seq: int = 0
-    finished: bool = False
-
-
-def parse_after_seq(query_string: bytes) -> tuple[bool, int | None]:
-    """(valid, value): ``after_seq`` must be plain digits; absent is valid (None)."""
-    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("after_seq")
-    if not values:
-        return True, None
-    raw = values[-1]
-    if len(values) > 1 or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        return False, None
-    return True, int(raw)
-
-
-def read_opening(*, user: Any, execution_id: str, after_seq: int | None) -> Opening | None:
-    """The first frames of a stream (README, "The WebSocket protocol", 1, 2 and 4);
-    None when the user may not see the execution (missing or someone else's)."""
-    execution = execution_get_for_user(user=user, execution_id=execution_id)
-    if execution is None:
-        return None
-    if after_seq is not None:
-        events = event_frames_after(execution_id=execution_id, after_seq=after_seq)
-        if events:
-            return Opening(
-                frames=[frame for _, _, frame in events],
-                last_seq=events[-1][0],
-                finished=events[-1][1] in TERMINAL_EVENT_TYPES,
-            )
-    frames = [
-        dumps(
-            status_frame(
-                execution_id=execution.id,
-                status=execution.status,
-                progress=execution.progress,
-                seq=execution.seq,
-                timestamp=timezone.now(),
-            )
-        )
-    ]
-    finished = execution.status in TERMINAL_STATUSES
-    if finished and after_seq is None:
-        terminal = event_frame_at(execution_id=execution.id, seq=execution.seq)
-        if terminal is not None:
-            frames.append(terminal)
-    return Opening(frames=frames, last_seq=execution.seq, finished=finished)
-
-
-def session_user_pk(session_key: str | None) -> Any:
-    """The pk of the user the session is still logged in as, or None.
-
-    Through ``django.contrib.auth.get_user``, as for an HTTP request: a logout
-    (session deleted) or a password change (session hash no longer matches)
-    ends the session's access.
-    """
-    if not session_key:
-        return None
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
-    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]
-
-
-def access_lost(
-    user: Any, token_key: str | None, execution_id: str, session_key: str | None = None
-) -> tuple[str, int] | None:
-    """Why the user may no longer watch (message, close code), or None if they still may.
-
-    ``token_key`` is set when the socket authenticated with a token; otherwise
-    the session (``session_key``) did, and it must still be logged in as ``user``.
-    """
-    if token_key is not None:
-        if not Token.objects.filter(key=token_key, user__is_active=True).exists():
-            return "Authentication required", CLOSE_UNAUTHENTICATED
-    elif session_user_pk(session_key) != user.pk:
-        return "Authentication required", CLOSE_UNAUTHENTICATED
-    current = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
-    if current is None:
-        return "Authentication required", CLOSE_UNAUTHENTICATED
-    if execution_get_for_user(user=current, execution_id=execution_id) is None:
-        return f"Execution '{execution_id}' not found", CLOSE_NOT_FOUND
-    return None
 
 
 class ExecutionProgressConsumer(AsyncWebsocketConsumer):
@@ -155,9 +49,7 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.execution_id: str = self.scope["url_route"]["kwargs"]["execution_id"]
-        self.last_seq = 0
-        self.finished = False
-        self.order = asyncio.Lock()
+        self.stream = ExecutionStream(self.execution_id, send=self.forward, on_terminal=self.finish)
         self.resync_task: asyncio.Task[None] | None = None
         # Accept first: the contract answers every refusal with an error frame
         # and an application close code, which needs an open socket.
@@ -181,13 +73,9 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         if opening is None:
             await self.leave_group()
             return await self.refuse(f"Execution '{self.execution_id}' not found", CLOSE_NOT_FOUND)
-        async with self.order:
-            for frame in opening.frames:
-                await self.send_frame(frame)
-            self.last_seq = opening.last_seq
-            if opening.finished:
-                await self.finish()
-                return
+        await self.stream.start(opening)
+        if self.stream.finished:
+            return
         self.resync_task = asyncio.create_task(self.resync_forever())
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
@@ -199,13 +87,15 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=text)
         metrics.frame_sent(event_timestamp)
 
+    async def forward(self, frame: StreamFrame) -> None:
+        await self.send_frame(frame.text, frame.timestamp)
+
     async def refuse(self, message: str, code: int) -> None:
         await self.send_frame(dumps(error_frame(message)))
         await self.close(code=code)
 
     async def finish(self) -> None:
         """Exactly one terminal frame has been sent: close normally."""
-        self.finished = True
         await self.leave_group()
         await self.close(code=CLOSE_NORMAL)
 
@@ -245,35 +135,11 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
 
     async def progress_resync(self, message: dict[str, Any]) -> None:
         """The channel layer's subscription came back after Redis was away: read what was missed."""
-        async with self.order:
-            if not self.finished and not self.closed:
-                await self.send_stored()
+        if not self.closed:
+            await self.stream.catch_up()
 
     async def progress_event(self, message: dict[str, Any]) -> None:
-        seq = int(message["seq"])
-        async with self.order:
-            if self.finished or seq <= self.last_seq:
-                return
-            if seq > self.last_seq + 1:
-                await self.send_stored(before_seq=seq)
-                if self.finished:
-                    return
-            await self.send_frame(message["frame"], message.get("timestamp"))
-            self.last_seq = seq
-            if message.get("event") in TERMINAL_EVENT_TYPES:
-                await self.finish()
-
-    async def send_stored(self, before_seq: int | None = None) -> None:
-        """Send the stored events after ``last_seq`` (and before ``before_seq``)."""
-        events = await read_db(event_frames_after)(
-            execution_id=self.execution_id, after_seq=self.last_seq, before_seq=before_seq
-        )
-        for seq, event_type, frame in events:
-            await self.send_frame(frame)
-            self.last_seq = seq
-            if event_type in TERMINAL_EVENT_TYPES:
-                await self.finish()
-                return
+        await self.stream.event(message)
 
     def session_key(self) -> str | None:
         session = self.scope.get("session")
@@ -286,20 +152,17 @@ class ExecutionProgressConsumer(AsyncWebsocketConsumer):
         tried: this loop is what delivers a terminal frame the layer lost.
         """
         interval = settings.PROGRESS_WS_RESYNC_SECONDS
-        while not self.finished:
+        while not self.stream.finished:
             await asyncio.sleep(interval)
             try:
-                lost = await read_db(access_lost)(
-                    self.scope["user"], self.scope.get("auth_token"), self.execution_id, self.session_key()
+                lost = await self.stream.resync(
+                    lambda: read_db(access_lost)(
+                        self.scope["user"], self.scope.get("auth_token"), self.execution_id, self.session_key()
+                    )
                 )
-                async with self.order:
-                    if self.finished:
-                        return
-                    if lost is not None:
-                        self.finished = True
-                        await self.leave_group()
-                        await self.refuse(*lost)
-                        return
-                    await self.send_stored()
+                if lost is not None:
+                    await self.leave_group()
+                    await self.refuse(*lost)
+                    return
             except Exception:  # noqa: BLE001 - try again next round
                 logger.exception("resync of %s failed; retrying in %g s", self.execution_id, interval)
