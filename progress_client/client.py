@@ -375,8 +375,20 @@ class AsyncClient:
         )
 
     async def _poll_frames(self, execution_id: str, after_seq: int | None) -> AsyncIterator[Frame]:
-        """REST polling of ``/events?after_seq=``, waiting what ``Retry-After`` asks when refused."""
-        # Each round is one attempt: the watch loop counts the failures and backs off.
+        """REST polling of ``/events?after_seq=``, with the socket's semantics (a ``status``
+        frame first, or on a resume that finds nothing stored after ``after_seq``), waiting
+        what ``Retry-After`` asks when refused. Each call is one attempt: the watch loop
+        counts the failures and backs off."""
+        if after_seq is not None:
+            resumed = after_seq
+            events = await self._polled(lambda: self._events(execution_id, resumed, retry=False))
+            for frame in events:
+                yield frame
+                after_seq = frame["seq"]
+                if frame["type"] in TERMINAL_TYPES:
+                    return
+            if not events:
+                after_seq = None
         if after_seq is None:
             path = self._path(execution_id)
             execution = (await self._polled(lambda: self._request("GET", path))).json()
@@ -395,6 +407,7 @@ class AsyncClient:
                     yield frame
                 return
         while True:
+            await asyncio.sleep(self.poll_interval)
             last = after_seq
             events = await self._polled(lambda: self._events(execution_id, last, retry=False))
             for frame in events:
@@ -402,8 +415,6 @@ class AsyncClient:
                 after_seq = frame["seq"]
                 if frame["type"] in TERMINAL_TYPES:
                     return
-            if not events:
-                await asyncio.sleep(self.poll_interval)
 
     async def _polled(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``; a 429 or 503 is waited out for its ``Retry-After`` (or a backoff), up to ``max_retries``."""
