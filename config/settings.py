@@ -321,7 +321,8 @@ SPECTACULAR_SETTINGS = {
         "Start pipelines and agents, follow their progress. Every error answer is JSON with a "
         "`detail` string. Authenticate with `Authorization: Token <key>` (from `POST "
         "/api/v1/auth/token`) or a browser session (unsafe methods then need the CSRF token). "
-        "Live progress: `WS /api/v1/executions/{execution_id}/progress/ws` (see the README)."
+        "Live progress: `WS /api/v1/executions/{execution_id}/progress/ws`, or Server-Sent Events at "
+        "`GET /api/v1/executions/{execution_id}/progress/stream` (see the README)."
     ),
     "VERSION": "1.0.0",
     # OpenAPI 3.1: a nullable value is a JSON Schema union with {"type": "null"}. Under
