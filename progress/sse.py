@@ -76,8 +76,12 @@ def error_event(message: str) -> str:
 # --- refusals: the REST API's JSON answers ------------------------------------------------
 
 
+#: Rendered as DRF's JSONRenderer does (compact, UTF-8), like every other API answer.
+JSON_STYLE = {"separators": (",", ":"), "ensure_ascii": False}
+
+
 def refusal(status: int, detail: str, **extra: Any) -> JsonResponse:
-    return JsonResponse({"detail": detail, **extra}, status=status)
+    return JsonResponse({"detail": detail, **extra}, status=status, json_dumps_params=JSON_STYLE)
 
 
 def not_found(execution_id: str) -> JsonResponse:

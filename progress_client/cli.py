@@ -264,9 +264,8 @@ def show_bar(console: Console, title: str, frames: Iterator[Frame], clock: Clock
     )
     with Progress(*columns, console=console, refresh_per_second=8) as bar:
         task = bar.add_task(title, total=100.0, step="")
-        for frame in frames:
+        for frame in frames:  # the clock is updated as they come (``clocked``)
             last = frame
-            clock.update(frame)
             progress = frame.get("progress")
             state = frame.get("status") or frame["type"]
             fields: dict[str, Any] = {"description": f"{title} {state}"}
@@ -277,11 +276,21 @@ def show_bar(console: Console, title: str, frames: Iterator[Frame], clock: Clock
     return last
 
 
+def clocked(client: Client, execution_id: str, frames: Iterator[Frame], clock: Clock) -> Iterator[Frame]:
+    """The frames, with ``clock`` told about each first; a status frame of a run that
+    started after the first look gets its start time from the execution."""
+    for frame in frames:
+        if clock.started_at is None and frame["type"] == "status" and frame["status"] != "pending":
+            clock.started_at = parse_time(client.get(execution_id).get("started_at"))
+        clock.update(frame)
+        yield frame
+
+
 def watch_frames(client: Client, execution_id: str, *, as_json: bool, console: Console) -> int:
     """Show every frame to the end; the exit code of the result."""
     execution = client.get(execution_id)
     clock = Clock(parse_time(execution.get("started_at")))
-    frames = client.watch(execution_id)
+    frames = clocked(client, execution_id, client.watch(execution_id), clock)
     last: Frame | None = None
     if as_json:
         for frame in frames:
@@ -292,7 +301,6 @@ def watch_frames(client: Client, execution_id: str, *, as_json: bool, console: C
     else:
         for frame in frames:
             last = frame
-            clock.update(frame)
             print(frame_line(frame, clock), flush=True)
     status = last.get("status") if last else None
     if status == "failed":
@@ -328,7 +336,7 @@ def run_list(client: Client, args: argparse.Namespace, console: Console) -> int:
         rows.append(execution)
     if args.json:
         for execution in rows:
-            print(json.dumps(execution, ensure_ascii=False))
+            print(json.dumps(execution, ensure_ascii=False, separators=(",", ":")))
         return 0
     headers = ("execution_id", "status", "type", "target_id", "progress", "created_at")
     values = [
