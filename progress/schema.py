@@ -32,6 +32,22 @@ DESCRIPTION = (
     "user's access goes while the stream is open, an `error` event ends it."
 )
 SEQ_DESCRIPTION = "Resume after this event: digits only, 0 to 10^18-1"
+#: One event of the stream, as SSE clients (and Schemathesis) read it: its fields, with
+#: the frame as JSON text in ``data`` (what OpenAPI 3.2 calls the stream's ``itemSchema``).
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The frame's `seq` (absent on `error`)"},
+        "event": {"type": "string", "enum": ["status", "started", "progress", "completed", "failed", "cancelled", "error"]},
+        "data": {
+            "type": "string",
+            "description": "The WebSocket frame, byte for byte",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/WebSocketFrame"},
+        },
+    },
+}
 
 
 def _json(ref: str, description: str, **extra: Any) -> dict[str, Any]:
@@ -56,8 +72,9 @@ def stream_operation() -> dict[str, Any]:
             {
                 "in": "header",
                 "name": "Last-Event-ID",
-                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-                "description": f"{SEQ_DESCRIPTION}; wins over `after_seq`",
+                # Empty is "no resume point" (an EventSource with no last event id sends none).
+                "schema": {"type": "string", "pattern": "^[0-9]{0,18}$"},
+                "description": f"{SEQ_DESCRIPTION}; wins over `after_seq`; empty: not given",
             },
             {"in": "path", "name": "execution_id", "schema": {"type": "string", "pattern": "^[^/]+$"}, "required": True},
         ],
@@ -65,15 +82,13 @@ def stream_operation() -> dict[str, Any]:
         "security": [{"tokenAuth": []}, {"cookieAuth": []}],
         "responses": {
             "200": {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "description": "The event stream; each event's data is a `WebSocketFrame`",
+                "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+                "description": "The event stream; the schema describes each of its events",
             },
             "400": _json("ValidationError", "after_seq or Last-Event-ID is not an integer in 0..10^18-1"),
             "401": _json("Detail", "Missing or invalid credentials", headers=WWW_AUTHENTICATE),
             "404": _json("Detail", "Unknown execution, or someone else's"),
         },
-        # Where the data of each event is described (the frames' components).
-        "x-event-data": {"$ref": "#/components/schemas/WebSocketFrame"},
     }
 
 

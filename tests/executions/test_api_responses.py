@@ -18,6 +18,7 @@ answer in the schema needs a scenario.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import uuid
 import warnings
@@ -31,7 +32,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpResponse
 from kombu.exceptions import OperationalError
 from openapi_core import Config, OpenAPI
-from openapi_core.deserializing.media_types.util import plain_loads
+from openapi_core.deserializing.media_types.util import json_loads
 from openapi_core.testing import MockRequest, MockResponse
 from rest_framework.test import APIClient
 
@@ -64,8 +65,8 @@ def validators() -> tuple[OpenAPI, OpenAPI]:
     """openapi-core over the published schema, and over its closed copy (built once:
     openapi-core first validates the document itself)."""
     schema = published_schema()
-    # An event stream is text, as openapi-core already reads text/plain.
-    config = Config(extra_media_type_deserializers={"text/event-stream": plain_loads})
+    # The schema of an event stream describes each event (see ``events_as_answers``).
+    config = Config(extra_media_type_deserializers={"text/event-stream": json_loads})
     return OpenAPI.from_dict(schema, config=config), OpenAPI.from_dict(closed(schema), config=config)
 
 
@@ -82,14 +83,34 @@ def answer_errors(validator: OpenAPI, method: str, path: str, response: HttpResp
     return [f"{error!r}: {error.__cause__!r}" for error in validator.iter_response_errors(request, answer)]
 
 
+def events_as_answers(response: HttpResponse) -> list[HttpResponse]:
+    """An event stream as one answer per event, each event's fields as a JSON object: what
+    its schema describes (Schemathesis reads it the same way). The frame in each event's
+    ``data`` is checked against the frames' components too (JSON Schema only annotates
+    ``contentSchema``)."""
+    answers = []
+    for block in response.content.decode().split("\n\n")[:-1]:
+        if block.startswith(":"):
+            continue
+        event = dict(line.split(": ", 1) for line in block.split("\n"))
+        assert_matches_component(json.loads(event["data"]), "WebSocketFrame")
+        answer = HttpResponse(json.dumps(event), status=response.status_code, content_type=response["Content-Type"])
+        answers.append(answer)
+    assert answers, "an event stream has a status event at least"
+    return answers
+
+
 def assert_valid_answer(method: str, path: str, response: HttpResponse) -> None:
     published, closed_to_extras = validators()
-    for validator, which in ((published, "the published schema"), (closed_to_extras, "it closed to extra keys")):
-        errors = answer_errors(validator, method, path, response)
+    answers = events_as_answers(response) if response.get("Content-Type") == "text/event-stream" else [response]
+    for (validator, which), answer in itertools.product(
+        ((published, "the published schema"), (closed_to_extras, "it closed to extra keys")), answers
+    ):
+        errors = answer_errors(validator, method, path, answer)
         assert not errors, (
             f"{method.upper()} {path} -> {response.status_code} does not match {which}:\n"
             + "\n".join(errors)
-            + f"\n{response.content[:2000]!r}"
+            + f"\n{answer.content[:2000]!r}"
         )
 
 
@@ -420,3 +441,25 @@ def test_the_validation_is_strict(world: World) -> None:
     extra = altered(good, body={**body, "extra": 1})
     assert not answer_errors(published, "get", path, extra), "the published schema leaves objects open"
     assert answer_errors(closed_to_extras, "get", path, extra), "the closed copy catches an undocumented key"
+
+
+def test_the_stream_validation_is_strict() -> None:
+    """Each event is held to its schema, and its data to the frames' components."""
+    path = STREAM.format(execution_id=MISSING_ID)
+    status = '{"type":"status","execution_id":"%s","status":"pending","progress":null,"seq":0,"timestamp":"2026-01-01T00:00:00.000000Z"}' % MISSING_ID
+
+    def stream(text: str) -> HttpResponse:
+        return HttpResponse(text, content_type="text/event-stream")
+
+    assert_valid_answer("get", path, stream(f"id: 0\nevent: status\ndata: {status}\n\n: keep-alive\n\n"))
+    wrong = {
+        "an unknown event type": f"id: 0\nevent: bogus\ndata: {status}\n\n",
+        "an id that is no seq": f"id: x\nevent: status\ndata: {status}\n\n",
+        "no data": "id: 0\nevent: status\n\n",
+        "a field the stream does not send": f"id: 0\nevent: status\nretry: 5\ndata: {status}\n\n",
+        "data that is no frame": 'id: 0\nevent: status\ndata: {"type":"status"}\n\n',
+    }
+    for name, text in wrong.items():
+        with pytest.raises((AssertionError, KeyError, ValueError)):
+            assert_valid_answer("get", path, stream(text))
+            pytest.fail(name)
