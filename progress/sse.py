@@ -29,6 +29,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -143,6 +144,27 @@ def resume_point(request: HttpRequest) -> tuple[int | None, JsonResponse | None]
 # --- the stream ---------------------------------------------------------------------------
 
 
+def release_request_thread() -> None:
+    """Let the request's own sync thread go for as long as the response streams.
+
+    Django serves each ASGI request inside an ``asgiref`` ``ThreadSensitiveContext``:
+    the request's first thread-sensitive sync call (its ``request_started``
+    receivers, at least) starts a one-thread executor that lives until the
+    request ends; for a stream, until the stream ends, so each open stream kept
+    an idle thread (measured: 40 streams, 40 more threads in daphne). Nothing
+    here needs it once streaming starts (reads go to the shared pool,
+    ``read_db``), so it is shut down; a thread-sensitive call after this
+    (Django's ``request_finished`` receivers) gets a fresh one for that moment,
+    shut down when the request ends. tests/e2e/test_sse.py counts daphne's threads.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None or getattr(context, "_executor", None) is not None:
+        return  # no per-request context, or one whose executor its caller owns
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
 async def event_stream(
     *, user: Any, token_key: str | None, session_key: str | None, execution_id: str, after_seq: int | None
 ) -> AsyncIterator[str]:
@@ -173,6 +195,7 @@ async def event_stream(
 
     stream = ExecutionStream(execution_id, send=collect, on_terminal=ended)
     receiving: asyncio.Future[dict[str, Any]] | None = None
+    release_request_thread()  # the view and the middleware are done with it
     try:
         await layer.group_add(group, channel)
         opening = await read_db(read_opening)(user=user, execution_id=execution_id, after_seq=after_seq)

@@ -173,3 +173,29 @@ def test_a_quiet_stream_gets_keep_alive_comments(live_stack: Any, api_user: Any,
     stream.read_to_end()
     assert stream.frames[-1]["type"] == "cancelled"
     assert stream.ended
+
+
+def daphne_threads(live_stack: Any) -> int:
+    status = Path(f"/proc/{live_stack.daphne.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts threads through /proc")
+def test_open_streams_hold_no_thread(live_stack: Any, api_user: Any) -> None:
+    """Served in the event loop: 40 open streams cost daphne no thread each."""
+    token = api_user[1]
+    api = Api(live_stack.http_url, token)
+    execution_id = api.submit("demo_steps", inputs={"steps": 1, "step_seconds": 60})["execution_id"]
+    warm = [sse(live_stack.http_url, execution_id, token) for _ in range(4)]  # the pool's threads exist
+    for stream in warm:
+        stream.next()
+    before = daphne_threads(live_stack)
+    streams = [sse(live_stack.http_url, execution_id, token) for _ in range(40)]
+    for stream in streams:
+        assert stream.next() is not None  # each one open and streaming
+    during = daphne_threads(live_stack)
+    print(f"daphne threads: {before} with 4 streams open, {during} with 44")
+    api.cancel(execution_id)
+    for stream in [*warm, *streams]:
+        assert stream.read_to_end().frames[-1]["type"] == "cancelled"
+    assert during - before < 10, f"daphne went from {before} to {during} threads with 40 more streams open"
