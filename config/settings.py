@@ -263,6 +263,9 @@ AUTH_CACHE_SECONDS = env_float("AUTH_CACHE_SECONDS", 2)
 # How long daphne waits for a client's close reply before dropping the
 # connection; frames still queued for a slow reader are lost when it does.
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)
+# An open Server-Sent Events response sends a ": keep-alive" comment this often, so
+# proxies and clients with an idle timeout keep a quiet stream open.
+PROGRESS_SSE_KEEPALIVE_SECONDS = env_float("PROGRESS_SSE_KEEPALIVE_SECONDS", 15)
 
 # --- Input limits -------------------------------------------------------------------
 EXECUTION_INPUTS_MAX_BYTES = env_int("EXECUTION_INPUTS_MAX_BYTES", 64 * 1024)
@@ -326,7 +329,8 @@ SPECTACULAR_SETTINGS = {
         "Start pipelines and agents, follow their progress. Every error answer is JSON with a "
         "`detail` string. Authenticate with `Authorization: Token <key>` (from `POST "
         "/api/v1/auth/token`) or a browser session (unsafe methods then need the CSRF token). "
-        "Live progress: `WS /api/v1/executions/{execution_id}/progress/ws` (see the README)."
+        "Live progress: `WS /api/v1/executions/{execution_id}/progress/ws`, or Server-Sent Events at "
+        "`GET /api/v1/executions/{execution_id}/progress/stream` (see the README)."
     ),
     "VERSION": "1.0.0",
     # OpenAPI 3.1: a nullable value is a JSON Schema union with {"type": "null"}. Under
@@ -341,6 +345,8 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["executions.api.schema.strip_trailing_slashes"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        # Before describe_execution_ids, which describes its execution_id parameter too.
+        "progress.schema.document_progress_stream",
         "executions.api.schema.describe_execution_ids",
     ],
     # Component names for the choice sets (drf-spectacular would otherwise name the

@@ -9,6 +9,8 @@ from core.login import login_throttled
 
 urlpatterns = [
     path("api/v1/", include("executions.api.urls")),
+    # Server-Sent Events, served by the streaming edge (an async view).
+    path("api/v1/", include("progress.urls")),
     re_path(r"^api/v1/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
     # A page: anonymous visitors go to the login page (the schema it loads needs a login).
     re_path(r"^api/v1/docs/?$", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),

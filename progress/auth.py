@@ -46,6 +46,13 @@ def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def session_key_of(scope: dict[str, Any]) -> str | None:
+    """The key of the session a socket authenticated with (None for a token socket):
+    the periodic re-check (progress/resync.py) verifies it is still logged in."""
+    session = scope.get("session")
+    return getattr(session, "session_key", None) if session is not None else None
+
+
 def user_for_token(key: str) -> Any:
     """The active user of the token ``key``, or an anonymous one."""
     token = cached_token(key)

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from core.api_errors import exception_handler
 from executions.api import urls as api_urls
 from executions.api.serializers import MAX_QUERY_INTEGER
+from progress import urls as progress_urls
 from tests.frames import published_schema
 
 from ..helpers import PASSWORD
@@ -40,6 +41,8 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", f"{EXECUTION}/progress"): {"200", "204", "401", "404", "406"},
     ("post", f"{EXECUTION}/cancel"): {"200", "400", "401", "403", "404", "406", "429"},
     ("get", f"{EXECUTION}/events"): {"200", "400", "401", "404", "406"},
+    # Server-Sent Events (progress/sse.py): not a DRF view, so no 406 (it always streams).
+    ("get", f"{EXECUTION}/progress/stream"): {"200", "400", "401", "404"},
     ("get", f"{API}/targets"): {"200", "401", "406"},
     ("post", f"{API}/auth/token"): {"200", "400", "406", "413", "415", "429"},
 }
@@ -68,8 +71,9 @@ def route_path(regex: str) -> str:
 def test_every_route_and_method_is_documented(schema: dict[str, Any]) -> None:
     documented = set(operations(schema))
     routed = set()
-    for pattern in api_urls.urlpatterns:
-        view = pattern.callback.cls
+    for pattern in [*api_urls.urlpatterns, *progress_urls.urlpatterns]:
+        # DRF views carry ``cls``; Django's own class-based views (the SSE one) ``view_class``.
+        view = getattr(pattern.callback, "cls", None) or pattern.callback.view_class
         for method in ("get", "post", "put", "patch", "delete"):
             if hasattr(view, method):
                 routed.add((method, route_path(pattern.pattern.regex.pattern)))
@@ -288,6 +292,7 @@ def test_unknown_api_path_is_404_even_for_a_session_post_without_csrf(alice: Any
         ("get", f"{API}/executions/{MISSING_ID}/cancel", "POST, OPTIONS"),
         ("patch", f"{API}/executions/{MISSING_ID}", "GET, HEAD, OPTIONS"),
         ("get", f"{API}/auth/token", "POST, OPTIONS"),
+        ("post", f"{API}/executions/{MISSING_ID}/progress/stream", "GET, OPTIONS"),
     ],
 )
 def test_wrong_method_is_a_json_405_with_allow(alice_client: APIClient, method: str, path: str, allowed: str) -> None:

@@ -32,7 +32,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import quote as admin_quote
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.urls import URLPattern, resolve
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -43,6 +43,7 @@ from executions.models import Execution
 from executions.ops import urls as ops_urls
 from executions.pages import urls as page_urls
 from executions.pages import views as page_views
+from progress import urls as progress_urls
 from progress.routing import websocket_urlpatterns
 from tests.helpers import PASSWORD, user_token
 
@@ -82,12 +83,13 @@ OUTCOMES = {
     "ws 4404": "handshake accepted, error frame `Execution '<id>' not found`, close 4404, "
     "identical to an id that does not exist",
     "ws status": "handshake accepted, first frame `status` of the execution",
+    "sse status": "200 `text/event-stream`, first event `status` of the execution (`id:` its seq)",
 }
 
 
 @dataclass(frozen=True)
 class Row:
-    method: str  # GET, POST, or WS
+    method: str  # GET, POST, WS, or SSE (a GET read as Server-Sent Events)
     #: ``{id}`` is the owner's running execution (quoted the admin's way on admin paths).
     path: str
     anonymous: str
@@ -105,6 +107,8 @@ class Row:
     def surface(self) -> str:
         if self.method == "WS":
             return "WebSocket"
+        if self.method == "SSE":
+            return "SSE"
         if self.path.startswith("/api/") and self.path not in PAGES_UNDER_API:
             return "REST"
         if self.path.startswith("/admin/"):
@@ -141,6 +145,7 @@ MATRIX: tuple[Row, ...] = (
     R("GET",  "/api/v1/schema",                            "401",             "200",             "200",             "200",             "200"),
     R("GET",  "/api/v1/docs",                              "302 login",       "200",             "200",             "200",             "200"),
     R("WS",   "/api/v1/executions/{id}/progress/ws",       "ws 4401",         "ws 4404",         "ws status",       "ws status",       "ws status"),
+    R("SSE",  "/api/v1/executions/{id}/progress/stream",   "401",             "404 missing",     "sse status",      "sse status",      "sse status"),
     R("GET",  "/",                                         "302 login",       "200 hidden",      "200 listed",      "200 listed",      "200 listed"),
     R("GET",  "/executions/new",                           "302 login",       "200",             "200",             "200",             "200"),
     R("POST", "/executions/new",                           "302 login",       "302 created",     "302 created",     "302 created",     "302 created",     body=START_FORM),
@@ -349,9 +354,34 @@ def send_ws(user: Any, path: str, *, session: bool = False) -> Answer:
     return async_to_sync(_ws_transcript)(path, ws_headers(user, session=session))
 
 
+async def _sse_answer(path: str, headers: dict[str, str]) -> Answer:
+    """GET through the ASGI handler; of a stream, read only the first chunk (the stream
+    of a running execution does not end)."""
+    # Headers per request: AsyncClient(headers=...) stores them under WSGI names, which ASGI ignores.
+    response = await AsyncClient().get(path, headers=headers)
+    answer = Answer(status=response.status_code, headers=dict(response.headers), cookies=tuple(sorted(response.cookies)))
+    if response.streaming:
+        chunks = response.streaming_content
+        answer.body = await anext(chunks)
+        await chunks.aclose()
+    else:
+        answer.body = response.content
+    return answer
+
+
+def send_sse(user: Any, path: str) -> Answer:
+    headers = {}
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        headers["Authorization"] = f"Token {token.key}"
+    return async_to_sync(_sse_answer)(path, headers)
+
+
 def send(row: Row, principal: str, execution_id: str, world: World, **http: Any) -> Answer:
     if row.method == "WS":
         return send_ws(world.users[principal], path_for(row, execution_id))
+    if row.method == "SSE":
+        return send_sse(world.users[principal], path_for(row, execution_id))
     return send_http(row, principal, execution_id, world, **http)
 
 
@@ -484,7 +514,7 @@ def check_403(cell: Cell) -> None:
 
 def check_missing(cell: Cell) -> None:
     expect_status(cell, 404)
-    if cell.row.surface == "REST":
+    if cell.row.surface in ("REST", "SSE"):
         assert cell.answer.json() == {"detail": f"Execution '{cell.execution_id}' not found"}
         assert cell.answer.headers["Content-Type"] == "application/json"
     else:
@@ -521,6 +551,17 @@ def check_ws_status(cell: Cell) -> None:
     assert frame["progress"] == execution.progress
 
 
+def check_sse_status(cell: Cell) -> None:
+    expect_status(cell, 200)
+    assert cell.answer.headers["Content-Type"] == "text/event-stream"
+    execution = cell.world.execution
+    event_id, event, data = cell.answer.text().split("\n\n")[0].split("\n")
+    assert (event_id, event) == (f"id: {execution.seq}", "event: status"), cell.answer.body[:300]
+    frame = json.loads(data.removeprefix("data: "))
+    assert (frame["type"], frame["execution_id"], frame["status"], frame["seq"]) == ("status", execution.id, "running", execution.seq)
+    assert frame["progress"] == execution.progress
+
+
 CHECKS = {
     "200": check_200,
     "200 listed": check_listed,
@@ -540,6 +581,7 @@ CHECKS = {
     "ws 4401": check_ws_4401,
     "ws 4404": check_ws_4404,
     "ws status": check_ws_status,
+    "sse status": check_sse_status,
 }
 
 MISSING_ID = "exec_000000000000"
@@ -561,8 +603,8 @@ def play(row: Row, principal: str, world: World, **http: Any) -> Cell:
 def cell_params() -> list[Any]:
     params = []
     for row in MATRIX:
-        # The consumer reads the database from another thread: WebSocket cells commit.
-        marks = [pytest.mark.django_db(transaction=True)] if row.method == "WS" else []
+        # The consumer and the SSE view read the database from other threads: their cells commit.
+        marks = [pytest.mark.django_db(transaction=True)] if row.method in ("WS", "SSE") else []
         for principal in PRINCIPALS:
             hole = KNOWN_HOLES.get((row.request, principal))
             cell_marks = [*marks, pytest.mark.xfail(reason=hole, strict=True)] if hole else marks
@@ -611,6 +653,7 @@ def test_the_matrix_covers_every_route(db: None) -> None:
     expected = _route_names(api_urls.urlpatterns) | _route_names(page_urls.urlpatterns) | {"api-schema", "api-docs"}
     expected |= {"login", "index"}
     expected |= _route_names(ops_urls.urlpatterns)
+    expected |= _route_names(progress_urls.urlpatterns)
     expected |= _route_names(admin.site._registry[Execution].urls)
     assert expected - covered == set(), "routes without a row in MATRIX"
     ws_rows = [row for row in MATRIX if row.method == "WS"]
@@ -637,7 +680,7 @@ def id_params() -> list[Any]:
     for row in MATRIX:
         if "{id}" not in row.path:
             continue
-        marks = [pytest.mark.django_db(transaction=True)] if row.method == "WS" else []
+        marks = [pytest.mark.django_db(transaction=True)] if row.method in ("WS", "SSE") else []
         params.append(pytest.param(row, id=row.request, marks=marks))
     return params
 
