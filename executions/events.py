@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from core import metrics
 
+from .eta import with_eta
 from .frames import ErrorInfo, Progress, dumps, event_frame, iso
 from .models import TERMINAL_EVENT_TYPES, EventType, Execution, ExecutionStatus, ProgressSnapshot
 from .signals import event_recorded
@@ -63,6 +64,8 @@ class RecordedEvent:
     callback_url: str = ""
     #: When it was recorded (the frame's ``timestamp``), ISO 8601.
     timestamp: str = ""
+    #: Who owns the execution: the socket for many executions is fed per user.
+    owner_id: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -94,12 +97,16 @@ def event_record(
     ``progress`` is the new progress for ``started``, ``progress`` and
     ``completed``; for ``failed`` it is optional (the latest progress the run
     knew of) and ``cancelled`` keeps the progress the execution has.
+    The stored progress gets its ``eta_seconds`` here (``executions.eta``), so
+    every surface shows the same estimate.
     ``worker`` names the Celery worker that claims the run (``started`` only).
     ``only_if`` is a further condition on the locked row, checked in the same
     transaction: the sweeper fails a run only if its heartbeat is still stale.
     """
     with transaction.atomic():
-        query = Execution.objects.select_for_update().only("id", "status", "seq", "progress", "callback_url")
+        query = Execution.objects.select_for_update().only(
+            "id", "status", "seq", "progress", "callback_url", "owner_id", "started_at"
+        )
         if only_if is not None:
             query = query.filter(only_if)
         execution = query.filter(pk=execution_id).first()
@@ -114,6 +121,8 @@ def event_record(
             new_progress = progress
         else:
             new_progress = _merge_progress(execution.progress, progress)
+        started_at = now if event_type == EventType.STARTED else execution.started_at
+        new_progress = with_eta(new_progress, status=status, started_at=started_at, now=now)
         updates: dict[str, Any] = {"seq": seq, "status": status, "progress": new_progress}
         if event_type in TIMESTAMP_FIELD:
             updates[TIMESTAMP_FIELD[event_type]] = now
@@ -158,6 +167,7 @@ def event_record(
             frame_text=frame_text,
             callback_url=execution.callback_url,
             timestamp=iso(now),
+            owner_id=execution.owner_id,
         )
         transaction.on_commit(lambda: _announce(recorded))
     return recorded
