@@ -225,6 +225,7 @@ class ListPage {
   start() {
     window.setInterval(() => this.rows.forEach((row) => { if (!row.state.ended) this.tick(row); }), 1000);
     new FeedClient({
+      executions: this.data.executions,
       scope: this.feed.scope,
       onExecution: (execution) => this.upsert(execution),
       onFrame: (frame) => this.apply(frame),
@@ -248,9 +249,11 @@ class ListPage {
     const eta = role(row.el, "eta");
     const { status } = row.state;
     if (eta) {
-      eta.textContent = status === "running"
+      // Under the duration, briefly: "~12 s left".
+      const text = status === "running"
         ? remainingText({ status, progress: row.state.progress, progressAt: ms(row.state.progressAt), now: serverNow() })
         : "";
+      eta.textContent = text.startsWith("about ") ? `~${text.slice("about ".length)} left` : text;
     }
   }
 

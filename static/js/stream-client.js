@@ -277,6 +277,9 @@ export class StreamClient {
 // each new one and the event frames of each.
 //
 //   const feed = new FeedClient({
+//     executions: [...],                   // what the page already shows ({execution_id, status,
+//                                          // seq}): followed too, so that one that ends before
+//                                          // the socket connects is fetched and delivered
 //     scope: "all",                        // staff: everyone's executions (default "own")
 //     status: ["running"],                 // optional: only these (pending and/or running)
 //     onExecution: (execution) => {},      // an execution's REST shape: from a snapshot, a created
@@ -301,7 +304,7 @@ const FEED_FATAL_MESSAGES = {
 const FEED_PAGE_SIZE = 100;
 
 export class FeedClient {
-  constructor({ apiRoot = "/api/v1", scope = "own", status = null, onExecution = () => {}, onFrame = () => {}, onConnection = () => {} } = {}) {
+  constructor({ apiRoot = "/api/v1", executions = [], scope = "own", status = null, onExecution = () => {}, onFrame = () => {}, onConnection = () => {} } = {}) {
     this.apiRoot = apiRoot;
     this.scope = scope;
     this.status = status;
@@ -316,6 +319,10 @@ export class FeedClient {
     this.done = false;
     this.timers = {};
     this.mode = null;
+    for (const execution of executions) {
+      this.seqs.set(execution.execution_id, execution.seq);
+      if (!TERMINAL.has(execution.status)) this.following.add(execution.execution_id);
+    }
   }
 
   start() {

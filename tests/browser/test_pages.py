@@ -190,7 +190,7 @@ def test_the_list_shows_new_executions_and_settles_them_without_a_reload(user_pa
     wait_for_percentage_between(page, f'tr[data-execution-id="{first.id}"] [role="progressbar"]', 0, 100)
     expect(row.locator('[data-role="badge"]')).to_have_text("Running")
     expect(row.locator('[data-role="step"]')).to_contain_text("step_")
-    expect(row.locator('[data-role="eta"]')).to_have_text(re.compile(r"^about .+|^less than a second$"))
+    expect(row.locator('[data-role="eta"]')).to_have_text(re.compile(r"^~\d.* left$|^less than a second$"))
 
     second = start(account.user, steps=2, step_seconds=0.2)
     second_row = page.locator(f'tr[data-execution-id="{second.id}"]')
@@ -206,6 +206,46 @@ def test_the_list_shows_new_executions_and_settles_them_without_a_reload(user_pa
     assert_not_reloaded(page)
     feeds = [url for url in sockets if url.endswith("/api/v1/executions/ws")]
     assert len(feeds) == 1 and len(sockets) == 1, f"one socket for the whole list, not one per row: {sockets}"
+
+
+# A WebSocket whose every connection sends one empty snapshot (nothing is running any more).
+EMPTY_SNAPSHOT_SOCKET = """
+window.WebSocket = class {
+  constructor(url) {
+    this.url = String(url);
+    this.readyState = 1;
+    window.__feedUrls = [...(window.__feedUrls || []), this.url];
+    setTimeout(() => this.onmessage?.({ data: JSON.stringify({ type: "snapshot", executions: [], timestamp: new Date().toISOString() }) }), 0);
+  }
+  close() { this.readyState = 3; }
+};
+"""
+
+
+def test_the_feed_client_settles_what_ended_while_it_was_away(user_page: Page, account: Account) -> None:
+    """An execution the page shows as running and the snapshot no longer lists has ended: the
+    client fetches its REST state (a row rendered just before its run ended still settles)."""
+    page = user_page
+    ended = start(account.user, steps=1, step_seconds=0)
+    page.goto(f"/executions/{ended.id}")
+    expect(badge(page)).to_have_text("Completed")
+    delivered = page.evaluate(
+        """async ([executionId, fakeSocket]) => {
+            eval(fakeSocket);
+            const { FeedClient } = await import("/static/js/stream-client.js");
+            return await new Promise((resolve) => {
+                new FeedClient({
+                    executions: [{ execution_id: executionId, status: "running", seq: 1 }],
+                    scope: "all",
+                    status: ["running"],
+                    onExecution: (execution) => resolve([execution.execution_id, execution.status, window.__feedUrls]),
+                }).start();
+            });
+        }""",
+        [ended.id, EMPTY_SNAPSHOT_SOCKET],
+    )
+    assert delivered[:2] == [ended.id, "completed"]
+    assert delivered[2][-1].endswith("/api/v1/executions/ws?scope=all&status=running")
 
 
 def test_staff_see_everyones_new_executions_on_the_list(new_page: Callable[..., Page], admin_account: Account, account: Account) -> None:
