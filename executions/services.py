@@ -162,7 +162,7 @@ def execution_submit(
     key, the unique constraint lets one store it; the other finds its execution.
     Raises what :func:`execution_create` raises.
     """
-    arguments = {
+    arguments: dict[str, Any] = {
         "owner": owner, "type": type, "target_id": target_id, "inputs": inputs, "config": config,
         "callback_url": callback_url,
     }

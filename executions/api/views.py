@@ -195,7 +195,16 @@ class ExecutionCollectionView(APIView):
                 location=OpenApiParameter.HEADER,
                 required=False,
                 description=IDEMPOTENCY_KEY_DESCRIPTION,
-            )
+            ),
+            OpenApiParameter(
+                REPLAYED_HEADER,
+                type=str,
+                enum=["true"],
+                location=OpenApiParameter.HEADER,
+                response=[202],
+                required=False,
+                description="Present on a repeat answered for its Idempotency-Key: an earlier request made the execution",
+            ),
         ],
         responses={
             202: ExecutionSubmittedSerializer,

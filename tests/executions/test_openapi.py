@@ -231,6 +231,8 @@ def test_eta_rerun_and_idempotency_key_are_documented(schema: dict[str, Any]) ->
     (header,) = [p for p in submit["parameters"] if p["in"] == "header"]
     assert header["name"] == "Idempotency-Key" and not header.get("required")
     assert header["schema"] == {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}
+    replayed = submit["responses"]["202"]["headers"]["Idempotent-Replayed"]
+    assert replayed["schema"] == {"type": "string", "enum": ["true"]} and not replayed.get("required")
 
 
 def test_the_served_schema_is_the_generated_one(schema: dict[str, Any], alice_client: APIClient) -> None:
