@@ -245,6 +245,9 @@ WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30)
 # 0 keeps everything.
 EXECUTION_RETENTION_DAYS = env_float("EXECUTION_RETENTION_DAYS", 30)
 EXECUTION_PRUNE_INTERVAL_SECONDS = env_float("EXECUTION_PRUNE_INTERVAL_SECONDS", 3600)
+# How long an Idempotency-Key of a submit is remembered (per user); expired keys
+# are deleted by the same sweep, whatever EXECUTION_RETENTION_DAYS says.
+IDEMPOTENCY_KEY_HOURS = env_float("IDEMPOTENCY_KEY_HOURS", 24)
 
 # --- Progress ---------------------------------------------------------------------
 # At most one progress event per execution per interval; step boundaries are
@@ -252,14 +255,18 @@ EXECUTION_PRUNE_INTERVAL_SECONDS = env_float("EXECUTION_PRUNE_INTERVAL_SECONDS",
 PROGRESS_COALESCE_SECONDS = env_float("PROGRESS_COALESCE_MS", 100) / 1000
 # How often a running target looks for a cancel made through the API.
 PROGRESS_CANCEL_POLL_SECONDS = env_float("PROGRESS_CANCEL_POLL_MS", 100) / 1000
-# A connected socket re-reads the execution's seq this often, so a terminal
-# frame dropped by the channel layer still reaches the client.
+# Each server process re-checks all its open streams this often, in one round:
+# revoked access ends a stream, and a terminal frame the channel layer dropped
+# still reaches the client (progress/resync.py).
 PROGRESS_WS_RESYNC_SECONDS = env_float("PROGRESS_WS_RESYNC_SECONDS", 4)
 # How long a process reuses a token lookup (token -> active user) before asking
 # the database again; capped at PROGRESS_WS_RESYNC_SECONDS. A deleted token or
 # a deactivated user loses access within this bound everywhere, at once in the
 # process that made the change (core/authentication.py). 0 turns the cache off.
 AUTH_CACHE_SECONDS = env_float("AUTH_CACHE_SECONDS", 2)
+# The socket for many executions (WS /api/v1/executions/ws) sends at most one
+# progress frame per execution per interval (the latest state wins).
+PROGRESS_FEED_INTERVAL_SECONDS = env_float("PROGRESS_FEED_INTERVAL_MS", 250) / 1000
 # How long daphne waits for a client's close reply before dropping the
 # connection; frames still queued for a slow reader are lost when it does.
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)

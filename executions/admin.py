@@ -1,8 +1,8 @@
 """Admin inspection of executions.
 
 Everything an execution holds is written by the system (services and the
-worker), so every field is read-only here; the one action, cancel, goes
-through the same service as the API. An execution can have thousands of
+worker), so every field is read-only here; the actions, cancel and rerun, go
+through the same services as the API. An execution can have thousands of
 events: its change page shows only the latest ones, and a paginated history
 view lists them all.
 """
@@ -26,7 +26,8 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from .models import TERMINAL_STATUSES, Execution, ProgressSnapshot, WebhookAttempt
-from .services import CannotCancel, execution_cancel
+from .registry import InputsInvalid
+from .services import CannotCancel, QueueUnavailable, TargetNotFound, execution_cancel, execution_rerun
 
 #: Events shown inline on the change page (the newest ones).
 INLINE_EVENTS = 50
@@ -126,7 +127,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_per_page = 50
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
-    actions = ["cancel_selected"]
+    actions = ["cancel_selected", "rerun_selected"]
     inlines = [ProgressSnapshotInline, WebhookAttemptInline]
     view_on_site = False  # the change page links to the live page itself (object tools)
     # Nothing here is the admin's to edit: the system owns every field.
@@ -134,7 +135,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         "id", "owner", "type", "target_id", "status_badge", "progress_bar", "progress_json", "seq",
         "inputs", "config", "outputs", "error", "callback_url",
         "created_at_precise", "started_at_precise", "completed_at_precise", "failed_at_precise",
-        "cancelled_at_precise", "live_page",
+        "cancelled_at_precise", "live_page", "rerun_of",
     )
     fieldsets = (
         (
@@ -150,6 +151,7 @@ class ExecutionAdmin(admin.ModelAdmin):
                     "progress_bar",
                     "progress_json",
                     "seq",
+                    "rerun_of",
                 )
             },
         ),
@@ -196,6 +198,11 @@ class ExecutionAdmin(admin.ModelAdmin):
     def has_cancel_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
         """Cancelling changes an execution: it takes the change permission."""
         return self.has_change_permission(request, obj)
+
+    def has_rerun_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
+        """A rerun changes nothing of the original and makes an execution the admin owns:
+        seeing the original is enough (staff may rerun any execution through the API too)."""
+        return self.has_view_or_change_permission(request, obj)
 
     # --- columns ---------------------------------------------------------------------
 
@@ -336,6 +343,22 @@ class ExecutionAdmin(admin.ModelAdmin):
                 f"Not cancelled, {len(skipped)} already ended: {', '.join(skipped)}.",
                 messages.WARNING,
             )
+
+    @admin.action(description="Rerun selected executions (same inputs and config, owned by you)", permissions=["rerun"])
+    def rerun_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        started: list[str] = []
+        refused: list[str] = []
+        for original in queryset.order_by("created_at"):
+            try:
+                execution = execution_rerun(original=original, owner=request.user)
+            except (TargetNotFound, InputsInvalid, QueueUnavailable) as exc:
+                refused.append(f"{original.pk} ({exc})")
+            else:
+                started.append(f"{execution.pk} (rerun of {original.pk})")
+        if started:
+            self.message_user(request, f"Started {len(started)} execution(s): {', '.join(started)}.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Not rerun, {len(refused)}: {', '.join(refused)}.", messages.WARNING)
 
 
 @admin.register(WebhookAttempt)

@@ -14,15 +14,19 @@ it is lean: three statements in one short transaction (read and lock the row,
 update it, insert the snapshot), written as SQL once per database backend
 (:class:`_Statements`) instead of being compiled by the ORM at every call,
 which was three quarters of its time (py-spy); the frame is serialised once,
-and everything else (metrics, the publish, webhooks) runs after commit. A
-condition on the row (``only_if``, the sweeper's) takes the ORM's path.
+and everything else (metrics, the publish, webhooks) runs after commit. What
+the event needs besides the state comes with the lock's read, not with a
+fourth statement: ``started_at`` for the progress's ETA (``executions.eta``,
+computed in Python) and ``owner_id`` for the per-user feeds. A condition on
+the row (``only_if``, the sweeper's) takes the ORM's path.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -30,6 +34,7 @@ from django.utils import timezone
 
 from core import metrics
 
+from .eta import with_eta
 from .frames import ErrorInfo, Progress, dumps, event_frame, iso
 from .models import TERMINAL_EVENT_TYPES, EventType, Execution, ExecutionStatus, ProgressSnapshot
 from .signals import event_recorded
@@ -61,6 +66,20 @@ TIMESTAMP_FIELD: dict[str, str] = {
     EventType.CANCELLED: "cancelled_at",
 }
 
+
+class LockedRow(NamedTuple):
+    """What the writer reads of the execution under its lock (the columns, in this order)."""
+
+    status: str
+    seq: int
+    progress: Progress | None
+    callback_url: str
+    #: The socket for many executions is fed per owner (``progress.broadcast``).
+    owner_id: int
+    #: The ETA is extrapolated from the time since the run started (``executions.eta``).
+    started_at: datetime | None
+
+
 @dataclass(frozen=True)
 class RecordedEvent:
     execution_id: str
@@ -71,6 +90,8 @@ class RecordedEvent:
     callback_url: str = ""
     #: When it was recorded (the frame's ``timestamp``), ISO 8601.
     timestamp: str = ""
+    #: Who owns the execution: the socket for many executions is fed per user.
+    owner_id: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -102,6 +123,8 @@ def event_record(
     ``progress`` is the new progress for ``started``, ``progress`` and
     ``completed``; for ``failed`` it is optional (the latest progress the run
     knew of) and ``cancelled`` keeps the progress the execution has.
+    The stored progress gets its ``eta_seconds`` here (``executions.eta``), so
+    every surface shows the same estimate.
     ``worker`` names the Celery worker that claims the run (``started`` only).
     ``only_if`` is a further condition on the locked row, checked in the same
     transaction: the sweeper fails a run only if its heartbeat is still stale.
@@ -110,25 +133,28 @@ def event_record(
         if only_if is None:
             row = _statements().lock(execution_id)
         else:
-            row = (
+            found = (
                 Execution.objects.select_for_update()
                 .filter(only_if, pk=execution_id)
                 .order_by()
-                .values_list("status", "seq", "progress", "callback_url")
+                .values_list(*LockedRow._fields)
                 .first()
             )
-        if row is None or row[0] not in ALLOWED_FROM[event_type]:
+            row = None if found is None else LockedRow(*found)
+        if row is None or row.status not in ALLOWED_FROM[event_type]:
             return None
-        current_status, current_seq, current_progress, callback_url = row
         now = timezone.now()
-        seq = current_seq + 1
+        seq = row.seq + 1
         status = STATUS_AFTER[event_type]
         if event_type == EventType.CANCELLED or (event_type == EventType.FAILED and progress is None):
-            new_progress = current_progress
+            new_progress = row.progress
         elif event_type == EventType.STARTED:
             new_progress = progress
         else:
-            new_progress = _merge_progress(current_progress, progress)
+            new_progress = _merge_progress(row.progress, progress)
+        # The estimate (executions.eta) is stored with the progress: every surface shows the same one.
+        started_at = now if event_type == EventType.STARTED else row.started_at
+        new_progress = with_eta(new_progress, status=status, started_at=started_at, now=now)
         updates: dict[str, Any] = {"seq": seq, "status": str(status), "progress": new_progress}
         if event_type in TIMESTAMP_FIELD:
             updates[TIMESTAMP_FIELD[event_type]] = now
@@ -166,8 +192,9 @@ def event_record(
             type=str(event_type),
             status=str(status),
             frame_text=frame_text,
-            callback_url=callback_url,
+            callback_url=row.callback_url,
             timestamp=iso(now),
+            owner_id=row.owner_id,
         )
         transaction.on_commit(lambda: _announce(recorded))
     return recorded
@@ -177,17 +204,26 @@ class _Statements:
     """The event write's SQL for the current database backend, built once.
 
     Values go through each field's ``get_db_prep_save`` (JSON, datetimes), and
-    the locked row's JSON through ``from_db_value``, exactly as the ORM does.
+    the locked row's values through the converters the ORM would apply to them
+    (the backend's, then the field's ``from_db_value``: JSON, aware datetimes).
     """
 
     def __init__(self) -> None:
         quote = connection.ops.quote_name
         self.execution_fields = {f.name: f for f in Execution._meta.concrete_fields}
         self.snapshot_fields = {f.name: f for f in ProgressSnapshot._meta.concrete_fields}
-        self.progress_field = self.execution_fields["progress"]
-        columns = ", ".join(quote(self.execution_fields[n].column) for n in ("status", "seq", "progress", "callback_url"))
         self.table = quote(Execution._meta.db_table)
-        self.pk_column = quote(Execution._meta.pk.column)  # type: ignore[union-attr]
+        locked = [Execution._meta.get_field(name) for name in LockedRow._fields]
+        columns = ", ".join(quote(field.column) for field in locked)  # type: ignore[union-attr]  # concrete fields
+        # Per column: the converters the SQL compiler would apply (backend's, then the field's own).
+        self.lock_converters: list[tuple[Any, list[Any]]] = []
+        for field in locked:
+            column = field.get_col(Execution._meta.db_table)  # type: ignore[union-attr]  # concrete fields
+            converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            self.lock_converters.append((column, converters))
+        pk = Execution._meta.pk
+        assert pk is not None, "every model has a primary key"
+        self.pk_column = quote(pk.column)
         # SQLite has no FOR UPDATE: its IMMEDIATE transaction already holds the write lock.
         lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
         self.lock_sql = f"SELECT {columns} FROM {self.table} WHERE {self.pk_column} = %s{lock}"
@@ -199,14 +235,18 @@ class _Statements:
         )
         self.update_sql: dict[tuple[str, ...], str] = {}
 
-    def lock(self, execution_id: str) -> tuple[str, int, Progress | None, str] | None:
+    def lock(self, execution_id: str) -> LockedRow | None:
         with connection.cursor() as cursor:
             cursor.execute(self.lock_sql, [execution_id])
             row = cursor.fetchone()
         if row is None:
             return None
-        status, seq, progress, callback_url = row
-        return status, seq, self.progress_field.from_db_value(progress, None, connection), callback_url
+        values = []
+        for value, (column, converters) in zip(row, self.lock_converters, strict=True):
+            for converter in converters:
+                value = converter(value, column, connection)
+            values.append(value)
+        return LockedRow(*values)
 
     def update(self, execution_id: str, updates: dict[str, Any]) -> None:
         names = tuple(updates)

@@ -23,6 +23,9 @@ class Progress(TypedDict):
     total_steps: int
     percentage: float
     current_step_name: str | None
+    #: Estimated seconds left, set by the event writer (``executions.eta``); a
+    #: target's report does not carry it.
+    eta_seconds: NotRequired[float | None]
 
 
 class ErrorInfo(TypedDict):
@@ -31,7 +34,7 @@ class ErrorInfo(TypedDict):
     details: dict[str, Any] | None
 
 
-FrameType = Literal["status", "started", "progress", "completed", "failed", "cancelled", "error"]
+FrameType = Literal["status", "started", "progress", "completed", "failed", "cancelled", "error", "snapshot", "created"]
 TERMINAL_FRAME_TYPES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -45,6 +48,10 @@ class Frame(TypedDict):
     seq: NotRequired[int]
     message: NotRequired[str]
     timestamp: NotRequired[str]
+    #: ``created``: the new execution, in its public shape (``execution_dict``).
+    execution: NotRequired[dict[str, Any]]
+    #: ``snapshot``: executions in their public shape.
+    executions: NotRequired[list[dict[str, Any]]]
 
 
 @overload
@@ -105,8 +112,27 @@ def error_frame(message: str) -> Frame:
     return {"type": "error", "message": message, "timestamp": iso(datetime.now(UTC))}
 
 
+def snapshot_frame(*, executions: list[dict[str, Any]], timestamp: datetime) -> Frame:
+    """The first frame of the socket for many executions: those it follows, in their public shape."""
+    return {"type": "snapshot", "executions": executions, "timestamp": iso(timestamp)}
+
+
+def created_frame(*, execution: dict[str, Any], timestamp: datetime) -> Frame:
+    """An execution the socket for many executions starts to follow (submitted, usually), in its public shape."""
+    return {
+        "type": "created",
+        "execution_id": execution["execution_id"],
+        "execution": execution,
+        "timestamp": iso(timestamp),
+    }
+
+
 def execution_dict(execution: Execution) -> dict[str, Any]:
-    """The execution's public JSON shape: the REST API's answer, and the pages' initial state."""
+    """The execution's public JSON shape: the REST API's answer, and the pages' initial state.
+
+    ``owner`` is the owner's username (reads of many executions select the owner
+    with them: ``executions.selectors``).
+    """
     return {
         "execution_id": execution.id,
         "type": execution.type,
@@ -124,4 +150,6 @@ def execution_dict(execution: Execution) -> dict[str, Any]:
         "cancelled_at": iso(execution.cancelled_at),
         "seq": execution.seq,
         "callback_url": execution.callback_url or None,
+        "rerun_of": execution.rerun_of,
+        "owner": execution.owner.get_username(),
     }

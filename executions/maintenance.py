@@ -7,7 +7,8 @@
   queue flushed).
 * :func:`executions_fail_on_shutdown` fails the runs a stopping worker still
   holds when its grace period ends: ``WorkerShutdown``.
-* :func:`executions_prune` deletes ended executions past the retention period.
+* :func:`executions_prune` deletes ended executions past the retention period
+  (and expired idempotency keys).
 
 Each is safe when several workers run it at once: a state change is a
 compare-and-set (the event writer's locked transition, or a conditional
@@ -31,6 +32,7 @@ from core import metrics
 
 from .events import event_record
 from .frames import ErrorInfo, iso
+from .idempotency import idempotency_keys_prune
 from .models import (
     TERMINAL_STATUSES,
     EventType,
@@ -215,8 +217,11 @@ def executions_prune(
     a batch at a time: no transaction holds the write lock for long, and a
     prune interrupted half-way leaves only ended executions with fewer events,
     which the next prune finishes. Pending and running executions are never
-    touched, whatever their age.
+    touched, whatever their age. Expired idempotency keys go first, whatever
+    the retention (they live ``IDEMPOTENCY_KEY_HOURS``).
     """
+    if not dry_run:
+        idempotency_keys_prune(now=now)
     days = settings.EXECUTION_RETENTION_DAYS
     if days <= 0:
         return 0

@@ -67,6 +67,9 @@ class Execution(models.Model):
     # monitor thread said the run is alive; a stale heartbeat fails the run.
     worker = models.CharField(max_length=255, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The execution this one repeats (``execution_rerun``): its id, kept as text
+    # so that it still says where the run came from once the original is pruned.
+    rerun_of = models.CharField(max_length=17, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -151,6 +154,30 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id} webhook #{self.attempt}"
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a user sent with a submit, and the execution it made.
+
+    Stored in the submit's own transaction, with the execution: the unique
+    constraint is what makes two simultaneous requests with one key create one
+    execution. Live for ``IDEMPOTENCY_KEY_HOURS`` (``executions.idempotency``).
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key = models.CharField(max_length=255)
+    #: sha256 of the request body as parsed JSON (key order and spacing do not matter).
+    fingerprint = models.CharField(max_length=64)
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="idempotency_keys")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="idempotency_unique_owner_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key!r} of user {self.owner_id} -> {self.execution_id}"
 
 
 class WorkerBeat(models.Model):

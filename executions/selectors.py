@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, F, QuerySet
 
 from .models import Execution, ExecutionStatus, ProgressSnapshot
 
 SORT_FIELDS = ("created_at", "started_at", "completed_at", "status")
+#: The statuses of executions that have not ended: what the socket for many executions follows.
+UNENDED_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 
 
 def execution_visible_to(user: User | AnonymousUser) -> QuerySet[Execution]:
-    """Staff see every execution; anyone else only their own."""
+    """Staff see every execution; anyone else only their own.
+
+    The owner comes with each row: the public shape names it (``frames.execution_dict``).
+    """
     if not user.is_authenticated or not user.is_active:
         return Execution.objects.none()
     if user.is_staff:
-        return Execution.objects.all()
-    return Execution.objects.filter(owner=user)
+        return Execution.objects.select_related("owner")
+    return Execution.objects.select_related("owner").filter(owner=user)
+
+
+def execution_feed_for_user(
+    *,
+    user: User | AnonymousUser,
+    everyone: bool = False,
+    statuses: Collection[str] = UNENDED_STATUSES,
+) -> QuerySet[Execution]:
+    """The executions the socket for many executions shows ``user``: not ended, newest first.
+
+    The user's own, or (``everyone``, staff only) all they may see; only those
+    in ``statuses`` (a subset of :data:`UNENDED_STATUSES`).
+    """
+    query = execution_visible_to(user)
+    if not everyone:
+        query = query.filter(owner=user) if user.is_authenticated else query.none()
+    wanted = [status for status in statuses if status in UNENDED_STATUSES]
+    return query.filter(status__in=wanted).order_by("-created_at", "-id")
 
 
 EXECUTION_ID_MAX_LENGTH: int = Execution._meta.pk.max_length  # type: ignore[assignment]  # set on the id field

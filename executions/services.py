@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from .events import RecordedEvent, event_record
+from .frames import created_frame, dumps, execution_dict, iso
+from .idempotency import idempotency_key_store, idempotent_execution
 from .models import EventType, Execution, ExecutionStatus
 from .registry import get_target
 from .runner import execution_timeout
+from .signals import execution_created
 from .tasks import run_execution
 from .webhooks import resolve_callback_url
 
@@ -44,6 +48,25 @@ class CannotCancel(ValueError):  # noqa: N818 - reads as the API's answer
         self.status = status
 
 
+@dataclass(frozen=True)
+class CreatedExecution:
+    """A submitted execution, as ``signals.execution_created`` announces it: primitives and its frame."""
+
+    execution_id: str
+    owner_id: int
+    #: The ``created`` frame (``frames.created_frame``) as JSON text.
+    frame_text: str
+    timestamp: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a submit made: the execution, and whether an earlier request with its key made it."""
+
+    execution: Execution
+    replayed: bool = False
+
+
 def execution_create(
     *,
     owner: User,
@@ -52,13 +75,20 @@ def execution_create(
     inputs: dict[str, Any],
     config: dict[str, Any],
     callback_url: str = "",
+    rerun_of: str | None = None,
+    idempotency_key: str = "",
+    request_fingerprint: str = "",
 ) -> Execution:
-    """Validate against the target's declaration, store, and queue after commit.
+    """Validate against the target's declaration, store, queue after commit, then announce it.
 
     Raises ``webhooks.UnsafeCallbackUrl`` (a ``callback_url`` on a private
     address), :class:`TargetNotFound` or ``registry.InputsInvalid``, checked in
     that order, and :class:`QueueUnavailable` when the broker cannot take the
     task: the row is then deleted again, so a refused submit leaves nothing.
+    With an ``idempotency_key``, the key is stored in the same transaction
+    (``IntegrityError`` when another request stored it first: use
+    :func:`execution_submit`). ``signals.execution_created`` goes out once the
+    task is queued.
     """
     if callback_url:
         resolve_callback_url(callback_url)
@@ -77,16 +107,98 @@ def execution_create(
                 config=config,
                 callback_url=callback_url or "",
                 enqueued_at=timezone.now(),
+                rerun_of=rerun_of,
             )
+            if idempotency_key:
+                idempotency_key_store(
+                    owner=owner, key=idempotency_key, fingerprint=request_fingerprint, execution=execution
+                )
             created = execution
             # After commit, or the worker may not find the row; robust=False
-            # so that a broker failure reaches this caller.
+            # so that a broker failure reaches this caller, and the
+            # announcement registered after it is then never sent.
             transaction.on_commit(lambda: execution_enqueue(created), robust=False)
+            transaction.on_commit(lambda: _announce_created(created), robust=True)
     except QueueUnavailable:
         if execution is not None:
             Execution.objects.filter(pk=execution.id, status=ExecutionStatus.PENDING, seq=0).delete()
         raise
     return execution
+
+
+def _announce_created(execution: Execution) -> None:
+    now = timezone.now()
+    created = CreatedExecution(
+        execution_id=execution.id,
+        owner_id=execution.owner_id,
+        frame_text=dumps(created_frame(execution=execution_dict(execution), timestamp=now)),
+        timestamp=iso(now),
+    )
+    for receiver, result in execution_created.send_robust(sender=CreatedExecution, execution=created):
+        if isinstance(result, Exception):
+            logger.error(
+                "%s of created %s failed: %r", getattr(receiver, "__qualname__", receiver),
+                execution.id, result, exc_info=result,
+            )
+
+
+def execution_submit(
+    *,
+    owner: User,
+    type: str,  # noqa: A002 - the contract's name
+    target_id: str,
+    inputs: dict[str, Any],
+    config: dict[str, Any],
+    callback_url: str = "",
+    idempotency_key: str = "",
+    request_fingerprint: str = "",
+) -> Submission:
+    """:func:`execution_create`, idempotent when an ``idempotency_key`` is given.
+
+    The same key (same user, within ``IDEMPOTENCY_KEY_HOURS``) with the same
+    ``request_fingerprint`` returns the execution the first request made,
+    ``replayed``; with another fingerprint it raises
+    ``idempotency.IdempotencyConflict``. Of two simultaneous requests with one
+    key, the unique constraint lets one store it; the other finds its execution.
+    Raises what :func:`execution_create` raises.
+    """
+    arguments: dict[str, Any] = {
+        "owner": owner, "type": type, "target_id": target_id, "inputs": inputs, "config": config,
+        "callback_url": callback_url,
+    }
+    if not idempotency_key:
+        return Submission(execution_create(**arguments))
+    earlier = idempotent_execution(owner=owner, key=idempotency_key, fingerprint=request_fingerprint)
+    if earlier is not None:
+        return Submission(earlier, replayed=True)
+    try:
+        return Submission(
+            execution_create(**arguments, idempotency_key=idempotency_key, request_fingerprint=request_fingerprint)
+        )
+    except IntegrityError:
+        # Another request stored the key between the look-up and this insert.
+        earlier = idempotent_execution(owner=owner, key=idempotency_key, fingerprint=request_fingerprint)
+        if earlier is None:
+            raise
+        return Submission(earlier, replayed=True)
+
+
+def execution_rerun(*, original: Execution, owner: User) -> Execution:
+    """A new execution of ``original``'s target with its inputs and config, owned by ``owner``.
+
+    The caller has checked that ``owner`` may see ``original`` (selectors).
+    The inputs are validated again (the target's declaration may have changed
+    since); ``callback_url`` is not carried over (it was the original owner's
+    choice). Raises what :func:`execution_create` raises.
+    """
+    return execution_create(
+        owner=owner,
+        type=original.type,
+        target_id=original.target_id,
+        inputs=original.inputs,
+        config=original.config,
+        rerun_of=original.id,
+    )
 
 
 def celery_time_limits(config: dict[str, Any]) -> tuple[float, float]:

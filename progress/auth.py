@@ -61,7 +61,7 @@ def user_for_token(key: str) -> Any:
 
 def user_for_session(session: Any) -> Any:
     """The session's user, verified as Django verifies it for an HTTP request (``get_user``)."""
-    return get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
+    return get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]  # get_user reads only .session
 
 
 class TokenOrSessionMiddleware(BaseMiddleware):

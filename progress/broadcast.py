@@ -2,7 +2,12 @@
 
 The domain announces every recorded event with ``executions.signals.event_recorded``
 (after commit); :func:`publish_recorded_event` below is the receiver that hands
-it to the channel layer.
+it to the channel layer: to the execution's group (its sockets), and to the
+groups of the sockets that follow many executions (``progress.dashboard``):
+its owner's, and the one of staff sockets that follow everyone's. A submitted
+execution (``executions.signals.execution_created``) goes to those two as well
+(:func:`publish_created_execution`). A socket therefore joins one group and
+hears only about executions it may show, without a subscription per execution.
 
 Sync code (a Celery task, a DRF view) publishes through one long-lived event
 loop per process, running in a daemon thread, so the channel layer keeps its
@@ -27,16 +32,42 @@ from django.dispatch import receiver
 
 from core import metrics
 from executions.events import RecordedEvent
-from executions.signals import event_recorded
+from executions.services import CreatedExecution
+from executions.signals import event_recorded, execution_created
 
 logger = logging.getLogger(__name__)
 
 #: The consumer handler that receives these messages is ``progress_event``.
 MESSAGE_TYPE = "progress.event"
+#: The handler of the sockets that follow many executions: ``feed_frame``.
+FEED_MESSAGE_TYPE = "feed.frame"
+#: The group of the staff sockets that follow every execution (``?scope=all``).
+FEED_GROUP_EVERYONE = "feed.everyone"
 
 
 def group_name(execution_id: str) -> str:
     return f"execution.{execution_id}"
+
+
+def feed_group_of_user(user_id: Any) -> str:
+    """The group of the sockets that follow the executions of one user."""
+    return f"feed.user.{user_id}"
+
+
+def feed_message(
+    *, execution_id: str, seq: int, event_type: str, status: str, frame_text: str, timestamp: str | None = None
+) -> dict[str, Any]:
+    """The channel-layer message to the sockets that follow many executions: primitives, the
+    frame as ready JSON text. ``event_type`` is the frame's type (``created`` for a submit, seq 0)."""
+    return {
+        "type": FEED_MESSAGE_TYPE,
+        "execution_id": execution_id,
+        "seq": seq,
+        "event": event_type,
+        "status": status,
+        "frame": frame_text,
+        "timestamp": timestamp,
+    }
 
 
 def event_message(*, seq: int, event_type: str, frame_text: str, timestamp: str | None = None) -> dict[str, Any]:
@@ -117,6 +148,12 @@ def publish_event(
     )
 
 
+def publish_to_feeds(*, owner_id: Any, message: dict[str, Any]) -> None:
+    """Send a feed message to the owner's sockets and to the staff sockets that follow everyone."""
+    _publisher.publish(feed_group_of_user(owner_id), message)
+    _publisher.publish(FEED_GROUP_EVERYONE, message)
+
+
 def flush(timeout: float = 5.0) -> None:
     _publisher.flush(timeout)
 
@@ -132,5 +169,25 @@ def publish_recorded_event(sender: type[RecordedEvent], *, event: RecordedEvent,
         execution_id=event.execution_id, seq=event.seq, event_type=event.type, frame_text=event.frame_text,
         timestamp=event.timestamp or None,
     )
+    if event.owner_id is not None:
+        publish_to_feeds(
+            owner_id=event.owner_id,
+            message=feed_message(
+                execution_id=event.execution_id, seq=event.seq, event_type=event.type, status=event.status,
+                frame_text=event.frame_text, timestamp=event.timestamp or None,
+            ),
+        )
     if event.is_terminal:
         flush()
+
+
+@receiver(execution_created, dispatch_uid="progress.publish_created_execution")
+def publish_created_execution(sender: type[CreatedExecution], *, execution: CreatedExecution, **kwargs: Any) -> None:
+    """Tell the sockets that follow many executions about a new one."""
+    publish_to_feeds(
+        owner_id=execution.owner_id,
+        message=feed_message(
+            execution_id=execution.execution_id, seq=0, event_type="created", status="pending",
+            frame_text=execution.frame_text, timestamp=execution.timestamp,
+        ),
+    )

@@ -1,20 +1,24 @@
-"""The periodic re-check of open sockets, once per process instead of once per socket.
+"""The periodic re-check of open streams, once per process instead of once per stream.
 
-Every ``PROGRESS_WS_RESYNC_SECONDS`` each open stream must (1) close if its
-user's access is gone (token deleted, user deactivated, session ended,
-execution no longer visible) and (2) get any stored event the channel layer
-dropped, the terminal one above all (it has no successor to reveal the gap).
-Done per socket, that was four queries per socket per round: 1,000 watchers
-made 1,000 queries a second of background load, each a thread hop.
+Every ``PROGRESS_WS_RESYNC_SECONDS`` each open stream (an execution's
+WebSocket or Server-Sent Events response, ``progress.streams``; the socket for
+many executions, ``progress.dashboard``) must (1) end if its user's access is
+gone (token deleted, user deactivated, session ended, execution no longer
+visible, staff rights gone for a feed of everyone's executions) and (2) get any
+stored event the channel layer dropped, the terminal one above all (it has no
+successor to reveal the gap). Done per stream, that was four queries per
+stream per round: 1,000 watchers made 1,000 queries a second of background
+load, each a thread hop.
 
 Here one task per server process (per event loop) runs the round for all of
-its sockets: one query for the tokens, one for the users, one for the
-executions, whatever the number of sockets (sessions: two small queries per
-distinct session, through Django's own verification). A revoked socket is
-closed within one interval (plus the round's own time) of the change, as
-before. Only a socket still behind the ``seq`` that the previous round saw
-reads the missing events: under load frames arrive late but do arrive, and
-reading them again for every lagging socket made an overloaded process
+its streams: one query for the tokens, one for the users, one for the
+executions, whatever the number of streams (sessions: two small queries per
+distinct session, through Django's own verification). A revoked stream is
+ended within one interval (plus the round's own time) of the change. Each
+member gets a :class:`Verdict` and decides what to send: an execution's
+stream reads the missing events only when it is still behind the ``seq``
+that the previous round saw. Under load frames arrive late but do arrive,
+and reading them again for every lagging stream made an overloaded process
 slower (py-spy: 15 % of its time at 1,000 watchers). A dropped terminal frame
 is therefore delivered within two intervals.
 """
@@ -39,31 +43,42 @@ from executions.models import Execution
 
 logger = logging.getLogger(__name__)
 
+# The close codes of a lost access (an SSE response sends the message as an ``error`` event instead).
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+#: Why a watch that needs staff rights (the feed of everyone's executions, ``?scope=all``) is refused.
+STAFF_ONLY = "scope=all is for staff only"
 #: IN lists are split into chunks of this size (SQLite's variable limit, long queries).
 CHUNK = 500
 
 
 @dataclass(frozen=True)
 class Watch:
-    """What one open socket streams, and on whose behalf."""
+    """What one open stream shows, and on whose behalf."""
 
     user_pk: Any
+    #: The token the stream authenticated with; None when it was the session (``session_key``).
     token_key: str | None
     session_key: str | None
-    execution_id: str
+    #: The execution streamed; None for a stream of many executions (only the credentials are checked).
+    execution_id: str | None
+    #: The stream needs staff rights (``scope=all`` of ``progress.dashboard``).
+    staff_only: bool = False
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """A round's answer for one socket: why access is lost (message, close code), or the stored seq."""
+    """A round's answer for one stream: why access is lost (message, close code), or the
+    execution's stored seq (0 for a watch of no one execution)."""
 
     lost: tuple[str, int] | None = None
     stored_seq: int = 0
 
 
 class Watcher(Protocol):
+    """A member of the re-check: ``watch()`` is None once it has ended (it is then skipped)."""
+
     def watch(self) -> Watch | None: ...
 
     async def apply_resync(self, verdict: Verdict) -> None: ...
@@ -79,7 +94,7 @@ def session_user_pk(session_key: str | None) -> Any:
     if not session_key:
         return None
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
-    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]
+    return get_user(SimpleNamespace(session=store)).pk  # type: ignore[arg-type]  # get_user reads only .session
 
 
 def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
@@ -97,12 +112,12 @@ def verdicts(watches: Sequence[Watch]) -> list[Verdict]:
     sessions = {key: session_user_pk(key) for key in {w.session_key for w in watches if w.token_key is None}}
     active_staff: dict[Any, bool] = {}
     for chunk in _chunks({w.user_pk for w in watches}):
-        active_staff.update(get_user_model().objects.filter(pk__in=chunk, is_active=True).values_list("pk", "is_staff"))
+        users = get_user_model().objects.filter(pk__in=chunk, is_active=True)
+        active_staff.update(users.values_list("pk", "is_staff"))
     executions: dict[str, tuple[Any, int]] = {}
-    for chunk in _chunks({w.execution_id for w in watches}):
-        executions.update(
-            (pk, (owner, seq)) for pk, owner, seq in Execution.objects.filter(pk__in=chunk).values_list("pk", "owner_id", "seq")
-        )
+    for chunk in _chunks({w.execution_id for w in watches if w.execution_id is not None}):
+        rows = Execution.objects.filter(pk__in=chunk).values_list("pk", "owner_id", "seq")
+        executions.update((pk, (owner, seq)) for pk, owner, seq in rows)
     answers = []
     for w in watches:
         if w.token_key is not None:
@@ -111,6 +126,12 @@ def verdicts(watches: Sequence[Watch]) -> list[Verdict]:
             authenticated = w.session_key is not None and sessions.get(w.session_key) == w.user_pk
         if not authenticated or w.user_pk not in active_staff:
             answers.append(Verdict(lost=("Authentication required", CLOSE_UNAUTHENTICATED)))
+            continue
+        if w.staff_only and not active_staff[w.user_pk]:
+            answers.append(Verdict(lost=(STAFF_ONLY, CLOSE_FORBIDDEN)))
+            continue
+        if w.execution_id is None:
+            answers.append(Verdict())
             continue
         execution = executions.get(w.execution_id)
         if execution is None or not (active_staff[w.user_pk] or execution[0] == w.user_pk):
@@ -121,7 +142,7 @@ def verdicts(watches: Sequence[Watch]) -> list[Verdict]:
 
 
 class Resyncer:
-    """The sockets of one event loop, and the task that re-checks them every interval."""
+    """The streams of one event loop, and the task that re-checks them every interval."""
 
     def __init__(self) -> None:
         self.members: set[Watcher] = set()
@@ -152,20 +173,22 @@ class Resyncer:
             return
         try:
             answers = await read_db(verdicts)(watches)
-        except Exception:  # noqa: BLE001 - the database briefly away: try again next round
-            logger.exception("resync of %d sockets failed; retrying in %g s", len(watches), settings.PROGRESS_WS_RESYNC_SECONDS)
+        except Exception:
+            # The database briefly away: logged, and the next round tried.
+            interval = settings.PROGRESS_WS_RESYNC_SECONDS
+            logger.exception("resync of %d streams failed; retrying in %g s", len(watches), interval)
             return
-        results = await asyncio.gather(*(m.apply_resync(v) for m, v in zip(members, answers)), return_exceptions=True)
-        for member, result in zip(members, results):
+        applied = (member.apply_resync(verdict) for member, verdict in zip(members, answers, strict=True))
+        for result in await asyncio.gather(*applied, return_exceptions=True):
             if isinstance(result, Exception):
-                logger.error("resync of a socket failed: %r", result, exc_info=result)
+                logger.error("resync of a stream failed: %r", result, exc_info=result)
 
 
 _resyncers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Resyncer] = weakref.WeakKeyDictionary()
 
 
 def resyncer() -> Resyncer:
-    """The running event loop's resyncer (a server process has one loop)."""
+    """The running event loop's resyncer (a server process has one loop; tests may have several)."""
     loop = asyncio.get_running_loop()
     found = _resyncers.get(loop)
     if found is None:

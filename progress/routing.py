@@ -1,7 +1,9 @@
 from django.urls import re_path
 
 from .consumers import ExecutionProgressConsumer
+from .dashboard import ExecutionFeedConsumer
 
 websocket_urlpatterns = [
     re_path(r"^api/v1/executions/(?P<execution_id>[^/]+)/progress/ws/?$", ExecutionProgressConsumer.as_asgi()),
+    re_path(r"^api/v1/executions/ws/?$", ExecutionFeedConsumer.as_asgi()),
 ]

@@ -24,6 +24,7 @@ from jsonschema.exceptions import best_match
 from openapi_schema_validator import OAS31Validator
 
 from executions.frames import TERMINAL_FRAME_TYPES
+from tests.helpers import ANY_ETA
 
 #: The frame types that end a stream (the server's constant: the schema checks its frames).
 TERMINAL_TYPES = TERMINAL_FRAME_TYPES
@@ -115,15 +116,33 @@ def assert_frame_shape(frame: dict[str, Any]) -> None:
         assert frame["status"] == frame["type"], frame
 
 
+def assert_feed_frame_shape(frame: dict[str, Any]) -> None:
+    """A frame of the socket for many executions, as the published ``ExecutionFeedFrame`` describes
+    it (no other key); the event frames among them are also exactly per-execution frames."""
+    assert_matches_component(frame, "ExecutionFeedFrame")
+    assert_timestamp_is_utc(frame["timestamp"])
+    executions = frame.get("executions", []) + ([frame["execution"]] if "execution" in frame else [])
+    for execution in executions:
+        if execution["progress"] is not None:
+            assert_progress_is_consistent(execution["progress"])
+    if frame["type"] == "created":
+        assert frame["execution_id"] == frame["execution"]["execution_id"], frame
+    elif frame["type"] != "snapshot":
+        assert_frame_shape(frame)
+
+
 def step_progress(k: int, total: int) -> dict[str, Any]:
-    """The progress of entering step ``k`` (1-based) of ``total`` in ``demo_steps``."""
+    """The progress of entering step ``k`` (1-based) of ``total`` in ``demo_steps`` (the
+    estimate is null at 0 %, and depends on the clock after)."""
+    percentage = (k - 1) / total * 100
     return {
         "current_step": k - 1,
         "total_steps": total,
-        "percentage": (k - 1) / total * 100,
+        "percentage": percentage,
         "current_step_name": f"step_{k}",
+        "eta_seconds": None if percentage == 0 else ANY_ETA,
     }
 
 
 def final_progress(total: int) -> dict[str, Any]:
-    return {"current_step": total, "total_steps": total, "percentage": 100.0, "current_step_name": None}
+    return {"current_step": total, "total_steps": total, "percentage": 100.0, "current_step_name": None, "eta_seconds": 0.0}

@@ -64,6 +64,26 @@ def session_cookie(user: Any) -> str:
     return f"sessionid={client.cookies['sessionid'].value}"
 
 
+class _AnyEta:
+    """Equal to every value ``eta_seconds`` may hold while running (null, or seconds >= 0).
+
+    Expected progress objects use it where the estimate depends on the clock
+    (``executions.eta``); as input to ``event_record`` it is replaced by the
+    writer's own estimate, like anything a report says there.
+    """
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or (isinstance(other, int | float) and not isinstance(other, bool) and other >= 0)
+
+    def __repr__(self) -> str:
+        return "<any eta_seconds>"
+
+
+ANY_ETA: Any = _AnyEta()
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, what: str = "") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -92,21 +112,27 @@ def assert_timestamp(value: Any) -> datetime:
 
 
 def start_progress(total_steps: int) -> dict[str, Any]:
-    return {"current_step": 0, "total_steps": total_steps, "percentage": 0.0, "current_step_name": None}
+    """The progress a run starts from: nothing done, so no estimate yet."""
+    return {"current_step": 0, "total_steps": total_steps, "percentage": 0.0, "current_step_name": None, "eta_seconds": None}
 
 
 def step_progress(step: int, total_steps: int, name: str | None = None) -> dict[str, Any]:
-    """Progress on entering ``step`` (1-based) of ``total_steps``."""
+    """Progress on entering ``step`` (1-based) of ``total_steps`` (no estimate at 0 %, a clock-dependent one after)."""
+    percentage = (step - 1) / total_steps * 100
     return {
         "current_step": step - 1,
         "total_steps": total_steps,
-        "percentage": (step - 1) / total_steps * 100,
+        "percentage": percentage,
         "current_step_name": name or f"step_{step}",
+        "eta_seconds": None if percentage == 0 else ANY_ETA,
     }
 
 
 def final_progress(total_steps: int) -> dict[str, Any]:
-    return {"current_step": total_steps, "total_steps": total_steps, "percentage": 100.0, "current_step_name": None}
+    return {
+        "current_step": total_steps, "total_steps": total_steps, "percentage": 100.0, "current_step_name": None,
+        "eta_seconds": 0.0,
+    }
 
 
 def record_start(execution: Execution) -> None:
@@ -194,7 +220,8 @@ def create_execution_with_history(owner: Any, events: int) -> Execution:
     """
     execution = create_execution(owner, "running", inputs={"steps": events, "step_seconds": 0}, steps_entered=0)
     started = ProgressSnapshot.objects.get(execution=execution, seq=1)
-    progress = [step_progress(seq - 1, events) for seq in range(2, events + 1)]
+    # Stored as the writer would store it: a number for the estimate (not the ANY_ETA matcher).
+    progress = [{**step_progress(seq - 1, events), "eta_seconds": 1.0} for seq in range(2, events + 1)]
     ProgressSnapshot.objects.bulk_create(
         ProgressSnapshot(
             execution=execution,

@@ -45,21 +45,31 @@ WEBSOCKET_DESCRIPTION = (
     '"The WebSocket protocol"). OpenAPI has no WebSocket operations: this names its path and '
     "the schema of every frame it sends."
 )
+FEED_WEBSOCKET_PATH = "/api/v1/executions/ws"
+FEED_WEBSOCKET_DESCRIPTION = (
+    "The WebSocket that follows many executions at once (`?status=pending,running`, `?scope=all` for staff): "
+    "a `snapshot` frame of those not ended yet (at most 100, newest first, each as this operation lists it), "
+    "then `created` frames for new ones and the event frames of each (progress at most about 4 per second "
+    'per execution), or an `error` frame before a refusal (see the README, "One socket for many executions"). '
+    "OpenAPI has no WebSocket operations: this names its path and the schema of every frame it sends."
+)
 
 
 class ApiAutoSchema(AutoSchema):
     """AutoSchema that documents the error answers implied by the view's configuration,
-    and the WebSocket frames of a view that sets ``websocket_frames``."""
+    and the WebSocket frames of a view that sets ``websocket_frames`` (on its GET operation,
+    with ``websocket_path`` and ``websocket_description`` when it names another socket
+    than the per-execution one)."""
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
         frames = getattr(self.view, "websocket_frames", None)
-        if operation is not None and frames is not None:
+        if operation is not None and frames is not None and self.method == "GET":
             # Resolving registers the component, so the frames sent only on the
             # WebSocket are published too; the vendor extension says where.
             operation["x-websocket"] = {
-                "description": WEBSOCKET_DESCRIPTION,
-                "path": WEBSOCKET_PATH,
+                "description": getattr(self.view, "websocket_description", WEBSOCKET_DESCRIPTION),
+                "path": getattr(self.view, "websocket_path", WEBSOCKET_PATH),
                 "frames": self.resolve_serializer(frames, "response").ref,
             }
         return operation
@@ -111,6 +121,13 @@ def strip_trailing_slashes(endpoints: list[tuple], **kwargs: Any) -> list[tuple]
     return [(path.rstrip("/") or "/", path_regex, method, callback) for path, path_regex, method, callback in endpoints]
 
 
+IDEMPOTENCY_KEY_DESCRIPTION = (
+    "Makes the submit safe to retry: the same key (per user, for 24 hours) with the same body answers what "
+    "the first request was answered, and starts nothing new; with another body, 409. 1 to 255 printable "
+    "ASCII characters (anything else: 400)."
+)
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}
+
 SUBMITTED_LINKS = {
     "GetExecution": "executions_retrieve",
     "GetProgress": "executions_progress",
@@ -133,7 +150,7 @@ def describe_execution_ids(result: dict[str, Any], **kwargs: Any) -> dict[str, A
                 if parameter.get("in") == "path" and parameter.get("name") == "execution_id":
                     parameter["description"] = EXECUTION_ID_DESCRIPTION
                     parameter["example"] = EXECUTION_ID_EXAMPLE
-            if operation.get("operationId") == "executions_create":
+            if operation.get("operationId") in ("executions_create", "executions_rerun"):
                 operation["responses"]["202"]["links"] = {
                     name: {
                         "operationId": operation_id,

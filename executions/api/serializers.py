@@ -25,6 +25,12 @@ class ProgressSerializer(serializers.Serializer):
     total_steps = serializers.IntegerField()
     percentage = serializers.FloatField()
     current_step_name = serializers.CharField(allow_null=True)
+    eta_seconds = serializers.FloatField(
+        allow_null=True,
+        min_value=0,
+        help_text="Estimated seconds left when this progress was recorded: elapsed running time x (100 - percentage) "
+        "/ percentage, to 0.1 s; 0 once completed; null when unknown (no progress yet) or once failed or cancelled",
+    )
 
 
 class ErrorInfoSerializer(serializers.Serializer):
@@ -164,6 +170,12 @@ class ExecutionSubmittedSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class ExecutionRerunSerializer(ExecutionSubmittedSerializer):
+    """The answer to a rerun: a submit's, plus the execution it repeats."""
+
+    rerun_of = serializers.CharField(help_text="The id of the execution this one repeats")
+
+
 class ExecutionSerializer(serializers.Serializer):
     """An execution: what was started, its state and progress, its outputs or error, and when each change happened."""
 
@@ -186,6 +198,8 @@ class ExecutionSerializer(serializers.Serializer):
     cancelled_at = serializers.DateTimeField(allow_null=True)
     seq = serializers.IntegerField()
     callback_url = serializers.CharField(allow_null=True)
+    rerun_of = serializers.CharField(allow_null=True, help_text="The execution this one repeats (POST .../rerun), or null")
+    owner = serializers.CharField(help_text="The username of the user who started it")
 
     def to_representation(self, instance: Execution) -> dict[str, Any]:
         return execution_dict(instance)
@@ -317,6 +331,23 @@ class ErrorFrameSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
 
 
+class SnapshotFrameSerializer(serializers.Serializer):
+    """The first frame of the socket for many executions: those not ended yet, newest first (at most 100)."""
+
+    type = serializers.ChoiceField(choices=["snapshot"])
+    executions = ExecutionSerializer(many=True)
+    timestamp = serializers.DateTimeField()
+
+
+class CreatedFrameSerializer(serializers.Serializer):
+    """An execution the socket for many executions follows from now on: just submitted, as a rule."""
+
+    type = serializers.ChoiceField(choices=["created"])
+    execution_id = serializers.CharField()
+    execution = ExecutionSerializer()
+    timestamp = serializers.DateTimeField()
+
+
 EVENT_FRAME_SERIALIZERS: dict[str, serializers.Serializer[Any] | type[serializers.Serializer[Any]]] = {
     "started": StartedFrameSerializer,
     "progress": ProgressFrameSerializer,
@@ -332,6 +363,19 @@ WEBSOCKET_FRAME_SERIALIZERS: dict[str, serializers.Serializer[Any] | type[serial
 WEBSOCKET_FRAME = PolymorphicProxySerializer(
     component_name="WebSocketFrame",
     serializers=WEBSOCKET_FRAME_SERIALIZERS,
+    resource_type_field_name="type",
+)
+
+
+#: Every frame the socket for many executions (WS /api/v1/executions/ws) sends, by its ``type``.
+EXECUTION_FEED_FRAME = PolymorphicProxySerializer(
+    component_name="ExecutionFeedFrame",
+    serializers={
+        "snapshot": SnapshotFrameSerializer,
+        "created": CreatedFrameSerializer,
+        **EVENT_FRAME_SERIALIZERS,
+        "error": ErrorFrameSerializer,
+    },
     resource_type_field_name="type",
 )
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, ValidationError
@@ -19,13 +19,28 @@ from rest_framework.views import APIView
 from core.parsers import SafeJSONParser
 from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
 from executions.frames import execution_dict, iso
-from executions.models import Execution
+from executions.idempotency import IdempotencyConflict, idempotency_key_error, request_fingerprint
+from executions.models import Execution, ExecutionStatus
 from executions.registry import InputsInvalid, all_targets
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from executions.services import CannotCancel, QueueUnavailable, TargetNotFound, execution_cancel, execution_create
+from executions.services import (
+    CannotCancel,
+    QueueUnavailable,
+    TargetNotFound,
+    execution_cancel,
+    execution_rerun,
+    execution_submit,
+)
 from executions.webhooks import UnsafeCallbackUrl
 
+from .schema import (
+    FEED_WEBSOCKET_DESCRIPTION,
+    FEED_WEBSOCKET_PATH,
+    IDEMPOTENCY_KEY_DESCRIPTION,
+    IDEMPOTENCY_KEY_SCHEMA,
+)
 from .serializers import (
+    EXECUTION_FEED_FRAME,
     WEBSOCKET_FRAME,
     CancelResponseSerializer,
     DetailSerializer,
@@ -33,6 +48,7 @@ from .serializers import (
     EventsSerializer,
     ExecutionListQuerySerializer,
     ExecutionListSerializer,
+    ExecutionRerunSerializer,
     ExecutionSerializer,
     ExecutionSubmitSerializer,
     ExecutionSubmittedSerializer,
@@ -74,9 +90,45 @@ class ExecutionNotFound(NotFound):
         super().__init__(f"Execution '{execution_id}' not found")
 
 
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+#: Set on an answer repeated for an Idempotency-Key (the execution was made by an earlier request).
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
 def execution_urls(execution_id: str) -> dict[str, str]:
     base = f"{API_PREFIX}/executions/{execution_id}"
     return {"status_url": base, "progress_url": f"{base}/progress", "ws_url": f"{base}/progress/ws"}
+
+
+def submitted_body(execution: Execution) -> dict[str, Any]:
+    """The answer to a submit: the same for a repeat with its Idempotency-Key (status as it was then)."""
+    return {
+        "execution_id": execution.id,
+        "status": ExecutionStatus.PENDING,
+        "message": "Execution submitted",
+        **execution_urls(execution.id),
+        "created_at": iso(execution.created_at),
+    }
+
+
+def queue_unavailable(exc: QueueUnavailable) -> Response:
+    return Response(
+        {"detail": str(exc)},
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(settings.BROKER_RETRY_AFTER_SECONDS)},
+    )
+
+
+def idempotency_key(request: Request) -> str:
+    """The request's Idempotency-Key ('' when absent); 400 for one that is not 1-255 printable ASCII."""
+    raw = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if raw is None:
+        return ""
+    # WSGI/ASGI hand headers over as latin-1 text: anything beyond ASCII shows as such.
+    message = idempotency_key_error(raw)
+    if message:
+        raise ValidationError({IDEMPOTENCY_KEY_HEADER: [message]})
+    return raw
 
 
 def validated_query(request: Request, serializer_class: type) -> dict[str, Any]:
@@ -103,6 +155,11 @@ class ExecutionCollectionView(APIView):
     throttle_classes = [SubmitThrottle]
     #: A submit hands a task to the broker: 503 while it is unreachable (documented by the schema).
     queues_work_on = ("POST",)
+    # The socket for many executions streams this list live: its frames are
+    # published with the list operation (executions.api.schema.ApiAutoSchema).
+    websocket_frames = EXECUTION_FEED_FRAME
+    websocket_path = FEED_WEBSOCKET_PATH
+    websocket_description = FEED_WEBSOCKET_DESCRIPTION
 
     @extend_schema(
         operation_id="executions_list",
@@ -140,13 +197,33 @@ class ExecutionCollectionView(APIView):
         operation_id="executions_create",
         request=ExecutionSubmitSerializer,
         examples=SUBMIT_EXAMPLES,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_KEY_HEADER,
+                type=IDEMPOTENCY_KEY_SCHEMA,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description=IDEMPOTENCY_KEY_DESCRIPTION,
+            ),
+            OpenApiParameter(
+                REPLAYED_HEADER,
+                type=str,
+                enum=["true"],
+                location=OpenApiParameter.HEADER,
+                response=[202],
+                required=False,
+                description="Present on a repeat answered for its Idempotency-Key: an earlier request made the execution",
+            ),
+        ],
         responses={
             202: ExecutionSubmittedSerializer,
-            400: OpenApiResponse(ValidationErrorSerializer, description="Invalid body or inputs"),
+            400: OpenApiResponse(ValidationErrorSerializer, description="Invalid body, inputs or Idempotency-Key"),
             404: OpenApiResponse(DetailSerializer, description="Unknown pipeline or agent"),
+            409: OpenApiResponse(DetailSerializer, description="The Idempotency-Key was used with another body"),
         },
     )
     def post(self, request: Request) -> Response:
+        key = idempotency_key(request)
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
         serializer = ExecutionSubmitSerializer(data=request.data)
@@ -154,14 +231,18 @@ class ExecutionCollectionView(APIView):
         data = serializer.validated_data
         assert request.user.is_authenticated, "IsAuthenticated let it in"
         try:
-            execution = execution_create(
+            submission = execution_submit(
                 owner=request.user,
                 type=data["type"],
                 target_id=data["target_id"],
                 inputs=data["inputs"],
                 config=data["config"],
                 callback_url=data.get("callback_url") or "",
+                idempotency_key=key,
+                request_fingerprint=request_fingerprint(request.data) if key else "",
             )
+        except IdempotencyConflict as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except UnsafeCallbackUrl as exc:
             raise ValidationError({"callback_url": [str(exc)]}) from exc
         except TargetNotFound as exc:
@@ -169,21 +250,9 @@ class ExecutionCollectionView(APIView):
         except InputsInvalid as exc:
             raise ValidationError({"inputs": exc.errors}) from exc
         except QueueUnavailable as exc:
-            return Response(
-                {"detail": str(exc)},
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(settings.BROKER_RETRY_AFTER_SECONDS)},
-            )
-        return Response(
-            {
-                "execution_id": execution.id,
-                "status": execution.status,
-                "message": "Execution submitted",
-                **execution_urls(execution.id),
-                "created_at": iso(execution.created_at),
-            },
-            status=status.HTTP_202_ACCEPTED,
-        )
+            return queue_unavailable(exc)
+        headers = {REPLAYED_HEADER: "true"} if submission.replayed else None
+        return Response(submitted_body(submission.execution), status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class ExecutionDetailView(ExecutionScopedView):
@@ -235,6 +304,37 @@ class ExecutionCancelView(ExecutionScopedView):
                 },
             }
         )
+
+
+class ExecutionRerunView(ExecutionScopedView):
+    throttle_classes = [SubmitThrottle]
+    queues_work_on = ("POST",)
+
+    @extend_schema(
+        operation_id="executions_rerun",
+        request=None,
+        responses={
+            202: ExecutionRerunSerializer,
+            400: OpenApiResponse(
+                ValidationErrorSerializer, description="The original's inputs are no longer valid for its target"
+            ),
+            404: OpenApiResponse(
+                DetailSerializer,
+                description="Unknown execution, or someone else's; or its pipeline or agent is no longer registered",
+            ),
+        },
+    )
+    def post(self, request: Request, execution_id: str) -> Response:
+        original = self.get_execution(request, execution_id)
+        try:
+            execution = execution_rerun(original=original, owner=request.user)
+        except TargetNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except InputsInvalid as exc:
+            raise ValidationError({"inputs": exc.errors}) from exc
+        except QueueUnavailable as exc:
+            return queue_unavailable(exc)
+        return Response({**submitted_body(execution), "rerun_of": original.id}, status=status.HTTP_202_ACCEPTED)
 
 
 class ExecutionEventsView(ExecutionScopedView):

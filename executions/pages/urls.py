@@ -12,4 +12,5 @@ urlpatterns = [
     path("executions/new", views.execution_start, name="execution-start"),
     path("executions/<str:execution_id>", views.execution_detail, name="execution-detail"),
     path("executions/<str:execution_id>/cancel", views.execution_cancel_view, name="execution-cancel"),
+    path("executions/<str:execution_id>/rerun", views.execution_rerun_view, name="execution-rerun"),
 ]

@@ -34,7 +34,14 @@ from executions.frames import execution_dict
 from executions.models import Execution, ExecutionStatus
 from executions.registry import InputsInvalid, all_targets, get_target
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from executions.services import CannotCancel, QueueUnavailable, execution_cancel, execution_create
+from executions.services import (
+    CannotCancel,
+    QueueUnavailable,
+    TargetNotFound,
+    execution_cancel,
+    execution_create,
+    execution_rerun,
+)
 
 from .forms import ExecutionFilterForm, ExecutionStartForm, target_for_key, target_key
 
@@ -55,6 +62,8 @@ LIST_STATE_KEYS = (
 )
 #: The words of each status, for the script to label a status it receives live.
 STATUS_LABELS: dict[str, str] = dict(ExecutionStatus.choices)
+#: The id of the list's blank row (the script copies it for an execution that appears live).
+BLANK_ROW_ID = "exec_000000000000"
 
 
 # --- page data -----------------------------------------------------------------------------
@@ -96,13 +105,14 @@ def execution_list(request: HttpRequest) -> HttpResponse:
     executions_shown = list(page.object_list)
     query = request.GET.copy()
     query.pop("page", None)
+    filters_used = filters.selectors_kwargs()
     return render(
         request,
         "executions/list.html",
         {
             "nav": "list",
             "filters": filters,
-            "filtered": bool(filters.selectors_kwargs()),
+            "filtered": bool(filters_used),
             "page_obj": page,
             "executions": executions_shown,
             "page_data": {
@@ -111,7 +121,19 @@ def execution_list(request: HttpRequest) -> HttpResponse:
                     {key: value for key, value in execution_dict(execution).items() if key in LIST_STATE_KEYS}
                     for execution in executions_shown
                 ],
+                # The socket for many executions: which executions it follows, and
+                # which of those the page shows as new rows (its first page only,
+                # those the filters let through).
+                "feed": {
+                    "scope": "all" if request.user.is_staff else "own",
+                    "adds_rows": page.number == 1,
+                    "filters": filters_used,
+                    "page_size": PAGE_SIZE,
+                },
+                "detail_url": reverse("execution-detail", args=[BLANK_ROW_ID]),
+                "blank_id": BLANK_ROW_ID,
             },
+            "blank_row": Execution(id=BLANK_ROW_ID, type="", target_id="", status=ExecutionStatus.PENDING, owner=request.user),
             "page_query": query.urlencode(),
             "show_owner": request.user.is_staff,
         },
@@ -145,6 +167,7 @@ def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
                 "planned_steps": planned_steps(execution) if execution.status in CANCELLABLE else None,
             },
             "can_cancel": execution.status in CANCELLABLE,
+            "can_rerun": execution.status not in CANCELLABLE,
             "inputs_json": raw_json(execution.inputs),
             "config_json": raw_json(execution.config) if execution.config else "",
             "outputs_json": raw_json(execution.outputs) if execution.outputs is not None else "",
@@ -170,6 +193,23 @@ def execution_cancel_view(request: HttpRequest, execution_id: str) -> HttpRespon
     else:
         messages.success(request, "Execution cancelled.")
     return redirect("execution-detail", execution_id=execution.id)
+
+
+@login_required
+@require_POST
+def execution_rerun_view(request: HttpRequest, execution_id: str) -> HttpResponse:
+    """The Rerun button of an ended execution: a new one with its inputs and config, then its page."""
+    original = execution_or_404(request, execution_id)
+    try:
+        execution = execution_rerun(original=original, owner=request.user)
+    except (TargetNotFound, QueueUnavailable) as exc:
+        messages.error(request, f"Not rerun: {exc}")
+    except InputsInvalid as exc:
+        problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in exc.errors.items())
+        messages.error(request, f"Not rerun: its inputs are no longer valid ({problems})")
+    else:
+        return redirect("execution-detail", execution_id=execution.id)
+    return redirect("execution-detail", execution_id=original.id)
 
 
 @login_required

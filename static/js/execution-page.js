@@ -8,13 +8,14 @@
 //   #page-data: the execution's public JSON and its stored events as frames (see the
 //   README, "The WebSocket protocol").
 // - This module owns every presentation rule: durations, the step text, the timeline
-//   of steps built from frames, the remaining-time estimate, rounded percentages,
+//   of steps built from frames, the remaining time shown (the server estimates it,
+//   progress.eta_seconds; this counts it down between frames), rounded percentages,
 //   local times, indented JSON. It renders from #page-data at load, then from each
-//   frame the StreamClient (stream-client.js) delivers.
+//   frame the StreamClient (one execution) or the FeedClient (the list) delivers.
 // Apart from seq, type and status, which stream-client.js reads to order frames and
 // to stop, only this module looks inside a frame.
 
-import { StreamClient } from "./stream-client.js";
+import { FeedClient, StreamClient } from "./stream-client.js";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
@@ -87,15 +88,15 @@ export function buildTimeline(frames, { status, plannedSteps = null }) {
   return timeline;
 }
 
-// Remaining time, extrapolated at the last progress change and counted down since
+// Remaining time: the server's estimate (progress.eta_seconds, made when that progress was
+// recorded at progressAt), counted down since; without progressAt it is shown as it is
 // (times in milliseconds).
-export function remainingText({ status, progress, startedAt, progressAt, now }) {
+export function remainingText({ status, progress, progressAt, now }) {
   if (status === "completed") return "done";
-  if (status !== "running" || startedAt == null) return "—";
-  const pct = progress ? Number(progress.percentage) : 0;
-  if (!(pct > 0) || progressAt == null) return "estimating…";
-  const spent = (progressAt - startedAt) / 1000;
-  const remaining = (spent * (100 - pct)) / pct - (now - progressAt) / 1000;
+  if (status !== "running") return "—";
+  const eta = progress?.eta_seconds;
+  if (eta == null) return "estimating…";
+  const remaining = eta - (progressAt == null ? 0 : Math.max(0, now - progressAt) / 1000);
   return remaining < 1 ? "less than a second" : `about ${formatDuration(remaining)}`;
 }
 
@@ -114,12 +115,14 @@ export class ExecutionState {
     this.endedAt = execution.completed_at ?? execution.failed_at ?? execution.cancelled_at ?? null;
     this.outputs = execution.outputs ?? null;
     this.error = execution.error ?? null;
+    this.progressAt = null; // when the progress (and its eta_seconds) was recorded, if known
   }
 
   apply(frame) {
     this.status = frame.status;
     if (frame.progress != null) this.progress = frame.progress;
     if (frame.type === "status") return;
+    this.progressAt = frame.timestamp;
     this.seq = frame.seq;
     if (frame.type === "started") this.startedAt = frame.timestamp;
     if (TERMINAL.has(frame.type)) {
@@ -203,28 +206,125 @@ function autoSubmit() {
 
 // --- the list page -------------------------------------------------------------------------
 
-function listPage(data) {
-  const rows = data.executions.map((execution) => {
-    const state = new ExecutionState(execution);
-    const el = document.querySelector(`tr.execution-row[data-execution-id="${CSS.escape(state.id)}"]`);
-    return { el, state, elapsed: role(el, "elapsed") };
-  });
-  const render = (row) => {
-    renderProgress(row.el, row.state, data.status_labels);
-    row.elapsed.textContent = elapsedText(row.state);
-  };
-  for (const row of rows) {
-    render(row);
-    if (row.state.ended) continue;
-    new StreamClient(row.state.id, {
-      afterSeq: row.state.seq,
-      onFrame: (frame) => {
-        row.state.apply(frame);
-        render(row);
-      },
+const createdOf = (row) => ms(role(row, "created")?.getAttribute("datetime"));
+
+class ListPage {
+  constructor(data) {
+    this.data = data;
+    this.labels = data.status_labels;
+    this.feed = data.feed;
+    this.body = document.querySelector('[data-role="rows"]');
+    this.template = document.getElementById("row-template");
+    this.rows = new Map();
+    for (const execution of data.executions) {
+      const el = this.body.querySelector(`tr.execution-row[data-execution-id="${CSS.escape(execution.execution_id)}"]`);
+      if (el) this.render(this.track(el, new ExecutionState(execution)));
+    }
+  }
+
+  start() {
+    window.setInterval(() => this.rows.forEach((row) => { if (!row.state.ended) this.tick(row); }), 1000);
+    new FeedClient({
+      executions: this.data.executions,
+      scope: this.feed.scope,
+      onExecution: (execution) => this.upsert(execution),
+      onFrame: (frame) => this.apply(frame),
+      onConnection: (mode, message) => this.connection(mode, message),
     }).start();
   }
-  window.setInterval(() => rows.forEach((row) => { if (!row.state.ended) row.elapsed.textContent = elapsedText(row.state); }), 1000);
+
+  track(el, state) {
+    const row = { el, state };
+    this.rows.set(state.id, row);
+    return row;
+  }
+
+  render(row) {
+    renderProgress(row.el, row.state, this.labels);
+    this.tick(row);
+  }
+
+  tick(row) {
+    role(row.el, "elapsed").textContent = elapsedText(row.state);
+    const eta = role(row.el, "eta");
+    const { status } = row.state;
+    if (eta) {
+      // Under the duration, briefly: "~12 s left".
+      const text = status === "running"
+        ? remainingText({ status, progress: row.state.progress, progressAt: ms(row.state.progressAt), now: serverNow() })
+        : "";
+      eta.textContent = text.startsWith("about ") ? `~${text.slice("about ".length)} left` : text;
+    }
+  }
+
+  apply(frame) {
+    const row = this.rows.get(frame.execution_id);
+    if (!row) return;
+    row.state.apply(frame);
+    this.render(row);
+  }
+
+  // An execution's REST shape from the feed: update its row, or add one if this page shows it.
+  upsert(execution) {
+    const row = this.rows.get(execution.execution_id);
+    if (row) {
+      if (execution.seq < row.state.seq) return;
+      row.state = new ExecutionState(execution);
+      this.render(row);
+      return;
+    }
+    if (!this.feed.adds_rows) return;
+    if (!Object.entries(this.feed.filters).every(([key, value]) => execution[key] === value)) return;
+    const created = ms(execution.created_at);
+    const shown = [...this.body.querySelectorAll("tr.execution-row")];
+    const next = shown.find((el) => createdOf(el) < created);
+    // Older than every row of a full first page: it belongs to a later page.
+    if (!next && shown.length >= this.feed.page_size) return;
+    const el = this.newRow(execution);
+    this.body.insertBefore(el, next ?? null);
+    this.render(this.track(el, new ExecutionState(execution)));
+    this.counted(1);
+  }
+
+  newRow(execution) {
+    const el = this.template.content.firstElementChild.cloneNode(true);
+    const id = execution.execution_id;
+    el.className = "execution-row";
+    el.dataset.executionId = id;
+    const link = role(el, "link");
+    link.href = this.data.detail_url.replace(this.data.blank_id, id);
+    link.textContent = id;
+    role(el, "target").textContent = execution.target_id;
+    role(el, "type").textContent = execution.type;
+    role(el, "bar").setAttribute("aria-label", `Progress of ${execution.target_id} (${id})`);
+    const created = role(el, "created");
+    created.setAttribute("datetime", execution.created_at);
+    localizeTime(created);
+    const owner = role(el, "owner");
+    if (owner) owner.textContent = execution.owner ?? "";
+    return el;
+  }
+
+  counted(added) {
+    const total = document.querySelector('[data-role="total"]');
+    const count = Number.parseInt(total.textContent, 10);
+    if (!Number.isNaN(count)) total.textContent = `${count + added} total`;
+    document.querySelector('[data-role="table"]').hidden = false;
+    document.querySelector('[data-role="empty"]').hidden = true;
+  }
+
+  connection(mode, message) {
+    const el = document.querySelector('.page-head [data-role="connection"]');
+    showConnection(el, mode);
+    if (message) el.title = message;
+  }
+}
+
+// The live indicator of a page: "Live", "Reconnecting…", ...
+function showConnection(el, mode) {
+  el.hidden = mode === "ended";
+  el.dataset.mode = mode;
+  role(el, "connection-text").textContent = CONNECTION_TEXT[mode] || "";
 }
 
 // --- the detail page -----------------------------------------------------------------------
@@ -277,7 +377,11 @@ class DetailPage {
     const at = endedAt ?? state.startedAt;
     role(this.root, "ended-at").replaceChildren(at ? timeElement(at) : "—");
     this.renderResult();
-    if (state.ended) role(this.root, "cancel-form")?.remove();
+    if (state.ended) {
+      role(this.root, "cancel-form")?.remove();
+      const rerun = role(this.root, "rerun-form");
+      if (rerun) rerun.hidden = false;
+    }
     this.tick();
   }
 
@@ -371,17 +475,13 @@ class DetailPage {
     role(this.root, "eta").textContent = remainingText({
       status: state.status,
       progress: state.progress,
-      startedAt: ms(state.startedAt),
       progressAt: ms(this.timelineNow?.progressAt),
       now: serverNow(),
     });
   }
 
   connection(mode, message) {
-    const el = role(this.root, "connection");
-    el.hidden = mode === "ended";
-    el.dataset.mode = mode;
-    role(el, "connection-text").textContent = CONNECTION_TEXT[mode] || "";
+    showConnection(role(this.root, "connection"), mode);
     if (message) this.notice(message);
   }
 
@@ -442,7 +542,7 @@ function init() {
   if (!dataElement) return;
   const data = JSON.parse(dataElement.textContent);
   const page = document.body.dataset.page;
-  if (page === "list") listPage(data);
+  if (page === "list") new ListPage(data).start();
   if (page === "detail") new DetailPage(document.getElementById("execution"), data).start();
 }
 

@@ -1,4 +1,5 @@
 // StreamClient: follows one execution's events, from any page (no build step, no dependencies).
+// FeedClient (below): follows many executions on one socket, for a list or a dashboard.
 //
 // The protocol is the README's "The WebSocket protocol": every event has a seq,
 // `?after_seq=N` resumes after N, GET .../events?after_seq=N returns the stored
@@ -261,6 +262,231 @@ export class StreamClient {
     this.setMode("polling");
     const tick = async () => {
       const { ok, retryAfter } = await this.fetchEvents();
+      if (!this.polling || this.done) return;
+      this.setMode(ok ? "polling" : "offline");
+      this.later("poll", retryAfter ?? POLL_INTERVAL_MS, tick);
+    };
+    tick();
+  }
+}
+
+// --- many executions on one socket ------------------------------------------------------------
+//
+// FeedClient follows every execution the user may see on WS /api/v1/executions/ws (the README's
+// "One socket for many executions"): a snapshot of those not ended yet, then a created frame for
+// each new one and the event frames of each.
+//
+//   const feed = new FeedClient({
+//     executions: [...],                   // what the page already shows ({execution_id, status,
+//                                          // seq}): followed too, so that one that ends before
+//                                          // the socket connects is fetched and delivered
+//     scope: "all",                        // staff: everyone's executions (default "own")
+//     status: ["running"],                 // optional: only these (pending and/or running)
+//     onExecution: (execution) => {},      // an execution's REST shape: from a snapshot, a created
+//                                          // frame, or a fetch; newer than anything delivered of it
+//     onFrame: (frame) => {},              // an event frame (started, progress, terminal) of an
+//                                          // execution delivered before, in seq order, never twice
+//     onConnection: (mode, message) => {}, // "live" | "reconnecting" | "polling" | "offline" | "closed"
+//   });
+//   feed.start();
+//   feed.stop();
+//
+// Progress frames come at most about 4 per second per execution (the server keeps the latest).
+// After a reconnect the snapshot is delivered again; an execution followed before and missing
+// from it has ended meanwhile, and its REST state is fetched and delivered. Without WebSockets
+// (or after repeated failures) the first page of GET /executions is polled instead, whatever
+// the status, while the socket is retried with backoff.
+
+const FEED_FATAL_MESSAGES = {
+  ...FATAL_MESSAGES,
+  4403: "Following everyone's executions is for staff only.",
+};
+const FEED_PAGE_SIZE = 100;
+
+export class FeedClient {
+  constructor({ apiRoot = "/api/v1", executions = [], scope = "own", status = null, onExecution = () => {}, onFrame = () => {}, onConnection = () => {} } = {}) {
+    this.apiRoot = apiRoot;
+    this.scope = scope;
+    this.status = status;
+    this.onExecution = onExecution;
+    this.onFrame = onFrame;
+    this.onConnection = onConnection;
+    this.seqs = new Map(); // execution id -> the last seq delivered of it
+    this.following = new Set(); // delivered and not ended
+    this.socket = null;
+    this.failures = 0;
+    this.polling = false;
+    this.done = false;
+    this.timers = {};
+    this.mode = null;
+    for (const execution of executions) {
+      this.seqs.set(execution.execution_id, execution.seq);
+      if (!TERMINAL.has(execution.status)) this.following.add(execution.execution_id);
+    }
+  }
+
+  start() {
+    if (typeof window.WebSocket === "function") this.connect();
+    else this.startPolling();
+  }
+
+  stop() {
+    this.done = true;
+    this.polling = false;
+    Object.values(this.timers).forEach((id) => window.clearTimeout(id));
+    this.timers = {};
+    if (this.socket) {
+      this.socket.onclose = null;
+      this.socket.onmessage = null;
+      if (this.socket.readyState <= 1) this.socket.close(1000);
+      this.socket = null;
+    }
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  setMode(mode, message) {
+    this.mode = mode;
+    this.onConnection(mode, message);
+  }
+
+  later(name, delayMs, callback) {
+    if (this.done || this.timers[name]) return;
+    this.timers[name] = window.setTimeout(() => {
+      delete this.timers[name];
+      callback();
+    }, delayMs);
+  }
+
+  url() {
+    const url = new URL(`${this.apiRoot}/executions/ws`, window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    if (this.scope && this.scope !== "own") url.searchParams.set("scope", this.scope);
+    if (this.status) url.searchParams.set("status", [].concat(this.status).join(","));
+    return url;
+  }
+
+  connect() {
+    if (this.done) return;
+    let socket;
+    try {
+      socket = new window.WebSocket(this.url());
+    } catch {
+      this.connectionLost(false, null);
+      return;
+    }
+    this.socket = socket;
+    let delivered = false;
+    socket.onmessage = (message) => {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (frame.type === "error") return; // its close code follows
+      delivered = true;
+      this.receive(frame);
+    };
+    socket.onclose = (event) => {
+      if (this.socket === socket) this.socket = null;
+      this.connectionLost(delivered, FEED_FATAL_MESSAGES[event.code] || null);
+    };
+  }
+
+  connectionLost(delivered, fatal) {
+    if (this.done) return;
+    if (fatal) {
+      this.stop();
+      this.setMode("closed", fatal);
+      return;
+    }
+    if (!delivered) this.failures += 1;
+    if (this.failures >= FAILURES_BEFORE_FALLBACK) this.startPolling();
+    else if (!this.polling) this.setMode("reconnecting");
+    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.failures);
+    this.later("reconnect", delay * (0.8 + Math.random() * 0.4), () => this.connect());
+  }
+
+  receive(frame) {
+    if (frame.type === "snapshot") {
+      this.failures = 0;
+      this.polling = false;
+      window.clearTimeout(this.timers.poll);
+      delete this.timers.poll;
+      this.setMode("live");
+      const listed = new Set();
+      for (const execution of frame.executions) {
+        listed.add(execution.execution_id);
+        this.deliver(execution);
+      }
+      // Followed before and not listed now: it ended while the socket was away.
+      for (const id of [...this.following]) if (!listed.has(id)) this.fetchExecution(id);
+      return;
+    }
+    if (frame.type === "created") {
+      this.deliver(frame.execution);
+      return;
+    }
+    if (typeof frame.seq !== "number" || !this.seqs.has(frame.execution_id)) return;
+    if (frame.seq <= this.seqs.get(frame.execution_id)) return;
+    this.seqs.set(frame.execution_id, frame.seq);
+    if (TERMINAL.has(frame.type)) this.following.delete(frame.execution_id);
+    this.onFrame(frame);
+  }
+
+  // Every REST shape goes out here: never one older than what was delivered of the execution.
+  deliver(execution) {
+    const id = execution.execution_id;
+    if (this.seqs.has(id) && execution.seq < this.seqs.get(id)) return;
+    this.seqs.set(id, execution.seq);
+    if (TERMINAL.has(execution.status)) this.following.delete(id);
+    else this.following.add(id);
+    this.onExecution(execution);
+  }
+
+  async fetchExecution(id) {
+    try {
+      const response = await fetch(`${this.apiRoot}/executions/${encodeURIComponent(id)}`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.status === 404) this.following.delete(id);
+      if (response.ok && !this.done) this.deliver(await response.json());
+    } catch {
+      // the next snapshot or poll tries again
+    }
+  }
+
+  startPolling() {
+    if (this.done || this.polling) return;
+    this.polling = true;
+    this.setMode("polling");
+    const tick = async () => {
+      if (!this.polling || this.done) return;
+      let retryAfter = null;
+      let ok = false;
+      try {
+        const response = await fetch(`${this.apiRoot}/executions?page_size=${FEED_PAGE_SIZE}`, {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        });
+        if (FATAL_HTTP[response.status]) {
+          this.stop();
+          this.setMode("closed", FATAL_MESSAGES[FATAL_HTTP[response.status]]);
+          return;
+        }
+        if (response.ok) {
+          ok = true;
+          const body = await response.json();
+          // Oldest first, so that a caller inserting rows sees them in the order they were made.
+          for (const execution of [...body.executions].reverse()) this.deliver(execution);
+        } else if (response.status === 429 || response.status === 503) {
+          retryAfter = retryAfterMs(response);
+        }
+      } catch {
+        ok = false;
+      }
       if (!this.polling || this.done) return;
       this.setMode(ok ? "polling" : "offline");
       this.later("poll", retryAfter ?? POLL_INTERVAL_MS, tick);

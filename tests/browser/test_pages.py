@@ -174,6 +174,115 @@ def test_the_list_updates_a_running_row_live(user_page: Page, account: Account) 
     assert_not_reloaded(page)
 
 
+def test_the_list_shows_new_executions_and_settles_them_without_a_reload(user_page: Page, account: Account) -> None:
+    """One socket for the whole list (WS /api/v1/executions/ws): rows appear, move and settle."""
+    page = user_page
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    page.reload()  # from here, every socket the page opens is seen
+    mark_page(page)
+    expect(page.get_by_role("heading", name="No executions yet")).to_be_visible()
+    expect(page.locator('.page-head [data-role="connection"]')).to_have_attribute("data-mode", "live")
+
+    first = start(account.user, steps=6, step_seconds=0.5)
+    row = page.locator(f'tr[data-execution-id="{first.id}"]')
+    expect(row).to_be_visible()
+    expect(page.get_by_role("heading", name="No executions yet")).to_be_hidden()
+    expect(row.get_by_role("link", name=first.id)).to_have_attribute("href", f"/executions/{first.id}")
+    expect(row.locator('[data-role="target"]')).to_have_text("demo_steps")
+    wait_for_percentage_between(page, f'tr[data-execution-id="{first.id}"] [role="progressbar"]', 0, 100)
+    expect(row.locator('[data-role="badge"]')).to_have_text("Running")
+    expect(row.locator('[data-role="step"]')).to_contain_text("step_")
+    expect(row.locator('[data-role="eta"]')).to_have_text(re.compile(r"^~\d.* left$|^less than a second$"))
+
+    second = start(account.user, steps=2, step_seconds=0.2)
+    second_row = page.locator(f'tr[data-execution-id="{second.id}"]')
+    expect(second_row.locator('[data-role="badge"]')).to_have_text("Completed")
+    expect(page.locator('[data-role="total"]')).to_have_text("2 total")
+    order = page.locator("tr.execution-row").evaluate_all("els => els.map(e => e.dataset.executionId)")
+    assert order == [second.id, first.id], "newest first"
+
+    expect(row.locator('[data-role="badge"]')).to_have_text("Completed")
+    expect(row.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "100")
+    expect(row.locator('[data-role="percent"]')).to_have_text("100%")
+    expect(row.locator('[data-role="eta"]')).to_have_text("")
+    assert_not_reloaded(page)
+    feeds = [url for url in sockets if url.endswith("/api/v1/executions/ws")]
+    assert len(feeds) == 1 and len(sockets) == 1, f"one socket for the whole list, not one per row: {sockets}"
+
+
+# A WebSocket whose every connection sends one empty snapshot (nothing is running any more).
+EMPTY_SNAPSHOT_SOCKET = """
+window.WebSocket = class {
+  constructor(url) {
+    this.url = String(url);
+    this.readyState = 1;
+    window.__feedUrls = [...(window.__feedUrls || []), this.url];
+    setTimeout(() => this.onmessage?.({ data: JSON.stringify({ type: "snapshot", executions: [], timestamp: new Date().toISOString() }) }), 0);
+  }
+  close() { this.readyState = 3; }
+};
+"""
+
+
+def test_the_feed_client_settles_what_ended_while_it_was_away(user_page: Page, account: Account) -> None:
+    """An execution the page shows as running and the snapshot no longer lists has ended: the
+    client fetches its REST state (a row rendered just before its run ended still settles)."""
+    page = user_page
+    ended = start(account.user, steps=1, step_seconds=0)
+    page.goto(f"/executions/{ended.id}")
+    expect(badge(page)).to_have_text("Completed")
+    delivered = page.evaluate(
+        """async ([executionId, fakeSocket]) => {
+            eval(fakeSocket);
+            const { FeedClient } = await import("/static/js/stream-client.js");
+            return await new Promise((resolve) => {
+                new FeedClient({
+                    executions: [{ execution_id: executionId, status: "running", seq: 1 }],
+                    scope: "all",
+                    status: ["running"],
+                    onExecution: (execution) => resolve([execution.execution_id, execution.status, window.__feedUrls]),
+                }).start();
+            });
+        }""",
+        [ended.id, EMPTY_SNAPSHOT_SOCKET],
+    )
+    assert delivered[:2] == [ended.id, "completed"]
+    assert delivered[2][-1].endswith("/api/v1/executions/ws?scope=all&status=running")
+
+
+def test_staff_see_everyones_new_executions_on_the_list(new_page: Callable[..., Page], admin_account: Account, account: Account) -> None:
+    page = new_page()
+    log_in(page, admin_account)
+    mark_page(page)
+    expect(page.locator('.page-head [data-role="connection"]')).to_have_attribute("data-mode", "live")
+    theirs = start(account.user, steps=2, step_seconds=0.3)
+    row = page.locator(f'tr[data-execution-id="{theirs.id}"]')
+    expect(row.locator('[data-role="owner"]')).to_have_text(account.username)
+    expect(row.locator('[data-role="badge"]')).to_have_text("Completed")
+    assert_not_reloaded(page)
+
+
+def test_rerun_an_ended_execution_from_its_page(user_page: Page, account: Account) -> None:
+    page = user_page
+    original = start(account.user, steps=3, step_seconds=0.3)
+    page.goto(f"/executions/{original.id}")
+    rerun = page.get_by_role("button", name="Rerun")
+    expect(badge(page)).to_have_text("Running")
+    expect(rerun).to_be_hidden()
+    expect(page.locator('[data-role="eta"]')).to_have_text(re.compile(r"^(about .+|less than a second|estimating…)$"))
+    expect(badge(page)).to_have_text("Completed")
+    expect(page.locator('[data-role="eta"]')).to_have_text("done")
+    expect(rerun).to_be_visible()  # shown when the end arrived live
+    rerun.click()
+    expect(page).to_have_url(DETAIL_URL)
+    assert not page.url.endswith(original.id)
+    expect(page.locator('[data-role="rerun-of"]')).to_have_text(original.id)
+    expect(badge(page)).to_have_text("Completed")
+    copy = Execution.objects.get(pk=page.url.rsplit("/", 1)[1])
+    assert (copy.rerun_of, copy.inputs, copy.owner_id) == (original.id, original.inputs, account.user.pk)
+
+
 def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Account, live_stack: Any) -> None:
     page = user_page
     steps = 20
@@ -462,18 +571,22 @@ def test_the_presentation_rules_of_the_script(user_page: Page) -> None:
                 window: brief(m.buildTimeline(frames.slice(3), { status: "running", plannedSteps: null })),
                 remaining: [
                     m.remainingText({
-                        status: "running", progress: { percentage: 50 }, startedAt: 0, progressAt: 10000, now: 12000,
+                        status: "running", progress: { percentage: 50, eta_seconds: 10 }, progressAt: 10000, now: 12000,
                     }),
                     m.remainingText({
-                        status: "running", progress: { percentage: 99.99 }, startedAt: 0, progressAt: 10000, now: 10000,
+                        status: "running", progress: { percentage: 99.99, eta_seconds: 0.1 }, progressAt: 10000,
+                        now: 10000,
                     }),
                     m.remainingText({
-                        status: "running", progress: { percentage: 0 }, startedAt: 0, progressAt: 0, now: 5000,
+                        status: "running", progress: { percentage: 0, eta_seconds: null }, progressAt: 0, now: 5000,
                     }),
                     m.remainingText({
-                        status: "completed", progress: { percentage: 100 }, startedAt: 0, progressAt: 0, now: 0,
+                        status: "completed", progress: { percentage: 100, eta_seconds: 0 }, progressAt: 0, now: 0,
                     }),
-                    m.remainingText({ status: "pending", progress: null, startedAt: null, progressAt: null, now: 0 }),
+                    m.remainingText({ status: "pending", progress: null, progressAt: null, now: 0 }),
+                    m.remainingText({
+                        status: "running", progress: { percentage: 50, eta_seconds: 42.4 }, progressAt: null, now: 0,
+                    }),
                 ],
             };
         }"""
@@ -495,4 +608,5 @@ def test_the_presentation_rules_of_the_script(user_page: Page) -> None:
     assert failed["end"] == {"type": "failed", "at": "2026-01-01T12:00:04.250Z"} and failed["moreSteps"] == 0
     window = results["window"]  # a long run's page shows only the latest events
     assert window["startedAt"] is None and window["steps"] == [f"2:resize:running:{t('3')}:"]
-    assert results["remaining"] == ["about 8.0 s", "less than a second", "estimating…", "done", "—"]
+    # The estimate is the server's (progress.eta_seconds); the script counts it down since it was recorded.
+    assert results["remaining"] == ["about 8.0 s", "less than a second", "estimating…", "done", "—", "about 42 s"]

@@ -19,6 +19,7 @@ from executions.models import Execution, ProgressSnapshot
 from executions.services import execution_cancel
 
 from ..helpers import (
+    ANY_ETA,
     PASSWORD,
     assert_timestamp,
     create_execution,
@@ -508,7 +509,9 @@ def test_detail_of_a_running_execution(alice_client: APIClient, make_execution: 
     execution = make_execution(alice, "running", steps_entered=2)
     body = alice_client.get(f"{API}/executions/{execution.id}").json()
     assert body["status"] == "running"
-    assert body["progress"] == {"current_step": 1, "total_steps": 5, "percentage": 20.0, "current_step_name": "step_2"}
+    assert body["progress"] == {
+        "current_step": 1, "total_steps": 5, "percentage": 20.0, "current_step_name": "step_2", "eta_seconds": ANY_ETA,
+    }
     assert body["seq"] == 3
     assert assert_timestamp(body["started_at"]) >= assert_timestamp(body["created_at"])
     assert body["completed_at"] is None and body["outputs"] is None

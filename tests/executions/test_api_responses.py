@@ -50,6 +50,7 @@ EXECUTIONS = f"{API}/executions"
 EXECUTION = f"{API}/executions/{{execution_id}}"
 PROGRESS = f"{EXECUTION}/progress"
 CANCEL = f"{EXECUTION}/cancel"
+RERUN = f"{EXECUTION}/rerun"
 EVENTS = f"{EXECUTION}/events"
 STREAM = f"{EXECUTION}/progress/stream"
 TARGETS = f"{API}/targets"
@@ -259,7 +260,25 @@ def broker_down(world: World) -> None:
     def refuse(**kwargs: Any) -> None:
         raise QueueUnavailable(OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused."))
 
-    world.monkeypatch.setattr(api_views, "execution_create", refuse)
+    world.monkeypatch.setattr(api_views, "execution_submit", refuse)
+    world.monkeypatch.setattr(api_views, "execution_rerun", refuse)
+
+
+KEY = "retry-9f2c"
+
+
+def first_submit_with_the_key(world: World) -> None:
+    assert world.call("post", EXECUTIONS, body=SUBMIT, HTTP_IDEMPOTENCY_KEY=KEY).status_code == 202
+
+
+def inputs_no_longer_valid(world: World) -> None:
+    """The target's declaration changed since the run: its stored inputs are refused now."""
+    Execution.objects.filter(pk=world.execution_id("completed")).update(inputs={"steps": 0})
+
+
+def first_rerun_of_the_minute(world: World) -> None:
+    world.throttle("submit")
+    assert world.call("post", RERUN, label="completed").status_code == 202
 
 
 def first_cancel_of_the_minute(world: World) -> None:
@@ -312,6 +331,16 @@ SCENARIOS: list[Scenario] = [
     S("form encoded", "post", EXECUTIONS, 415, {"body": "type=agent", "content_type": FORM}),
     S("throttled", "post", EXECUTIONS, 429, {"body": SUBMIT}, first_submit_of_the_minute),
     S("broker unreachable", "post", EXECUTIONS, 503, {"body": SUBMIT}, broker_down),
+    S("a repeat with its Idempotency-Key", "post", EXECUTIONS, 202, {"body": SUBMIT, "HTTP_IDEMPOTENCY_KEY": KEY}, first_submit_with_the_key),
+    S("an Idempotency-Key too long", "post", EXECUTIONS, 400, {"body": SUBMIT, "HTTP_IDEMPOTENCY_KEY": "k" * 256}),
+    S(
+        "an Idempotency-Key with another body",
+        "post",
+        EXECUTIONS,
+        409,
+        {"body": {**SUBMIT, "inputs": {"steps": 3}}, "HTTP_IDEMPOTENCY_KEY": KEY},
+        first_submit_with_the_key,
+    ),
     # GET /executions/{id}
     *for_every_state(EXECUTION, lambda label: 200),
     S("anonymous", "get", EXECUTION, 401, {"client": "anonymous"}),
@@ -333,6 +362,18 @@ SCENARIOS: list[Scenario] = [
     S("unknown id", "post", CANCEL, 404, {"label": "missing"}),
     S("xml only", "post", CANCEL, 406, XML_ONLY),
     S("throttled", "post", CANCEL, 429, {}, first_cancel_of_the_minute),
+    # POST /executions/{id}/rerun
+    S("completed", "post", RERUN, 202, {"label": "completed"}),
+    S("running", "post", RERUN, 202, {"label": "running"}),
+    S("agent", "post", RERUN, 202, {"label": "agent completed"}),
+    S("inputs no longer valid", "post", RERUN, 400, {"label": "completed"}, inputs_no_longer_valid),
+    S("anonymous", "post", RERUN, 401, {"client": "anonymous"}),
+    S("session without CSRF token", "post", RERUN, 403, {"client": "session without CSRF token"}),
+    S("unknown id", "post", RERUN, 404, {"label": "missing"}),
+    S("someone else's", "post", RERUN, 404, {"client": "bob"}),
+    S("xml only", "post", RERUN, 406, XML_ONLY),
+    S("throttled", "post", RERUN, 429, {"label": "completed"}, first_rerun_of_the_minute),
+    S("broker unreachable", "post", RERUN, 503, {"label": "completed"}, broker_down),
     # GET /executions/{id}/events
     S("every state", "get", EVENTS, 200, {"label": "completed"}, every_state_events),
     S("after a seq", "get", EVENTS, 200, {"label": "completed", "query": "after_seq=3"}),

@@ -36,10 +36,11 @@ MISSING_ID = "exec_000000000000"
 # from the throttles on submit, cancel and token requests).
 OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", f"{API}/executions"): {"200", "400", "401", "406"},
-    ("post", f"{API}/executions"): {"202", "400", "401", "403", "404", "406", "413", "415", "429", "503"},
+    ("post", f"{API}/executions"): {"202", "400", "401", "403", "404", "406", "409", "413", "415", "429", "503"},
     ("get", EXECUTION): {"200", "401", "404", "406"},
     ("get", f"{EXECUTION}/progress"): {"200", "204", "401", "404", "406"},
     ("post", f"{EXECUTION}/cancel"): {"200", "400", "401", "403", "404", "406", "429"},
+    ("post", f"{EXECUTION}/rerun"): {"202", "400", "401", "403", "404", "406", "429", "503"},
     ("get", f"{EXECUTION}/events"): {"200", "400", "401", "404", "406"},
     # Server-Sent Events (progress/sse.py): not a DRF view, so no 406 (it always streams).
     ("get", f"{EXECUTION}/progress/stream"): {"200", "400", "401", "404"},
@@ -195,6 +196,49 @@ def test_every_websocket_frame_is_published(schema: dict[str, Any]) -> None:
         "type", "execution_id", "status", "progress", "seq", "timestamp"
     }
     assert set(components["ErrorFrame"]["required"]) == {"type", "message", "timestamp"}
+
+
+def test_the_socket_for_many_executions_is_published(schema: dict[str, Any]) -> None:
+    """Its frames are a component of their own, named from the list operation it streams."""
+    components = schema["components"]["schemas"]
+    feed = schema["paths"][f"{API}/executions"]["get"]["x-websocket"]
+    assert feed["path"] == f"{API}/executions/ws"
+    assert feed["frames"] == {"$ref": "#/components/schemas/ExecutionFeedFrame"}
+    assert "x-websocket" not in schema["paths"][f"{API}/executions"]["post"]
+    frame = components["ExecutionFeedFrame"]
+    assert frame["discriminator"]["mapping"] == {
+        "snapshot": "#/components/schemas/SnapshotFrame",
+        "created": "#/components/schemas/CreatedFrame",
+        "started": "#/components/schemas/StartedFrame",
+        "progress": "#/components/schemas/ProgressFrame",
+        "completed": "#/components/schemas/TerminalFrame",
+        "failed": "#/components/schemas/TerminalFrame",
+        "cancelled": "#/components/schemas/TerminalFrame",
+        "error": "#/components/schemas/ErrorFrame",
+    }
+    assert set(components["SnapshotFrame"]["required"]) == {"type", "executions", "timestamp"}
+    assert components["SnapshotFrame"]["properties"]["executions"]["items"] == {"$ref": "#/components/schemas/Execution"}
+    assert set(components["CreatedFrame"]["required"]) == {"type", "execution_id", "execution", "timestamp"}
+    assert components["CreatedFrame"]["properties"]["execution"] == {"$ref": "#/components/schemas/Execution"}
+
+
+def test_eta_rerun_and_idempotency_key_are_documented(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    eta = components["Progress"]["properties"]["eta_seconds"]
+    assert eta["type"] == ["number", "null"] and eta["minimum"] == 0
+    assert "eta_seconds" in components["Progress"]["required"]
+    assert components["Execution"]["properties"]["rerun_of"]["type"] == ["string", "null"]
+    assert {"rerun_of", "owner"} <= set(components["Execution"]["required"])
+    rerun = schema["paths"][f"{EXECUTION}/rerun"]["post"]
+    assert rerun["responses"]["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ExecutionRerun"}
+    assert set(components["ExecutionRerun"]["required"]) == set(components["ExecutionSubmitted"]["required"]) | {"rerun_of"}
+    assert "requestBody" not in rerun
+    submit = schema["paths"][f"{API}/executions"]["post"]
+    (header,) = [p for p in submit["parameters"] if p["in"] == "header"]
+    assert header["name"] == "Idempotency-Key" and not header.get("required")
+    assert header["schema"] == {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}
+    replayed = submit["responses"]["202"]["headers"]["Idempotent-Replayed"]
+    assert replayed["schema"] == {"type": "string", "enum": ["true"]} and not replayed.get("required")
 
 
 def test_the_served_schema_is_the_generated_one(schema: dict[str, Any], alice_client: APIClient) -> None:

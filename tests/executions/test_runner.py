@@ -40,7 +40,7 @@ from executions.registry import Number, pipeline
 from executions.runner import execution_run
 from executions.services import execution_cancel
 
-from ..helpers import create_execution, final_progress, wait_for
+from ..helpers import ANY_ETA, create_execution, final_progress, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -309,13 +309,16 @@ def test_a_run_completes_with_the_full_history(alice: Any) -> None:
     assert execution.created_at <= execution.started_at <= execution.completed_at
     events = assert_history(execution)
     assert [e.type for e in events] == ["started", "progress", "progress", "progress", "completed"]
-    assert events[0].progress == {"current_step": 0, "total_steps": 3, "percentage": 0.0, "current_step_name": None}
+    assert events[0].progress == {
+        "current_step": 0, "total_steps": 3, "percentage": 0.0, "current_step_name": None, "eta_seconds": None,
+    }
     for number, event in enumerate(events[1:4], start=1):
         assert event.progress == {
             "current_step": number - 1,
             "total_steps": 3,
             "percentage": (number - 1) / 3 * 100,
             "current_step_name": f"step_{number}",
+            "eta_seconds": None if number == 1 else ANY_ETA,
         }
     completed = json.loads(events[-1].frame)
     assert completed["progress"] == final_progress(3)
@@ -344,9 +347,11 @@ def test_a_pipeline_without_steps(alice: Any) -> None:
     execution = run(alice, "test_runner_no_steps")
     assert execution.status == "completed"
     assert MARKS[execution.id]["progress_while_running"] == {
-        "current_step": 0, "total_steps": 0, "percentage": 0.0, "current_step_name": None,
+        "current_step": 0, "total_steps": 0, "percentage": 0.0, "current_step_name": None, "eta_seconds": None,
     }
-    assert execution.progress == {"current_step": 0, "total_steps": 0, "percentage": 100.0, "current_step_name": None}
+    assert execution.progress == {
+        "current_step": 0, "total_steps": 0, "percentage": 100.0, "current_step_name": None, "eta_seconds": 0.0,
+    }
     assert [e.type for e in assert_history(execution)] == ["started", "completed"]
 
 
@@ -485,7 +490,8 @@ def test_a_failing_step_fails_the_run_with_type_and_message(alice: Any) -> None:
     failed = json.loads(events[-1].frame)
     assert failed["error"] == execution.error
     assert failed["progress"] == {
-        "current_step": 1, "total_steps": 4, "percentage": 25.0, "current_step_name": "step_2"
+        "current_step": 1, "total_steps": 4, "percentage": 25.0, "current_step_name": "step_2",
+        "eta_seconds": None,
     }
     assert "Traceback" not in events[-1].frame
 
@@ -651,7 +657,9 @@ def test_a_coalesced_report_is_flushed_within_one_interval(alice: Any) -> None:
     assert [e.type for e in events] == ["started", "progress", "progress", "completed"]
     entered, half = events[1], events[2]
     assert entered.progress["percentage"] == 0.0
-    assert half.progress == {"current_step": 0, "total_steps": 1, "percentage": 50.0, "current_step_name": "only"}
+    assert half.progress == {
+        "current_step": 0, "total_steps": 1, "percentage": 50.0, "current_step_name": "only", "eta_seconds": ANY_ETA,
+    }
     reported_at = MARKS[execution.id]["reported_at"]
     delay = (half.timestamp - reported_at).total_seconds()
     waited = (half.timestamp - entered.timestamp).total_seconds()

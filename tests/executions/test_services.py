@@ -90,7 +90,7 @@ def test_create_queues_the_run_only_after_commit(
     with django_capture_on_commit_callbacks() as callbacks:
         execution = execution_create(owner=alice, type="agent", target_id="echo", inputs={}, config={"timeout": 5})
         assert task_queue.calls == [], "queued inside the transaction"
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2, "queue the run, then announce it (execution_created)"
     callbacks[0]()
     assert task_queue.execution_ids == [execution.id]
     assert task_queue.calls[0]["soft_time_limit"] == 7

@@ -207,3 +207,38 @@ def test_only_ended_executions_can_be_deleted(admin_page: Client, alice: Any, ma
     assert not Execution.objects.filter(pk=ended.pk).exists()
     # No bulk delete: it could not check each row's status.
     assert "delete_selected" not in html(admin_page.get(CHANGELIST))
+
+
+def test_rerun_action_starts_copies_owned_by_the_admin(admin_page: Client, superuser: Any, alice: Any, make_execution: Any) -> None:
+    done = make_execution(alice, "completed")
+    failed = make_execution(alice, "failed", type="agent", target_id="echo", inputs={"x": 1})
+    response = admin_page.post(
+        CHANGELIST, {"action": "rerun_selected", "_selected_action": [done.id, failed.id]}, follow=True
+    )
+    copies = list(Execution.objects.exclude(pk__in=[done.id, failed.id]).order_by("created_at"))
+    assert [(c.rerun_of, c.owner, c.target_id, c.inputs) for c in copies] == [
+        (done.id, superuser, "demo_steps", done.inputs),
+        (failed.id, superuser, "echo", failed.inputs),
+    ]
+    page = html(response)
+    assert "Started 2 execution(s):" in page and f"{copies[0].id} (rerun of {done.id})" in page
+    assert done.id in html(admin_page.get(change_url(copies[0])))  # its rerun_of field
+
+
+def test_rerun_action_reports_what_it_could_not_start(admin_page: Client, alice: Any, make_execution: Any) -> None:
+    done = make_execution(alice, "completed")
+    Execution.objects.filter(pk=done.id).update(inputs={"steps": 0})
+    page = html(admin_page.post(CHANGELIST, {"action": "rerun_selected", "_selected_action": [done.id]}, follow=True))
+    assert f"Not rerun, 1: {done.id} (Invalid inputs)." in page
+    assert Execution.objects.count() == 1
+
+
+def test_view_only_staff_may_rerun(alice: Any, make_execution: Any, django_user_model: Any) -> None:
+    """A rerun changes nothing of the original: seeing it is enough (as through the API)."""
+    viewer = django_user_model.objects.create_user("viewer", password="correct horse battery staple", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))
+    client = logged_in(viewer)
+    done = make_execution(alice, "completed")
+    assert "rerun_selected" in html(client.get(CHANGELIST))
+    client.post(CHANGELIST, {"action": "rerun_selected", "_selected_action": [done.id]})
+    assert Execution.objects.get(rerun_of=done.id).owner == viewer

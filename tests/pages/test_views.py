@@ -27,6 +27,8 @@ def html(response: Any) -> str:
 
 
 def progressbars(text: str) -> list[str]:
+    """The progress bars shown (the list's blank row, a ``<template>`` the script copies, is not shown)."""
+    text = re.sub(r"<template\b.*?</template>", "", text, flags=re.S)
     return re.findall(r'<div class="progress[^"]*"[^>]*role="progressbar"[^>]*>', text, flags=re.S)
 
 
@@ -408,3 +410,63 @@ def test_pages_load_the_page_script_only(alice_page: Client) -> None:
     page = html(alice_page.get("/"))
     assert '<script type="module" src="/static/js/execution-page.js">' in page
     assert "progress.js" not in page
+
+
+# --- rerun ------------------------------------------------------------------------------------
+
+
+def test_an_ended_execution_has_a_rerun_button_that_starts_a_copy(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    done = make_execution(alice, "completed")
+    page = html(alice_page.get(f"/executions/{done.id}"))
+    form = re.search(r'<form method="post" action="/executions/[^"]+/rerun" data-role="rerun-form"[^>]*>', page).group(0)
+    assert "hidden" not in form and f'action="/executions/{done.id}/rerun"' in form
+    response = alice_page.post(f"/executions/{done.id}/rerun")
+    copy = Execution.objects.get(rerun_of=done.id)
+    assert response.status_code == 302 and response["Location"] == f"/executions/{copy.id}"
+    assert (copy.owner, copy.inputs, copy.status) == (alice, done.inputs, "pending")
+    copy_page = html(alice_page.get(response["Location"]))
+    assert f'rerun of <a class="mono" href="/executions/{done.id}" data-role="rerun-of">{done.id}</a>' in copy_page
+
+
+def test_a_running_execution_hides_the_rerun_button_until_it_ends(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    running = make_execution(alice, "running")
+    page = html(alice_page.get(f"/executions/{running.id}"))
+    assert re.search(r'data-role="rerun-form" hidden>', page), "the script shows it when the end arrives"
+
+
+def test_rerun_of_someone_elses_execution_is_404(bob_page: Client, alice: Any, make_execution: Any) -> None:
+    done = make_execution(alice, "completed")
+    assert bob_page.post(f"/executions/{done.id}/rerun").status_code == 404
+    assert bob_page.get(f"/executions/{done.id}/rerun").status_code == 405
+    assert Execution.objects.count() == 1
+
+
+def test_a_rerun_that_cannot_start_says_why_on_the_original_page(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    done = make_execution(alice, "completed")
+    Execution.objects.filter(pk=done.id).update(inputs={"steps": 0})
+    response = alice_page.post(f"/executions/{done.id}/rerun", follow=True)
+    assert response.redirect_chain[-1][0] == f"/executions/{done.id}"
+    assert "Not rerun: its inputs are no longer valid (steps:" in html(response)
+    assert Execution.objects.count() == 1
+
+
+def test_the_detail_page_renders_the_servers_estimate_without_javascript(
+    alice_page: Client, alice: Any, make_execution: Any
+) -> None:
+    running = make_execution(alice, "running", steps_entered=3)
+    eta = running.progress["eta_seconds"]
+    page = html(alice_page.get(f"/executions/{running.id}"))
+    assert f'data-role="eta">{eta:g} s<' in page
+    done = make_execution(alice, "completed")
+    assert 'data-role="eta">0 s<' in html(alice_page.get(f"/executions/{done.id}"))
+
+
+def test_the_list_hands_its_script_what_the_feed_needs(alice_page: Client, staff_page: Client, alice: Any, make_execution: Any) -> None:
+    make_execution(alice, "running")
+    data = page_data(html(alice_page.get("/?type=pipeline")))
+    assert data["feed"] == {"scope": "own", "adds_rows": True, "filters": {"type": "pipeline"}, "page_size": PAGE_SIZE}
+    assert data["detail_url"] == f"/executions/{data['blank_id']}"
+    assert page_data(html(staff_page.get("/?page=2")))["feed"]["scope"] == "all"
+    empty = html(staff_page.get("/?status=failed"))
+    assert 'data-role="table" hidden' in empty and "No executions match these filters" in empty
+    assert re.search(r'<template id="row-template">\s*<tr data-execution-id="exec_000000000000"', empty)

@@ -84,6 +84,9 @@ OUTCOMES = {
     "identical to an id that does not exist",
     "ws status": "handshake accepted, first frame `status` of the execution",
     "sse status": "200 `text/event-stream`, first event `status` of the execution (`id:` its seq)",
+    "ws 4403": "handshake accepted, error frame `scope=all is for staff only`, close 4403",
+    "ws listed": "handshake accepted, first frame `snapshot`, the execution in it",
+    "ws hidden": "handshake accepted, first frame `snapshot`, the execution not in it",
 }
 
 
@@ -139,6 +142,7 @@ MATRIX: tuple[Row, ...] = (
     R("GET",  "/api/v1/executions/{id}",                   "401",             "404 missing",     "200",             "200",             "200"),
     R("GET",  "/api/v1/executions/{id}/progress",          "401",             "404 missing",     "200",             "200",             "200"),
     R("POST", "/api/v1/executions/{id}/cancel",            "401",             "404 missing",     "200 cancelled",   "200 cancelled",   "200 cancelled"),
+    R("POST", "/api/v1/executions/{id}/rerun",             "401",             "404 missing",     "202 created",     "202 created",     "202 created"),
     R("GET",  "/api/v1/executions/{id}/events",            "401",             "404 missing",     "200",             "200",             "200"),
     R("GET",  "/api/v1/targets",                           "401",             "200",             "200",             "200",             "200"),
     R("POST", "/api/v1/auth/token",                        "200 token",       "200 token",       "200 token",       "200 token",       "200 token"),
@@ -146,11 +150,14 @@ MATRIX: tuple[Row, ...] = (
     R("GET",  "/api/v1/docs",                              "302 login",       "200",             "200",             "200",             "200"),
     R("WS",   "/api/v1/executions/{id}/progress/ws",       "ws 4401",         "ws 4404",         "ws status",       "ws status",       "ws status"),
     R("SSE",  "/api/v1/executions/{id}/progress/stream",   "401",             "404 missing",     "sse status",      "sse status",      "sse status"),
+    R("WS",   "/api/v1/executions/ws",                     "ws 4401",         "ws hidden",       "ws listed",       "ws hidden",       "ws hidden"),
+    R("WS",   "/api/v1/executions/ws?scope=all",           "ws 4401",         "ws 4403",         "ws 4403",         "ws listed",       "ws listed"),
     R("GET",  "/",                                         "302 login",       "200 hidden",      "200 listed",      "200 listed",      "200 listed"),
     R("GET",  "/executions/new",                           "302 login",       "200",             "200",             "200",             "200"),
     R("POST", "/executions/new",                           "302 login",       "302 created",     "302 created",     "302 created",     "302 created",     body=START_FORM),
     R("GET",  "/executions/{id}",                          "302 login",       "404 missing",     "200",             "200",             "200"),
     R("POST", "/executions/{id}/cancel",                   "302 login",       "404 missing",     "302 cancelled",   "302 cancelled",   "302 cancelled"),
+    R("POST", "/executions/{id}/rerun",                    "302 login",       "404 missing",     "302 created",     "302 created",     "302 created"),
     R("GET",  "/accounts/login/",                          "200",             "200",             "200",             "200",             "200"),
     R("GET",  "/admin/",                                   "302 admin login", "302 admin login", "302 admin login", "200",             "200"),
     R("GET",  f"{ADMIN}/",                                 "302 admin login", "302 admin login", "302 admin login", "403",             "200 listed"),
@@ -560,6 +567,23 @@ def check_sse_status(cell: Cell) -> None:
     frame = json.loads(data.removeprefix("data: "))
     assert (frame["type"], frame["execution_id"], frame["status"], frame["seq"]) == ("status", execution.id, "running", execution.seq)
     assert frame["progress"] == execution.progress
+def check_ws_4403(cell: Cell) -> None:
+    check_ws_error(cell, "scope=all is for staff only", 4403)
+
+
+def snapshot_ids(cell: Cell) -> list[str]:
+    assert [kind for kind, _ in cell.answer.transcript] == ["accept", "text"], cell.answer.transcript
+    frame = cell.answer.transcript[1][1]
+    assert frame["type"] == "snapshot", frame
+    return [execution["execution_id"] for execution in frame["executions"]]
+
+
+def check_ws_listed(cell: Cell) -> None:
+    assert cell.execution_id in snapshot_ids(cell)
+
+
+def check_ws_hidden(cell: Cell) -> None:
+    assert cell.execution_id not in snapshot_ids(cell)
 
 
 CHECKS = {
@@ -582,6 +606,9 @@ CHECKS = {
     "ws 4404": check_ws_4404,
     "ws status": check_ws_status,
     "sse status": check_sse_status,
+    "ws 4403": check_ws_4403,
+    "ws listed": check_ws_listed,
+    "ws hidden": check_ws_hidden,
 }
 
 MISSING_ID = "exec_000000000000"
@@ -656,10 +683,11 @@ def test_the_matrix_covers_every_route(db: None) -> None:
     expected |= _route_names(progress_urls.urlpatterns)
     expected |= _route_names(admin.site._registry[Execution].urls)
     assert expected - covered == set(), "routes without a row in MATRIX"
-    ws_rows = [row for row in MATRIX if row.method == "WS"]
-    assert len(ws_rows) == len(websocket_urlpatterns)
-    for row, pattern in zip(ws_rows, websocket_urlpatterns, strict=True):
-        assert pattern.pattern.match(path_for(row, sample).lstrip("/"))
+    ws_paths = [path_for(row, sample).split("?")[0].lstrip("/") for row in MATRIX if row.method == "WS"]
+    for pattern in websocket_urlpatterns:
+        assert any(pattern.pattern.match(path) for path in ws_paths), f"no WS row for {pattern.pattern}"
+    for path in ws_paths:
+        assert any(pattern.pattern.match(path) for pattern in websocket_urlpatterns), f"no route serves {path}"
 
 
 # --- someone else's execution is a missing one ---------------------------------------------
