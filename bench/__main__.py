@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import json
 import os
 import secrets
 import time
@@ -50,9 +52,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._setup import percentile, prepare_django
+from django.utils import timezone
+
+# Sets Django up at import (its docstring), so it comes before the models.
+from bench._setup import BENCH, BenchEnv, create_user_with_token, percentile
 from bench.load import HttpClient, Watcher, event_delays, http_load, watch
+from bench.report_loop import measure
 from devtools import processes
+from executions.models import Execution, ProgressSnapshot
+from executions.services import execution_cancel, execution_enqueue
 
 API = "/api/v1"
 LAYER_NAMES = {
@@ -131,10 +139,8 @@ class ServerSampler:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.peak = max(self.peak, rss_bytes(self.pids))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.25)
-            except asyncio.TimeoutError:
-                pass
         self.peak = max(self.peak, rss_bytes(self.pids))
         self.cpu = cpu_seconds(self.pids) - self.cpu_start
 
@@ -143,17 +149,11 @@ class ServerSampler:
 
 
 def make_users(count: int) -> list[tuple[Any, str]]:
-    from bench._setup import create_user_with_token
-
     return [create_user_with_token() for _ in range(count)]
 
 
 def pending_execution(owner: Any, *, steps: int, step_seconds: float) -> Any:
     """A pending demo_steps execution, not queued yet: watchers connect first."""
-    from django.utils import timezone
-
-    from executions.models import Execution
-
     return Execution.objects.create(
         owner=owner, type="pipeline", target_id="demo_steps",
         inputs={"steps": steps, "step_seconds": step_seconds, "fail_at_step": None}, config={},
@@ -162,18 +162,12 @@ def pending_execution(owner: Any, *, steps: int, step_seconds: float) -> Any:
 
 
 def enqueue(execution: Any) -> None:
-    from executions.services import execution_enqueue
-
     execution_enqueue(execution)
 
 
 def event_times(execution_id: str) -> dict[int, float]:
-    from executions.models import ProgressSnapshot
-
-    return {
-        seq: ts.timestamp()
-        for seq, ts in ProgressSnapshot.objects.filter(execution_id=execution_id).values_list("seq", "timestamp")
-    }
+    stored = ProgressSnapshot.objects.filter(execution_id=execution_id).values_list("seq", "timestamp")
+    return {seq: ts.timestamp() for seq, ts in stored}
 
 
 # --- measures -----------------------------------------------------------------------------------------
@@ -185,8 +179,6 @@ def ms(seconds: float) -> str:
 
 async def poll_rest(client: HttpClient, execution_id: str, seen: list[tuple[float, int]], stop: asyncio.Event) -> None:
     """A 1 s REST poller: (arrival time, seq shown) for each answer."""
-    import json
-
     while not stop.is_set():
         status, body = await client.get(f"{API}/executions/{execution_id}")
         if status == 200:
@@ -194,10 +186,8 @@ async def poll_rest(client: HttpClient, execution_id: str, seen: list[tuple[floa
             seen.append((time.time(), data["seq"]))
             if data["status"] in ("completed", "failed", "cancelled"):
                 return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
-        except asyncio.TimeoutError:
-            pass
 
 
 def poller_delays(seen: list[tuple[float, int]], events: dict[int, float]) -> tuple[list[float], int]:
@@ -226,7 +216,7 @@ async def watchers_run(
     for start in range(0, watchers, connect_batch):
         batch = crowd[start : start + connect_batch]
         events = [asyncio.Event() for _ in batch]
-        tasks += [asyncio.create_task(watch(url, token, w, e)) for w, e in zip(batch, events)]
+        tasks += [asyncio.create_task(watch(url, token, w, e)) for w, e in zip(batch, events, strict=True)]
         await asyncio.gather(*(e.wait() for e in events))
     connected_in = time.perf_counter() - connect_started
     assert stack.daphne is not None
@@ -295,7 +285,7 @@ async def p5_connect_storm(stack: processes.AppServers, token: str, owner: Any, 
     url = f"{stack.ws_url}{API}/executions/{execution.id}/progress/ws"
     crowd = [Watcher() for _ in range(clients)]
     events = [asyncio.Event() for _ in crowd]
-    tasks = [asyncio.create_task(watch(url, token, w, e)) for w, e in zip(crowd, events)]
+    tasks = [asyncio.create_task(watch(url, token, w, e)) for w, e in zip(crowd, events, strict=True)]
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 120)
     firsts = [w.first_frame_after for w in crowd if w.first_frame_after is not None]
     # Cancelling ends every stream (terminal frame, close 1000).
@@ -310,14 +300,10 @@ async def p5_connect_storm(stack: processes.AppServers, token: str, owner: Any, 
 
 
 def cancel(execution_id: str) -> None:
-    from executions.services import execution_cancel
-
     execution_cancel(execution_id=execution_id)
 
 
 def p3_step_events(stack: processes.AppServers, owner: Any, steps: int) -> str:
-    from executions.models import Execution
-
     execution = pending_execution(owner, steps=steps, step_seconds=0)
     enqueue(execution)
     deadline = time.monotonic() + 300
@@ -348,10 +334,6 @@ async def p4_rest(stack: processes.AppServers, users: list[tuple[Any, str]], suf
 
 def finished_executions(owners: list[Any]) -> list[str]:
     """One completed execution per owner, with a progress to answer."""
-    from django.utils import timezone
-
-    from executions.models import Execution
-
     now = timezone.now()
     progress = {"current_step": 5, "total_steps": 5, "percentage": 100.0, "current_step_name": None}
     return [
@@ -365,8 +347,6 @@ def finished_executions(owners: list[Any]) -> list[str]:
 
 
 def report_cost(reports: int = 100_000) -> str:
-    from bench.report_loop import measure
-
     seconds, events = measure(reports)
     return f"{seconds / reports * 1e9:,.0f} ns per call ({reports:,} calls, {len(events)} events recorded)"
 
@@ -375,7 +355,7 @@ def report_cost(reports: int = 100_000) -> str:
 
 
 def run_layer(
-    bench_env: Any, layer: str, args: argparse.Namespace, users: list[tuple[Any, str]], first: bool
+    bench_env: BenchEnv, layer: str, args: argparse.Namespace, users: list[tuple[Any, str]], first: bool
 ) -> list[Row]:
     rows: list[Row] = []
     env = dict(os.environ)
@@ -387,10 +367,11 @@ def run_layer(
         PROMETHEUS_MULTIPROC_DIR=str(Path(bench_env.work_dir) / f"prometheus-{layer}"),
     )
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
-    web = functools.partial(processes.serve_command, workers=args.workers)
+    web: processes.WebCommand = functools.partial(processes.serve_command, workers=args.workers)
     if args.server == "daphne":
-        web = processes.daphne_command  # type: ignore[assignment]
-    stack = processes.AppServers(env, processes.free_port(), Path(bench_env.work_dir) / f"log-{layer}", web_command=web)
+        web = processes.daphne_command
+    log_dir = Path(bench_env.work_dir) / f"log-{layer}"
+    stack = processes.AppServers(env, processes.free_port(), log_dir, web_command=web)
     name = LAYER_NAMES[layer]
     print(f"[{layer}] starting the server ({args.server}, {args.workers} workers) and a Celery worker ...", flush=True)
     stack.start()
@@ -414,7 +395,8 @@ def run_layer(
             print(f"[{layer}] P3: demo_steps of {args.p3_steps} steps ...", flush=True)
             rows.append(Row("P3", name, p3_step_events(stack, owner, args.p3_steps), GOALS["P3"]))
             print(f"[{layer}] P4: 50 token clients on GET .../progress for {args.p4_seconds:g} s ...", flush=True)
-            rows.append(Row("P4 /progress", name, asyncio.run(p4_rest(stack, users, "/progress", args.p4_seconds)), GOALS["P4"]))
+            p4 = asyncio.run(p4_rest(stack, users, "/progress", args.p4_seconds))
+            rows.append(Row("P4 /progress", name, p4, GOALS["P4"]))
             rows.append(Row("P4 /executions/{id}", name, asyncio.run(p4_rest(stack, users, "", args.p4_seconds / 2))))
     finally:
         stack.stop()
@@ -423,7 +405,8 @@ def run_layer(
 
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print()
-    print(f"Server: manage.py serve with {args.workers} daphne processes" if args.server == "serve" else "Server: one daphne process")
+    serve = f"manage.py serve with {args.workers} daphne processes"
+    print(f"Server: {serve}" if args.server == "serve" else "Server: one daphne process")
     print("Load generators, server, Celery worker (concurrency 2) and Redis share this machine's "
           f"{os.cpu_count()} cores: the figures are for the whole machine.")
     widths = [max(len(r.measure) for r in rows), max(len(r.layer) for r in rows)]
@@ -449,7 +432,7 @@ def main() -> None:
     layers = [layer for layer in args.layers.split(",") if layer]
 
     started = time.monotonic()
-    bench_env = prepare_django("suite")
+    bench_env = BENCH
     users = make_users(50)
     all_rows: list[list[Row]] = []
     for repetition in range(args.repeat):

@@ -95,7 +95,7 @@ async def http_load(
                     return
                 try:
                     status, _ = await asyncio.wait_for(conn.get(path), TIMEOUT)
-                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
                     result.errors += 1
                     await conn.close()
                     continue
@@ -106,7 +106,7 @@ async def http_load(
         finally:
             await conn.close()
 
-    await asyncio.gather(*(client(p, t) for p, t in zip(paths, tokens)))
+    await asyncio.gather(*(client(p, t) for p, t in zip(paths, tokens, strict=True)))
     return result, time.perf_counter() - measure_from
 
 
@@ -164,5 +164,5 @@ def event_delays(watchers: list[Watcher]) -> list[float]:
     return [
         received - frame_time(frame)
         for w in watchers
-        for frame, received in zip(w.frames[1:], w.received[1:])
+        for frame, received in zip(w.frames[1:], w.received[1:], strict=True)
     ]
