@@ -22,4 +22,4 @@ T = TypeVar("T")
 
 def read_db(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     """``function`` as a coroutine function run in a pooled thread (see the module docstring)."""
-    return database_sync_to_async(function, thread_sensitive=False)  # type: ignore[return-value]
+    return database_sync_to_async(function, thread_sensitive=False)

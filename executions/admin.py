@@ -348,6 +348,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     def rerun_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
         started: list[str] = []
         refused: list[str] = []
+        assert request.user.is_authenticated, "the admin let a staff user in"
         for original in queryset.order_by("created_at"):
             try:
                 execution = execution_rerun(original=original, owner=request.user)

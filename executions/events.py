@@ -213,12 +213,13 @@ class _Statements:
         self.execution_fields = {f.name: f for f in Execution._meta.concrete_fields}
         self.snapshot_fields = {f.name: f for f in ProgressSnapshot._meta.concrete_fields}
         self.table = quote(Execution._meta.db_table)
-        locked = [Execution._meta.get_field(name) for name in LockedRow._fields]
-        columns = ", ".join(quote(field.column) for field in locked)  # type: ignore[union-attr]  # concrete fields
+        by_attname = {f.attname: f for f in Execution._meta.concrete_fields}
+        locked = [by_attname[name] for name in LockedRow._fields]
+        columns = ", ".join(quote(field.column) for field in locked)
         # Per column: the converters the SQL compiler would apply (backend's, then the field's own).
         self.lock_converters: list[tuple[Any, list[Any]]] = []
         for field in locked:
-            column = field.get_col(Execution._meta.db_table)  # type: ignore[union-attr]  # concrete fields
+            column = field.get_col(Execution._meta.db_table)
             converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
             self.lock_converters.append((column, converters))
         pk = Execution._meta.pk

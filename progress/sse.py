@@ -32,11 +32,11 @@ from typing import Any
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views import View
 from rest_framework import exceptions
 from rest_framework.request import Request
-from rest_framework.settings import api_settings
+from rest_framework.views import APIView
 
 from core.db import read_db
 from executions.frames import dumps, error_frame
@@ -93,7 +93,7 @@ async def authenticate(request: HttpRequest) -> tuple[Any, str | None] | JsonRes
     rules and messages are the REST API's; run in a pool thread, as they read
     the database.
     """
-    authenticators = [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    authenticators = APIView().get_authenticators()  # DEFAULT_AUTHENTICATION_CLASSES, instantiated
     drf_request = Request(request, authenticators=authenticators)
 
     def user_of_request() -> Any:
@@ -270,7 +270,7 @@ class ExecutionProgressStreamView(View):
 
     http_method_names = ["get", "options"]
 
-    async def get(self, request: HttpRequest, execution_id: str) -> HttpResponse:
+    async def get(self, request: HttpRequest, execution_id: str) -> HttpResponseBase:
         authenticated = await authenticate(request)
         if isinstance(authenticated, HttpResponse):
             return authenticated
@@ -294,8 +294,11 @@ class ExecutionProgressStreamView(View):
         response["X-Accel-Buffering"] = "no"
         return response
 
-    async def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    # An async view's handlers are coroutines (Django's own returns one for an async view too).
+    async def http_method_not_allowed(  # type: ignore[override]  # see above
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
         """The API's JSON 405, with ``Allow``."""
         response = refusal(405, f'Method "{request.method}" not allowed.')
-        response["Allow"] = ", ".join(self._allowed_methods())
+        response["Allow"] = ", ".join(method.upper() for method in self.http_method_names if hasattr(self, method))
         return response

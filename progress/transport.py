@@ -58,7 +58,8 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 
 def pformat_when_debugging(value: Any) -> str:
     """autobahn's ``pformat``, skipped (an empty string) unless its debug lines are written."""
-    if txaio.get_global_log_level() in ("debug", "trace"):
+    # txaio installs its API at run time (use_twisted / use_asyncio): mypy sees only the stub module.
+    if txaio.get_global_log_level() in ("debug", "trace"):  # type: ignore[attr-defined]  # see above
         return pformat(value)
     return ""
 
@@ -67,7 +68,8 @@ def tune_daphne_websockets() -> None:
     """Install the tuned WebSocket factory and protocol in daphne (see the module docstring)."""
     if getattr(WebSocketFactory, _PATCHED, False):
         return
-    autobahn_protocol.pformat = pformat_when_debugging  # type: ignore[attr-defined]
+    # autobahn calls its module's pformat with one argument: the lazier one takes its place.
+    autobahn_protocol.pformat = pformat_when_debugging  # type: ignore[assignment]  # one-argument stand-in
     timeout = settings.WEBSOCKET_CLOSE_TIMEOUT_SECONDS
     max_message = settings.WEBSOCKET_MAX_MESSAGE_BYTES
 

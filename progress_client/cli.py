@@ -329,7 +329,7 @@ def run_start(client: Client, args: argparse.Namespace, console: Console) -> int
 
 def run_list(client: Client, args: argparse.Namespace, console: Console) -> int:
     executions = client.list(status=args.status, type=args.type, target_id=args.target_id)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for execution in executions:
         if args.limit is not None and len(rows) >= args.limit:
             break

@@ -23,9 +23,9 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -232,7 +232,7 @@ class AsyncClient:
         """Cancel it; ``ValidationFailed`` if it has already ended."""
         return (await self._request("POST", self._path(execution_id, "/cancel"))).json()
 
-    async def list(self, page_size: int = 100, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+    async def list(self, page_size: int = 100, **filters: Any) -> AsyncGenerator[dict[str, Any], None]:
         """Every execution matching ``filters`` (``status``, ``type``, ``target_id``, ``sort``,
         ``order``), page after page; one submitted meanwhile may shift a page, so an
         execution already given is not given again."""
@@ -254,7 +254,7 @@ class AsyncClient:
 
     async def watch(
         self, execution_id: str, *, after_seq: int | None = None, transports: Sequence[str] | None = None
-    ) -> AsyncIterator[Frame]:
+    ) -> AsyncGenerator[Frame, None]:
         """The execution's frames: ``status`` first (unless resuming ``after_seq``), then
         every later event exactly once, in ``seq`` order, ending with the terminal one."""
         order = tuple(transports or self.transports)
@@ -302,14 +302,14 @@ class AsyncClient:
                 )
             await asyncio.sleep(backoff_delay(failures))
 
-    def _frames(self, transport: str, execution_id: str, after_seq: int | None) -> AsyncIterator[Frame]:
+    def _frames(self, transport: str, execution_id: str, after_seq: int | None) -> AsyncGenerator[Frame, None]:
         if transport == "websocket":
             return self._ws_frames(execution_id, after_seq)
         if transport == "sse":
             return self._sse_frames(execution_id, after_seq)
         return self._poll_frames(execution_id, after_seq)
 
-    async def _ws_frames(self, execution_id: str, after_seq: int | None) -> AsyncIterator[Frame]:
+    async def _ws_frames(self, execution_id: str, after_seq: int | None) -> AsyncGenerator[Frame, None]:
         url = f"{ws_base_url(self.base_url)}{API_PREFIX}{self._path(execution_id, '/progress/ws')}"
         if after_seq is not None:
             url += f"?after_seq={after_seq}"
@@ -341,7 +341,7 @@ class AsyncClient:
         if error is not None and code is not None and code >= 4000:
             raise error_from_close(error.get("message", "refused"), code)
 
-    async def _sse_frames(self, execution_id: str, after_seq: int | None) -> AsyncIterator[Frame]:
+    async def _sse_frames(self, execution_id: str, after_seq: int | None) -> AsyncGenerator[Frame, None]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if after_seq is not None:
             headers["Last-Event-ID"] = str(after_seq)
@@ -354,7 +354,9 @@ class AsyncClient:
                 await self._sse_refusal(execution_id, response)
             parser = SseParser()
             decoder = codecs.getincrementaldecoder("utf-8")()
-            async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+            # httpx types it as an iterator; it is an async generator, closed at once when the caller stops.
+            byte_stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+            async with contextlib.aclosing(byte_stream) as chunks:
                 async for chunk in chunks:
                     for event in parser.feed(decoder.decode(chunk)):
                         frame = json.loads(event.data)
@@ -374,7 +376,7 @@ class AsyncClient:
             f"the event stream was answered {response.status_code} {response.headers.get('content-type', '')}"
         )
 
-    async def _poll_frames(self, execution_id: str, after_seq: int | None) -> AsyncIterator[Frame]:
+    async def _poll_frames(self, execution_id: str, after_seq: int | None) -> AsyncGenerator[Frame, None]:
         """REST polling of ``/events?after_seq=``, with the socket's semantics (a ``status``
         frame first, or on a resume that finds nothing stored after ``after_seq``), waiting
         what ``Retry-After`` asks when refused. Each call is one attempt: the watch loop
@@ -519,7 +521,7 @@ class Client:
     def _run(self, awaitable: Awaitable[T]) -> T:
         return self._loop.run_until_complete(awaitable)
 
-    def _iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+    def _iterate(self, iterator: AsyncGenerator[T, None]) -> Iterator[T]:
         try:
             while True:
                 try:
@@ -528,7 +530,7 @@ class Client:
                     return
         finally:
             if not self._loop.is_closed():
-                self._run(iterator.aclose())  # type: ignore[attr-defined]
+                self._run(iterator.aclose())
 
     def __enter__(self) -> Client:
         return self

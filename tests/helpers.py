@@ -72,7 +72,7 @@ class _AnyEta:
     writer's own estimate, like anything a report says there.
     """
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a class defining __eq__ should be
 
     def __eq__(self, other: object) -> bool:
         return other is None or (isinstance(other, int | float) and not isinstance(other, bool) and other >= 0)

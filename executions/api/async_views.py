@@ -108,8 +108,9 @@ def async_get(view_class: type[APIView], read: Reader) -> Callable[..., Awaitabl
                 return json_response(answer)
         return await drf_view_async(request, execution_id=execution_id)
 
-    view.cls = view_class  # type: ignore[attr-defined]
-    view.initkwargs = {}  # type: ignore[attr-defined]
-    view.__name__ = view.__qualname__ = drf_view.__name__
+    # What APIView.as_view() sets on its function (drf-spectacular reads it); a plain function has no such slots.
+    view.cls = view_class  # type: ignore[attr-defined]  # see above
+    view.initkwargs = {}  # type: ignore[attr-defined]  # see above
+    view.__name__ = view.__qualname__ = getattr(drf_view, "__name__", "view")
     view.__doc__ = view_class.__doc__
     return csrf_exempt(view)

@@ -326,6 +326,7 @@ class ExecutionRerunView(ExecutionScopedView):
     )
     def post(self, request: Request, execution_id: str) -> Response:
         original = self.get_execution(request, execution_id)
+        assert request.user.is_authenticated, "IsAuthenticated let it in"
         try:
             execution = execution_rerun(original=original, owner=request.user)
         except TargetNotFound as exc:

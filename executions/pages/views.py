@@ -99,6 +99,7 @@ def execution_or_404(request: HttpRequest, execution_id: str) -> Execution:
 @login_required
 @require_GET
 def execution_list(request: HttpRequest) -> HttpResponse:
+    assert request.user.is_authenticated, "login_required let it in"
     filters = ExecutionFilterForm(request.GET)
     executions = execution_list_for_user(user=request.user, **filters.selectors_kwargs())
     page = Paginator(executions.select_related("owner"), PAGE_SIZE).get_page(request.GET.get("page"))
@@ -200,6 +201,7 @@ def execution_cancel_view(request: HttpRequest, execution_id: str) -> HttpRespon
 def execution_rerun_view(request: HttpRequest, execution_id: str) -> HttpResponse:
     """The Rerun button of an ended execution: a new one with its inputs and config, then its page."""
     original = execution_or_404(request, execution_id)
+    assert request.user.is_authenticated, "login_required let it in"
     try:
         execution = execution_rerun(original=original, owner=request.user)
     except (TargetNotFound, QueueUnavailable) as exc:

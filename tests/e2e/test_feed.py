@@ -178,7 +178,7 @@ def test_frames_per_execution_are_counted_apart(live_stack: Any, tokens: dict[st
     api = Api(live_stack.http_url, tokens["alice"])
     feed = open_feed(live_stack, tokens["alice"])
     try:
-        assert feed.read()["type"] == "snapshot"  # type: ignore[index]
+        assert feed.read()["type"] == "snapshot"  # type: ignore[index]  # None only once closed
         ids = [submit(api, 25, 0.04), submit(api, 25, 0.04)]
         feed.read_until_ended(set(ids))
     finally:
