@@ -116,7 +116,7 @@ class CachedTokenAuthentication(TokenAuthentication):
         cached = peek_token(key)
         if cached is not None:
             return cached.user, cached
-        user, token = super().authenticate_credentials(key)  # raises for a bad token or an inactive user
+        _, token = super().authenticate_credentials(key)  # raises for a bad token or an inactive user
         remember(token)
         token = _copy(token)
         return token.user, token

@@ -74,7 +74,8 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
     With ``port`` 0 the first socket picks a free port and the others join it.
     """
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = found[0]
     reuse_port = hasattr(socket, "SO_REUSEPORT") and count > 1
     sockets: list[socket.socket] = []
     try:
@@ -204,7 +205,9 @@ class Supervisor:
             try:
                 process.wait(max(deadline - time.monotonic(), 0.01))
             except subprocess.TimeoutExpired:
-                logger.warning("serve: worker pid %d did not stop within %g s; killing it", process.pid, self.stop_timeout)
+                logger.warning(
+                    "serve: worker pid %d did not stop within %g s; killing it", process.pid, self.stop_timeout
+                )
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()

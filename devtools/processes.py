@@ -379,7 +379,8 @@ SERVE_WORKERS = 2
 def serve_command(port: int, workers: int = SERVE_WORKERS) -> list[str]:
     """``manage.py serve``: ``workers`` daphne processes on 127.0.0.1:``port`` (the Procfile's ``web``)."""
     return [
-        sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        sys.executable, str(REPO_ROOT / "manage.py"), "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
     ]
 
 

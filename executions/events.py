@@ -243,7 +243,8 @@ class _Statements:
         if row is None:
             return None
         values = []
-        for value, (column, converters) in zip(row, self.lock_converters, strict=True):
+        for raw, (column, converters) in zip(row, self.lock_converters, strict=True):
+            value = raw
             for converter in converters:
                 value = converter(value, column, connection)
             values.append(value)

@@ -69,7 +69,7 @@ class Execution(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # The execution this one repeats (``execution_rerun``): its id, kept as text
     # so that it still says where the run came from once the original is pruned.
-    rerun_of = models.CharField(max_length=17, null=True, blank=True)
+    rerun_of = models.CharField(max_length=17, null=True, blank=True)  # noqa: DJ001 - null is the contract's "not a rerun"
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -24,8 +24,8 @@ from typing import Any
 
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware
-from django.contrib.auth import get_user
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 
 from core.authentication import cached_token

@@ -39,7 +39,10 @@ EVENT_SCHEMA: dict[str, Any] = {
     "required": ["event", "data"],
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The frame's `seq` (absent on `error`)"},
-        "event": {"type": "string", "enum": ["status", "started", "progress", "completed", "failed", "cancelled", "error"]},
+        "event": {
+            "type": "string",
+            "enum": ["status", "started", "progress", "completed", "failed", "cancelled", "error"],
+        },
         "data": {
             "type": "string",
             "description": "The WebSocket frame, byte for byte",
@@ -76,7 +79,12 @@ def stream_operation() -> dict[str, Any]:
                 "schema": {"type": "string", "pattern": "^[0-9]{0,18}$"},
                 "description": f"{SEQ_DESCRIPTION}; wins over `after_seq`; empty: not given",
             },
-            {"in": "path", "name": "execution_id", "schema": {"type": "string", "pattern": "^[^/]+$"}, "required": True},
+            {
+                "in": "path",
+                "name": "execution_id",
+                "schema": {"type": "string", "pattern": "^[^/]+$"},
+                "required": True,
+            },
         ],
         "tags": ["executions"],
         "security": [{"tokenAuth": []}, {"cookieAuth": []}],

@@ -38,9 +38,8 @@ Three adjustments to daphne's WebSocket library (autobahn), installed by
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from pprint import pformat
+from typing import Any
 
 import txaio
 from autobahn.websocket import protocol as autobahn_protocol

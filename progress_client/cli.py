@@ -95,7 +95,9 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--url", default=os.environ.get("PROGRESS_URL") or DEFAULT_URL,
                         help=f"site root, without /api/v1 (default: $PROGRESS_URL or {DEFAULT_URL})")
-    parser.add_argument("--token", default=os.environ.get("PROGRESS_TOKEN"), help="API token (default: $PROGRESS_TOKEN)")
+    parser.add_argument(
+        "--token", default=os.environ.get("PROGRESS_TOKEN"), help="API token (default: $PROGRESS_TOKEN)"
+    )
     parser.add_argument("--transports", type=parse_transports, default=TRANSPORTS, metavar="LIST",
                         help="what watch may use, in order (default: websocket,sse,poll)")
     parser.add_argument("--retries", type=int, default=8, metavar="N",
@@ -147,7 +149,7 @@ def parse_time(value: str | None) -> datetime | None:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-:--:--"
-    seconds = max(int(round(seconds)), 0)
+    seconds = max(round(seconds), 0)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
@@ -155,7 +157,8 @@ def step_text(progress: dict[str, Any] | None) -> str:
     """``step k/N name`` while a step runs (k 1-based), else ``k/N steps done``."""
     if not progress:
         return ""
-    done, total, name = progress.get("current_step", 0), progress.get("total_steps", 0), progress.get("current_step_name")
+    done, total = progress.get("current_step", 0), progress.get("total_steps", 0)
+    name = progress.get("current_step_name")
     if name is not None:
         return f"step {done + 1}/{total} {name}"
     return f"{done}/{total} steps done"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -67,11 +68,11 @@ SSE_READ_TIMEOUT = 45.0
 USER_AGENT = "progress-client/1.0"
 
 
-class TransportRefused(ProgressClientError):
+class TransportRefused(ProgressClientError):  # noqa: N818 - reads as what happened (a fallback signal)
     """This transport will not work here (e.g. a proxy refuses WebSocket upgrades)."""
 
 
-class HandshakeFailed(ProgressClientError):
+class HandshakeFailed(ProgressClientError):  # noqa: N818 - reads as what happened (a fallback signal)
     """The server was reached but the transport could not be opened (may be transient)."""
 
 
@@ -410,8 +411,7 @@ class AsyncClient:
                 return
         while True:
             await asyncio.sleep(self.poll_interval)
-            last = after_seq
-            events = await self._polled(lambda: self._events(execution_id, last, retry=False))
+            events = await self._polled(functools.partial(self._events, execution_id, after_seq, retry=False))
             for frame in events:
                 yield frame
                 after_seq = frame["seq"]

@@ -18,7 +18,7 @@ class ProgressClientError(Exception):
     """Base of everything this package raises."""
 
 
-class ConnectionFailed(ProgressClientError):
+class ConnectionFailed(ProgressClientError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
     """The server could not be reached (or kept dropping the connection) after the retries."""
 
 
@@ -46,7 +46,7 @@ class ApiError(ProgressClientError):
         return f"{self.status} {self.detail}" if self.status else self.detail
 
 
-class ValidationFailed(ApiError):
+class ValidationFailed(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
     """400: the request was invalid; ``errors`` maps fields to messages (may be empty)."""
 
     status_code = 400
@@ -57,25 +57,25 @@ class ValidationFailed(ApiError):
         return errors if isinstance(errors, dict) else {}
 
 
-class AuthenticationFailed(ApiError):
+class AuthenticationFailed(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
     """401: no token, or a token the server does not know (or a deactivated user)."""
 
     status_code = 401
 
 
-class PermissionDenied(ApiError):
+class PermissionDenied(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
     """403."""
 
     status_code = 403
 
 
-class NotFound(ApiError):
+class NotFound(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
     """404: unknown execution or target (someone else's execution looks the same)."""
 
     status_code = 404
 
 
-class Conflict(ApiError):
+class Conflict(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
     """409: e.g. an ``Idempotency-Key`` reused with a different body."""
 
     status_code = 409
@@ -89,13 +89,13 @@ class RetryableError(ApiError):
         return parse_retry_after(self.headers.get("retry-after") or self.headers.get("Retry-After"))
 
 
-class Throttled(RetryableError):
+class Throttled(RetryableError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
     """429: too many requests."""
 
     status_code = 429
 
 
-class ServiceUnavailable(RetryableError):
+class ServiceUnavailable(RetryableError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
     """503: e.g. the task queue is unreachable (nothing was stored)."""
 
     status_code = 503
@@ -109,7 +109,9 @@ class ServerError(ApiError):
 
 BY_STATUS: dict[int, type[ApiError]] = {
     cls.status_code: cls
-    for cls in (ValidationFailed, AuthenticationFailed, PermissionDenied, NotFound, Conflict, Throttled, ServiceUnavailable)
+    for cls in (
+        ValidationFailed, AuthenticationFailed, PermissionDenied, NotFound, Conflict, Throttled, ServiceUnavailable
+    )
 }
 #: The WebSocket's application close codes (README, "The WebSocket protocol", 3).
 BY_CLOSE_CODE: dict[int, type[ApiError]] = {4400: ValidationFailed, 4401: AuthenticationFailed, 4404: NotFound}

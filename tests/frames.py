@@ -145,4 +145,6 @@ def step_progress(k: int, total: int) -> dict[str, Any]:
 
 
 def final_progress(total: int) -> dict[str, Any]:
-    return {"current_step": total, "total_steps": total, "percentage": 100.0, "current_step_name": None, "eta_seconds": 0.0}
+    return {
+        "current_step": total, "total_steps": total, "percentage": 100.0, "current_step_name": None, "eta_seconds": 0.0
+    }

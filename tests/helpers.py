@@ -113,7 +113,9 @@ def assert_timestamp(value: Any) -> datetime:
 
 def start_progress(total_steps: int) -> dict[str, Any]:
     """The progress a run starts from: nothing done, so no estimate yet."""
-    return {"current_step": 0, "total_steps": total_steps, "percentage": 0.0, "current_step_name": None, "eta_seconds": None}
+    return {
+        "current_step": 0, "total_steps": total_steps, "percentage": 0.0, "current_step_name": None, "eta_seconds": None
+    }
 
 
 def step_progress(step: int, total_steps: int, name: str | None = None) -> dict[str, Any]:

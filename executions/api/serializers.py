@@ -198,7 +198,9 @@ class ExecutionSerializer(serializers.Serializer):
     cancelled_at = serializers.DateTimeField(allow_null=True)
     seq = serializers.IntegerField()
     callback_url = serializers.CharField(allow_null=True)
-    rerun_of = serializers.CharField(allow_null=True, help_text="The execution this one repeats (POST .../rerun), or null")
+    rerun_of = serializers.CharField(
+        allow_null=True, help_text="The execution this one repeats (POST .../rerun), or null"
+    )
     owner = serializers.CharField(help_text="The username of the user who started it")
 
     def to_representation(self, instance: Execution) -> dict[str, Any]:

@@ -212,7 +212,9 @@ class ExecutionCollectionView(APIView):
                 location=OpenApiParameter.HEADER,
                 response=[202],
                 required=False,
-                description="Present on a repeat answered for its Idempotency-Key: an earlier request made the execution",
+                description=(
+                    "Present on a repeat answered for its Idempotency-Key: an earlier request made the execution"
+                ),
             ),
         ],
         responses={

@@ -14,7 +14,6 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
 BATCH = 500
 
 

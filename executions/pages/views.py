@@ -134,7 +134,9 @@ def execution_list(request: HttpRequest) -> HttpResponse:
                 "detail_url": reverse("execution-detail", args=[BLANK_ROW_ID]),
                 "blank_id": BLANK_ROW_ID,
             },
-            "blank_row": Execution(id=BLANK_ROW_ID, type="", target_id="", status=ExecutionStatus.PENDING, owner=request.user),
+            "blank_row": Execution(
+                id=BLANK_ROW_ID, type="", target_id="", status=ExecutionStatus.PENDING, owner=request.user
+            ),
             "page_query": query.urlencode(),
             "show_owner": request.user.is_staff,
         },

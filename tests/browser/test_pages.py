@@ -218,7 +218,8 @@ window.WebSocket = class {
     this.url = String(url);
     this.readyState = 1;
     window.__feedUrls = [...(window.__feedUrls || []), this.url];
-    setTimeout(() => this.onmessage?.({ data: JSON.stringify({ type: "snapshot", executions: [], timestamp: new Date().toISOString() }) }), 0);
+    const snapshot = { type: "snapshot", executions: [], timestamp: new Date().toISOString() };
+    setTimeout(() => this.onmessage?.({ data: JSON.stringify(snapshot) }), 0);
   }
   close() { this.readyState = 3; }
 };
@@ -251,7 +252,9 @@ def test_the_feed_client_settles_what_ended_while_it_was_away(user_page: Page, a
     assert delivered[2][-1].endswith("/api/v1/executions/ws?scope=all&status=running")
 
 
-def test_staff_see_everyones_new_executions_on_the_list(new_page: Callable[..., Page], admin_account: Account, account: Account) -> None:
+def test_staff_see_everyones_new_executions_on_the_list(
+    new_page: Callable[..., Page], admin_account: Account, account: Account
+) -> None:
     page = new_page()
     log_in(page, admin_account)
     mark_page(page)

@@ -53,14 +53,16 @@ class Feed:
         """Read until each of ``execution_ids`` has had its terminal frame."""
         deadline = time.monotonic() + timeout
         while not execution_ids <= self.ended():
-            assert time.monotonic() < deadline, f"not all ended within {timeout}s: {[(f['type'], f.get('execution_id')) for f in self.frames]}"
+            seen = [(f["type"], f.get("execution_id")) for f in self.frames]
+            assert time.monotonic() < deadline, f"not all ended within {timeout}s: {seen}"
             assert self.read(timeout=max(0.01, deadline - time.monotonic())) is not None, f"closed: {self.close_code}"
 
     def ended(self) -> set[str]:
         return {f["execution_id"] for f in self.frames if f["type"] in TERMINAL_TYPES}
 
     def of(self, execution_id: str) -> list[tuple[dict[str, Any], float]]:
-        return [(f, at) for f, at in zip(self.frames, self.arrived, strict=True) if f.get("execution_id") == execution_id]
+        arrivals = zip(self.frames, self.arrived, strict=True)
+        return [(f, at) for f, at in arrivals if f.get("execution_id") == execution_id]
 
 
 def open_feed(live_stack: Any, token: str | None, query: str = "") -> Feed:
@@ -129,7 +131,8 @@ def test_each_user_follows_their_executions_on_one_socket_and_staff_everyones(
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
         # The terminal frame is the stored event, text for text.
         stored = alice.events(execution_id)
-        assert feed.texts[feed.frames.index(frames[-1])] == json.dumps(stored[-1], separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(stored[-1], separators=(",", ":"), ensure_ascii=False)
+        assert feed.texts[feed.frames.index(frames[-1])] == text
         assert frames[-1]["progress"]["eta_seconds"] == 0
         # At most about 4 progress frames per second per execution, on this socket.
         arrivals = [at for f, at in feed.of(execution_id) if f["type"] == "progress"]

@@ -91,7 +91,9 @@ def owner_of(server_pid: int, server_port: int, client_socket: socket.socket) ->
     return wait_for(find, timeout=10.0, what="the server process holding the connection")
 
 
-def http_connection_on_another_process(server_pid: int, port: int, avoid: int) -> tuple[http.client.HTTPConnection, int]:
+def http_connection_on_another_process(
+    server_pid: int, port: int, avoid: int
+) -> tuple[http.client.HTTPConnection, int]:
     """A kept-alive HTTP connection accepted by a worker other than ``avoid``.
 
     The kernel spreads connections over the workers by a hash of the client's
@@ -144,7 +146,9 @@ def test_a_cancel_through_another_process_reaches_the_socket_within_1s(live_stac
         cancelled = read_frame(ws, stream, timeout=1.0)
         assert cancelled is not None and cancelled["type"] == "cancelled"
         latency = stream.arrived[-1] - sent
-        print(f"\nserve: socket on pid {ws_owner}, cancel through pid {cancel_owner}: frame after {latency * 1000:.0f} ms")
+        print(
+            f"\nserve: socket on pid {ws_owner}, cancel through pid {cancel_owner}: frame after {latency * 1000:.0f} ms"
+        )
         assert latency < 1.0
         assert read_frame(ws, stream, timeout=5.0) is None
     assert stream.close_code == 1000
@@ -210,5 +214,6 @@ def test_sigterm_stops_every_worker(own_server: processes.Child) -> None:
     own_server.process.send_signal(signal.SIGTERM)
     assert own_server.process.wait(timeout=10.0) == 0
     for pid in workers:
-        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+        proc = Path(f"/proc/{pid}")
+        wait_for(lambda proc=proc: not proc.exists() or "Z" in (proc / "stat").read_text().split()[2],
                  timeout=5.0, what=f"worker {pid} to exit")

@@ -113,7 +113,8 @@ def test_refusals_are_plain_http_with_the_rest_apis_detail(
     status, body = refusal(token, headers={"Last-Event-ID": "1e3"})
     assert status == 400 and body["detail"] == "Invalid Last-Event-ID"
     assert refusal(stranger_token) == (404, {"detail": f"Execution '{execution_id}' not found"})
-    assert refusal(token, execution_id="exec_000000000000") == (404, {"detail": "Execution 'exec_000000000000' not found"})
+    missing = "exec_000000000000"
+    assert refusal(token, execution_id=missing) == (404, {"detail": f"Execution '{missing}' not found"})
 
 
 def test_a_client_resumes_with_last_event_id_after_a_daphne_restart(live_stack: Any, api_user: Any) -> None:

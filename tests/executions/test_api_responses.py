@@ -331,7 +331,10 @@ SCENARIOS: list[Scenario] = [
     S("form encoded", "post", EXECUTIONS, 415, {"body": "type=agent", "content_type": FORM}),
     S("throttled", "post", EXECUTIONS, 429, {"body": SUBMIT}, first_submit_of_the_minute),
     S("broker unreachable", "post", EXECUTIONS, 503, {"body": SUBMIT}, broker_down),
-    S("a repeat with its Idempotency-Key", "post", EXECUTIONS, 202, {"body": SUBMIT, "HTTP_IDEMPOTENCY_KEY": KEY}, first_submit_with_the_key),
+    S(
+        "a repeat with its Idempotency-Key", "post", EXECUTIONS, 202, {"body": SUBMIT, "HTTP_IDEMPOTENCY_KEY": KEY},
+        first_submit_with_the_key,
+    ),
     S("an Idempotency-Key too long", "post", EXECUTIONS, 400, {"body": SUBMIT, "HTTP_IDEMPOTENCY_KEY": "k" * 256}),
     S(
         "an Idempotency-Key with another body",
@@ -407,7 +410,10 @@ SCENARIOS: list[Scenario] = [
 STREAM_SCENARIOS: list[Scenario] = [
     S("completed", "get", STREAM, 200, {"label": "completed"}),
     S("resumed past the end", "get", STREAM, 200, {"label": "failed", "query": "after_seq=99"}),
-    S("resumed with Last-Event-ID", "get", STREAM, 200, {"label": "cancelled while running", "HTTP_LAST_EVENT_ID": "2"}),
+    S(
+        "resumed with Last-Event-ID", "get", STREAM, 200,
+        {"label": "cancelled while running", "HTTP_LAST_EVENT_ID": "2"},
+    ),
     S("bad after_seq", "get", STREAM, 400, {"query": "after_seq=-1"}),
     S("bad Last-Event-ID", "get", STREAM, 400, {"HTTP_LAST_EVENT_ID": "1.5"}),
     S("anonymous", "get", STREAM, 401, {"client": "anonymous"}),
@@ -487,7 +493,13 @@ def test_the_validation_is_strict(world: World) -> None:
 def test_the_stream_validation_is_strict() -> None:
     """Each event is held to its schema, and its data to the frames' components."""
     path = STREAM.format(execution_id=MISSING_ID)
-    status = '{"type":"status","execution_id":"%s","status":"pending","progress":null,"seq":0,"timestamp":"2026-01-01T00:00:00.000000Z"}' % MISSING_ID
+    status = json.dumps(
+        {
+            "type": "status", "execution_id": MISSING_ID, "status": "pending", "progress": None, "seq": 0,
+            "timestamp": "2026-01-01T00:00:00.000000Z",
+        },
+        separators=(",", ":"),
+    )
 
     def stream(text: str) -> HttpResponse:
         return HttpResponse(text, content_type="text/event-stream")
@@ -501,6 +513,8 @@ def test_the_stream_validation_is_strict() -> None:
         "data that is no frame": 'id: 0\nevent: status\ndata: {"type":"status"}\n\n',
     }
     for name, text in wrong.items():
-        with pytest.raises((AssertionError, KeyError, ValueError)):
+        try:
             assert_valid_answer("get", path, stream(text))
-            pytest.fail(name)
+        except (AssertionError, KeyError, ValueError):
+            continue
+        pytest.fail(f"{name}: passed the validation")

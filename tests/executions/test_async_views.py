@@ -65,7 +65,9 @@ def same_answer(first: Any, second: Any) -> None:
 
 @pytest.mark.parametrize("suffix", ["", "/progress", "/", "/progress/"])
 @pytest.mark.parametrize("status", ["pending", "running", "completed", "failed", "cancelled"])
-def test_the_async_answer_is_the_drf_answer(make_execution: Any, fast_answers: list[Any], status: str, suffix: str) -> None:
+def test_the_async_answer_is_the_drf_answer(
+    make_execution: Any, fast_answers: list[Any], status: str, suffix: str
+) -> None:
     owner, key = user_with_token("alice")
     execution = make_execution(owner, status)
     path = f"/api/v1/executions/{execution.id}{suffix}"

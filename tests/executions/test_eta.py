@@ -67,7 +67,9 @@ def record(execution: Execution, event_type: str, **kwargs: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_the_writer_stores_the_estimate_in_the_progress_of_every_event(alice: Any, make_execution: Any, clock: Clock) -> None:
+def test_the_writer_stores_the_estimate_in_the_progress_of_every_event(
+    alice: Any, make_execution: Any, clock: Clock
+) -> None:
     execution = make_execution(alice)
     record(execution, "started", progress=start_progress(5))
     clock.at(4)
@@ -126,7 +128,9 @@ def test_failed_and_cancelled_have_no_estimate(alice: Any, make_execution: Any, 
 
 
 @pytest.mark.django_db
-def test_every_surface_shows_the_same_estimate(alice: Any, alice_client: APIClient, make_execution: Any, clock: Clock) -> None:
+def test_every_surface_shows_the_same_estimate(
+    alice: Any, alice_client: APIClient, make_execution: Any, clock: Clock
+) -> None:
     """REST execution, GET /progress, the stored event (events endpoint and sockets) and the page data."""
     execution = make_execution(alice)
     record(execution, "started", progress=start_progress(4))

@@ -27,7 +27,8 @@ BODY = {"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": 2, "s
 
 def post(client: APIClient, body: Any, key: str | None = None) -> Any:
     extra = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
-    return client.post(API, json.dumps(body) if not isinstance(body, str) else body, content_type="application/json", **extra)
+    data = json.dumps(body) if not isinstance(body, str) else body
+    return client.post(API, data, content_type="application/json", **extra)
 
 
 pytestmark = pytest.mark.django_db
@@ -78,7 +79,9 @@ def test_without_a_key_every_submit_makes_an_execution(alice_client: APIClient, 
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there", "new\nline", "\x7f"])
-def test_a_key_that_is_not_1_to_255_printable_ascii_is_a_400(alice_client: APIClient, task_queue: Any, key: str) -> None:
+def test_a_key_that_is_not_1_to_255_printable_ascii_is_a_400(
+    alice_client: APIClient, task_queue: Any, key: str
+) -> None:
     response = post(alice_client, BODY, key)
     assert response.status_code == 400
     assert response.json()["errors"] == {"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]}
@@ -102,7 +105,8 @@ def test_a_refused_submit_keeps_no_key(alice_client: APIClient, task_queue: Any)
 
 def test_a_key_expires_after_its_lifetime(alice_client: APIClient, task_queue: Any, settings: Any) -> None:
     first = post(alice_client, BODY, "k")
-    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS, seconds=1))
+    expired = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS, seconds=1)
+    IdempotencyKey.objects.update(created_at=expired)
     second = post(alice_client, {**BODY, "inputs": {"steps": 3}}, "k")
     assert second.status_code == 202, "an expired key is free again, whatever the body"
     assert second.json()["execution_id"] != first.json()["execution_id"]
@@ -110,8 +114,9 @@ def test_a_key_expires_after_its_lifetime(alice_client: APIClient, task_queue: A
 
 
 def test_the_retention_sweep_prunes_expired_keys(alice: Any, task_queue: Any, settings: Any) -> None:
-    old = execution_submit(owner=alice, type="agent", target_id="echo", inputs={}, config={}, idempotency_key="old", request_fingerprint="a")
-    fresh = execution_submit(owner=alice, type="agent", target_id="echo", inputs={}, config={}, idempotency_key="new", request_fingerprint="b")
+    echo = {"owner": alice, "type": "agent", "target_id": "echo", "inputs": {}, "config": {}}
+    old = execution_submit(**echo, idempotency_key="old", request_fingerprint="a")
+    fresh = execution_submit(**echo, idempotency_key="new", request_fingerprint="b")
     IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
     settings.EXECUTION_RETENTION_DAYS = 0  # executions kept forever; keys still expire
     assert executions_prune(dry_run=True) == 0
@@ -131,9 +136,10 @@ def test_a_pruned_execution_takes_its_key_with_it(alice: Any, task_queue: Any) -
 
 
 def test_the_service_raises_a_conflict_for_another_fingerprint(alice: Any, task_queue: Any) -> None:
-    execution_submit(owner=alice, type="agent", target_id="echo", inputs={}, config={}, idempotency_key="k", request_fingerprint="a")
+    echo = {"owner": alice, "type": "agent", "target_id": "echo", "inputs": {}, "config": {}}
+    execution_submit(**echo, idempotency_key="k", request_fingerprint="a")
     with pytest.raises(IdempotencyConflict):
-        execution_submit(owner=alice, type="agent", target_id="echo", inputs={}, config={}, idempotency_key="k", request_fingerprint="b")
+        execution_submit(**echo, idempotency_key="k", request_fingerprint="b")
 
 
 def test_the_fingerprint_ignores_key_order_and_spacing() -> None:

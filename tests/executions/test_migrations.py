@@ -78,7 +78,9 @@ def test_progress_stored_before_eta_seconds_gets_the_key() -> None:
             id="exec_00000000bbbb", owner_id=user.pk, type="pipeline", target_id="demo_steps", status="completed",
             seq=2, progress=final,
         )
-        pending = executions.objects.create(id="exec_00000000cccc", owner_id=user.pk, type="pipeline", target_id="demo_steps")
+        pending = executions.objects.create(
+            id="exec_00000000cccc", owner_id=user.pk, type="pipeline", target_id="demo_steps"
+        )
         now = timezone.now()
         snapshots.objects.create(
             execution_id=running.id, seq=1, type="started", status="running", timestamp=now,

@@ -27,7 +27,9 @@ def rerun_url(execution_id: str) -> str:
 def test_a_rerun_repeats_the_target_inputs_and_config_for_the_caller(
     alice: Any, alice_client: APIClient, make_execution: Any
 ) -> None:
-    original = make_execution(alice, "failed", inputs={"steps": 3, "step_seconds": 0.5}, config={"timeout": 9, "note": "x"})
+    original = make_execution(
+        alice, "failed", inputs={"steps": 3, "step_seconds": 0.5}, config={"timeout": 9, "note": "x"}
+    )
     response = alice_client.post(rerun_url(original.id))
     assert response.status_code == 202
     body = response.json()
@@ -58,14 +60,18 @@ def test_a_running_execution_can_be_rerun_too(alice: Any, alice_client: APIClien
     assert alice_client.post(rerun_url(original.id)).status_code == 202
 
 
-def test_a_rerun_of_a_rerun_names_its_immediate_original(alice: Any, alice_client: APIClient, make_execution: Any) -> None:
+def test_a_rerun_of_a_rerun_names_its_immediate_original(
+    alice: Any, alice_client: APIClient, make_execution: Any
+) -> None:
     original = make_execution(alice, "completed")
     first = alice_client.post(rerun_url(original.id)).json()["execution_id"]
     second = alice_client.post(rerun_url(first)).json()
     assert second["rerun_of"] == first
 
 
-def test_staff_rerun_someone_elses_and_own_the_copy(alice: Any, staff: Any, staff_client: APIClient, make_execution: Any) -> None:
+def test_staff_rerun_someone_elses_and_own_the_copy(
+    alice: Any, staff: Any, staff_client: APIClient, make_execution: Any
+) -> None:
     original = make_execution(alice, "completed")
     body = staff_client.post(rerun_url(original.id)).json()
     assert Execution.objects.get(pk=body["execution_id"]).owner == staff
@@ -103,7 +109,7 @@ def test_a_target_no_longer_registered_is_a_404_naming_it(
     alice: Any, alice_client: APIClient, make_execution: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = make_execution(alice, "completed")
-    monkeypatch.setattr(services, "get_target", lambda type, target_id: None)
+    monkeypatch.setattr(services, "get_target", lambda *args, **kwargs: None)
     response = alice_client.post(rerun_url(original.id))
     assert (response.status_code, response.json()) == (404, {"detail": "Pipeline 'demo_steps' not found"})
 

@@ -209,7 +209,9 @@ def test_only_ended_executions_can_be_deleted(admin_page: Client, alice: Any, ma
     assert "delete_selected" not in html(admin_page.get(CHANGELIST))
 
 
-def test_rerun_action_starts_copies_owned_by_the_admin(admin_page: Client, superuser: Any, alice: Any, make_execution: Any) -> None:
+def test_rerun_action_starts_copies_owned_by_the_admin(
+    admin_page: Client, superuser: Any, alice: Any, make_execution: Any
+) -> None:
     done = make_execution(alice, "completed")
     failed = make_execution(alice, "failed", type="agent", target_id="echo", inputs={"x": 1})
     response = admin_page.post(

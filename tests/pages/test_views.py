@@ -415,10 +415,13 @@ def test_pages_load_the_page_script_only(alice_page: Client) -> None:
 # --- rerun ------------------------------------------------------------------------------------
 
 
-def test_an_ended_execution_has_a_rerun_button_that_starts_a_copy(alice_page: Client, alice: Any, make_execution: Any) -> None:
+def test_an_ended_execution_has_a_rerun_button_that_starts_a_copy(
+    alice_page: Client, alice: Any, make_execution: Any
+) -> None:
     done = make_execution(alice, "completed")
     page = html(alice_page.get(f"/executions/{done.id}"))
-    form = re.search(r'<form method="post" action="/executions/[^"]+/rerun" data-role="rerun-form"[^>]*>', page).group(0)
+    form_tag = r'<form method="post" action="/executions/[^"]+/rerun" data-role="rerun-form"[^>]*>'
+    form = re.search(form_tag, page).group(0)
     assert "hidden" not in form and f'action="/executions/{done.id}/rerun"' in form
     response = alice_page.post(f"/executions/{done.id}/rerun")
     copy = Execution.objects.get(rerun_of=done.id)
@@ -428,7 +431,9 @@ def test_an_ended_execution_has_a_rerun_button_that_starts_a_copy(alice_page: Cl
     assert f'rerun of <a class="mono" href="/executions/{done.id}" data-role="rerun-of">{done.id}</a>' in copy_page
 
 
-def test_a_running_execution_hides_the_rerun_button_until_it_ends(alice_page: Client, alice: Any, make_execution: Any) -> None:
+def test_a_running_execution_hides_the_rerun_button_until_it_ends(
+    alice_page: Client, alice: Any, make_execution: Any
+) -> None:
     running = make_execution(alice, "running")
     page = html(alice_page.get(f"/executions/{running.id}"))
     assert re.search(r'data-role="rerun-form" hidden>', page), "the script shows it when the end arrives"
@@ -441,7 +446,9 @@ def test_rerun_of_someone_elses_execution_is_404(bob_page: Client, alice: Any, m
     assert Execution.objects.count() == 1
 
 
-def test_a_rerun_that_cannot_start_says_why_on_the_original_page(alice_page: Client, alice: Any, make_execution: Any) -> None:
+def test_a_rerun_that_cannot_start_says_why_on_the_original_page(
+    alice_page: Client, alice: Any, make_execution: Any
+) -> None:
     done = make_execution(alice, "completed")
     Execution.objects.filter(pk=done.id).update(inputs={"steps": 0})
     response = alice_page.post(f"/executions/{done.id}/rerun", follow=True)
@@ -461,7 +468,9 @@ def test_the_detail_page_renders_the_servers_estimate_without_javascript(
     assert 'data-role="eta">0 s<' in html(alice_page.get(f"/executions/{done.id}"))
 
 
-def test_the_list_hands_its_script_what_the_feed_needs(alice_page: Client, staff_page: Client, alice: Any, make_execution: Any) -> None:
+def test_the_list_hands_its_script_what_the_feed_needs(
+    alice_page: Client, staff_page: Client, alice: Any, make_execution: Any
+) -> None:
     make_execution(alice, "running")
     data = page_data(html(alice_page.get("/?type=pipeline")))
     assert data["feed"] == {"scope": "own", "adds_rows": True, "filters": {"type": "pipeline"}, "page_size": PAGE_SIZE}

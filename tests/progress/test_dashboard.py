@@ -93,7 +93,9 @@ def record(execution_id: str, event_type: str, **kwargs: Any) -> int:
 
 async def start(execution_id: str, total: int) -> None:
     await record(
-        execution_id, "started", progress={"current_step": 0, "total_steps": total, "percentage": 0.0, "current_step_name": None}
+        execution_id,
+        "started",
+        progress={"current_step": 0, "total_steps": total, "percentage": 0.0, "current_step_name": None},
     )
 
 
@@ -255,7 +257,10 @@ async def test_a_submit_then_its_run_arrive_as_created_started_progress_and_the_
     await complete(execution.id, 2)
     received = await frames_until(comm, lambda got: got and got[-1]["type"] == "completed")
     assert brief(received) == [
-        ("started", execution.id, 1), ("progress", execution.id, 2), ("progress", execution.id, 3), ("completed", execution.id, 4),
+        ("started", execution.id, 1),
+        ("progress", execution.id, 2),
+        ("progress", execution.id, 3),
+        ("completed", execution.id, 4),
     ]
     assert received[-1]["progress"] == final_progress(2)
     assert received[2]["progress"]["eta_seconds"] is not None

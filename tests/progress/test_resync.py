@@ -33,7 +33,7 @@ def test_one_round_costs_the_same_few_queries_for_any_number_of_sockets(django_a
 
 def test_each_socket_gets_its_own_verdict() -> None:
     alice, alice_key, alices = watcher("alice", execution_seq=7)
-    bob, bob_key, bobs = watcher("bob")
+    _, _, bobs = watcher("bob")
     staff, staff_key, _ = watcher("staff", is_staff=True)
     gone, gone_key, gones = watcher("gone")
     Token.objects.filter(key=gone_key).delete()

@@ -211,7 +211,8 @@ async def test_a_resync_message_after_a_redis_reconnect_catches_up(new_execution
     events = await open_stream(execution.id, token=token)
     await events.frame()
     drop_publish.update({1, 2})
-    await record(execution.id, "started", progress={"current_step": 0, "total_steps": 1, "percentage": 0.0, "current_step_name": None})
+    start = {"current_step": 0, "total_steps": 1, "percentage": 0.0, "current_step_name": None}
+    await record(execution.id, "started", progress=start)
     await record(execution.id, "progress", progress=step_progress(1, 1))
     # What the hub tells every member once its subscription is back (progress/hub.py).
     await get_channel_layer().group_send(broadcast.group_name(execution.id), {"type": "progress.resync"})

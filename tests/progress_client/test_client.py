@@ -139,9 +139,12 @@ def test_errors_are_typed_and_carry_the_detail(client: Client, live_stack: Any) 
 def test_refusals_to_come_back_later_carry_retry_after(live_stack: Any, token: str, status: int, error: type) -> None:
     refusal = Refusal(is_submit, status, body=b'{"detail": "Later"}', content_type="application/json",
                       headers={"Retry-After": "7"})
-    with HostileProxy(live_stack.port, [refusal]) as proxy, Client(proxy.url, token) as client:
-        with pytest.raises(error) as later:
-            client.start("echo", {}, type="agent")
+    with (
+        HostileProxy(live_stack.port, [refusal]) as proxy,
+        Client(proxy.url, token) as client,
+        pytest.raises(error) as later,
+    ):
+        client.start("echo", {}, type="agent")
     assert (later.value.detail, later.value.retry_after, later.value.status) == ("Later", 7.0, status)
 
 
@@ -192,20 +195,21 @@ def test_the_async_client(live_stack: Any, token: str) -> None:
 
 @pytest.mark.parametrize("upgrade_answer", [403, 426])
 def test_a_refused_websocket_falls_back_to_sse(live_stack: Any, token: str, upgrade_answer: int) -> None:
-    with HostileProxy(live_stack.port, [Refusal(is_websocket, upgrade_answer)]) as proxy:
-        with Client(proxy.url, token) as client:
-            execution_id = client.start("demo_steps", DEMO)["execution_id"]
-            frames = list(client.watch(execution_id))
+    with (
+        HostileProxy(live_stack.port, [Refusal(is_websocket, upgrade_answer)]) as proxy,
+        Client(proxy.url, token) as client,
+    ):
+        execution_id = client.start("demo_steps", DEMO)["execution_id"]
+        frames = list(client.watch(execution_id))
     assert_whole_stream(frames)
     assert [s.answered for s in proxy.seen(is_websocket)] == [upgrade_answer], "refused once, not tried again"
     assert len(proxy.seen(is_sse)) == 1 and proxy.seen(is_sse)[0].answered is None
 
 
 def test_repeated_handshake_failures_fall_back_to_sse(live_stack: Any, token: str) -> None:
-    with HostileProxy(live_stack.port, [Refusal(is_websocket, 502)]) as proxy:
-        with Client(proxy.url, token) as client:
-            execution_id = client.start("demo_steps", DEMO)["execution_id"]
-            frames = list(client.watch(execution_id))
+    with HostileProxy(live_stack.port, [Refusal(is_websocket, 502)]) as proxy, Client(proxy.url, token) as client:
+        execution_id = client.start("demo_steps", DEMO)["execution_id"]
+        frames = list(client.watch(execution_id))
     assert_whole_stream(frames)
     assert [s.answered for s in proxy.seen(is_websocket)] == [502, 502, 502]
     assert proxy.seen(is_sse)
@@ -218,10 +222,9 @@ def test_without_websocket_and_sse_it_polls_and_honours_retry_after(live_stack: 
         Refusal(is_events, 429, body=b'{"detail": "Slow down"}', content_type="application/json",
                 headers={"Retry-After": "1"}, times=2),
     ]
-    with HostileProxy(live_stack.port, refusals) as proxy:
-        with Client(proxy.url, token, poll_interval=0.2) as client:
-            execution_id = client.start("demo_steps", DEMO)["execution_id"]
-            frames = list(client.watch(execution_id))
+    with HostileProxy(live_stack.port, refusals) as proxy, Client(proxy.url, token, poll_interval=0.2) as client:
+        execution_id = client.start("demo_steps", DEMO)["execution_id"]
+        frames = list(client.watch(execution_id))
     assert_whole_stream(frames)
     polls = proxy.seen(is_events)
     assert [p.answered for p in polls[:3]] == [429, 429, None]
@@ -229,6 +232,9 @@ def test_without_websocket_and_sse_it_polls_and_honours_retry_after(live_stack: 
 
 
 def test_an_unknown_execution_behind_a_proxy_that_refuses_sse_is_not_found(live_stack: Any, token: str) -> None:
-    with HostileProxy(live_stack.port, [Refusal(is_websocket, 403), Refusal(is_sse, 404)]) as proxy:
-        with Client(proxy.url, token) as client, pytest.raises(NotFound):
-            list(client.watch("exec_000000000000"))
+    with (
+        HostileProxy(live_stack.port, [Refusal(is_websocket, 403), Refusal(is_sse, 404)]) as proxy,
+        Client(proxy.url, token) as client,
+        pytest.raises(NotFound),
+    ):
+        list(client.watch("exec_000000000000"))

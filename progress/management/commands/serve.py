@@ -23,7 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
         parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000).")
         parser.add_argument(
-            "--workers", type=int, default=None, help=f"daphne processes (default: the CPU count, here {default_workers()})."
+            "--workers",
+            type=int,
+            default=None,
+            help=f"daphne processes (default: the CPU count, here {default_workers()}).",
         )
 
     def handle(self, *args: Any, host: str, port: int, workers: int | None, **options: Any) -> None:
