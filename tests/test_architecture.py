@@ -16,7 +16,8 @@ runs it before the test suite. Each failure names the module, file and line.
   ``progress``; no ``executions`` module imports ``progress``; only the entry
   points inside ``config``, and the tests, import ``config``; no app package
   imports the dev and test tooling, which in turn knows the app only by its
-  command lines.
+  command lines; ``progress_client`` (a client of the running server) and the
+  service import nothing of each other.
 * Every ``# noqa`` and ``# type: ignore`` names its codes and says why, e.g.
   ``# noqa: BLE001 - why`` and ``# type: ignore[code]  # why``.
 """
@@ -310,6 +311,10 @@ def layering_violations() -> Iterator[str]:
             yield f"the service imports no dev or test tooling: {imp}"
         if in_package(source, "devtools") and in_package(target, ("config", "core", "executions", "progress")):
             yield f"devtools runs the service as processes and imports none of it: {imp}"
+        if in_package(source, "progress_client") and not in_package(target, "progress_client"):
+            yield f"progress_client talks to the server over HTTP only and imports none of it: {imp}"
+        if in_package(source, ("config", "core", "executions", "progress")) and in_package(target, "progress_client"):
+            yield f"the service imports nothing of its client: {imp}"
 
 
 def test_dependencies_point_one_way() -> None:
