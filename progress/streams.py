@@ -38,7 +38,7 @@ from executions.frames import dumps, status_frame
 from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
 from executions.selectors import event_frame_at, event_frames_after, execution_get_for_user
 
-from .resync import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, Verdict, Watch, resyncer
+from .resync import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, Resyncer, Verdict, Watch, resyncer
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
@@ -165,6 +165,8 @@ class ExecutionStream:
         self.finished = False
         #: The stored seq the last re-check saw ahead of this stream (0: none).
         self.resync_target = 0
+        #: The re-check of the event loop this stream started on (None before, or if it never joined).
+        self.resyncer: Resyncer | None = None
         self.order = asyncio.Lock()
 
     async def start(self, opening: Opening) -> None:
@@ -176,12 +178,13 @@ class ExecutionStream:
             if opening.finished:
                 await self._finish()
                 return
-        resyncer().add(self)
+        self.resyncer = resyncer()
+        self.resyncer.add(self)
 
     def stop(self) -> None:
         """The transport is gone (client disconnected): send nothing more, leave the re-check."""
         self.finished = True
-        resyncer().discard(self)
+        self._leave_resync()
 
     async def event(self, message: dict[str, Any]) -> None:
         """A ``progress.event`` from the channel layer (``progress.broadcast.event_message``)."""
@@ -219,7 +222,7 @@ class ExecutionStream:
                 return
             if verdict.lost is not None:
                 self.finished = True
-                resyncer().discard(self)
+                self._leave_resync()
                 await self.on_lost(*verdict.lost)
                 return
             # Behind the database: the frames may still be on their way (a busy
@@ -246,5 +249,9 @@ class ExecutionStream:
     async def _finish(self) -> None:
         """Exactly one terminal frame has been sent."""
         self.finished = True
-        resyncer().discard(self)
+        self._leave_resync()
         await self.on_terminal()
+
+    def _leave_resync(self) -> None:
+        if self.resyncer is not None:
+            self.resyncer.discard(self)

@@ -25,8 +25,9 @@ from rest_framework.authtoken.models import Token
 from executions.events import event_record
 from executions.selectors import event_frames_after
 from progress import broadcast
+from progress.resync import resyncer
 from progress.sse import sse_event
-from progress.streams import StreamFrame
+from progress.streams import ExecutionStream, StreamFrame
 from tests.frames import assert_frame_shape, final_progress, step_progress
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -314,3 +315,14 @@ async def test_a_client_that_goes_away_leaves_no_membership_behind(new_execution
     assert len(state.groups[group]) == 1
     await events.close()
     assert group not in state.groups
+
+
+async def test_an_open_stream_is_checked_by_the_process_re_check_not_a_loop_of_its_own(new_execution, token):
+    """One member of the running loop's re-check (progress/resync.py) while open, gone once closed."""
+    execution = await database_sync_to_async(new_execution)()
+    events = await open_stream(execution.id, token=token)
+    await events.frame()
+    members = [m for m in resyncer().members if isinstance(m, ExecutionStream)]
+    assert [m.execution_id for m in members] == [execution.id]
+    await events.close()
+    assert not [m for m in resyncer().members if isinstance(m, ExecutionStream)]
