@@ -12,8 +12,8 @@ per request). Here the result is kept in the process for
 * Other processes, and changes that send no signal (``QuerySet.update``),
   are seen at the latest when the entry expires, so a deleted token or a
   deactivated user loses access within ``AUTH_CACHE_SECONDS``. Open
-  WebSockets are re-checked against the database itself (never this cache)
-  every ``PROGRESS_WS_RESYNC_SECONDS``.
+  streams (WebSockets, event streams) are re-checked against the database
+  itself (never this cache) every ``PROGRESS_WS_RESYNC_SECONDS``.
 
 Only successful lookups are cached: a token created a moment ago works at
 once, and a bad token costs a query as before. Each caller gets its own copy
