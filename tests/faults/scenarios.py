@@ -568,8 +568,8 @@ def redis_restarted(lab: FaultLab) -> Outcome:
     The worker reconnects; the runs it was executing go on; the messages
     Redis lost are queued again by the sweeper once their executions have
     waited ``EXECUTION_REQUEUE_SECONDS`` with no message in the broker.
-    Clients connect after Redis is back (a client watching across the restart
-    is another branch's work).
+    Clients connect after Redis is back (:func:`redis_restarted_while_watching`
+    has one watching across the restart).
     """
     live = lab.liveness
     concurrency, waiting, busy_seconds, short_seconds = 2, 4, 4.0, 1.0
@@ -618,6 +618,46 @@ def redis_restarted(lab: FaultLab) -> Outcome:
         last_end,
         bound,
         "Redis back → last one ended",
+    )
+
+
+def redis_restarted_while_watching(lab: FaultLab) -> Outcome:
+    """Redis restarted without persistence while a client watches a run.
+
+    The socket must not close (it used to close with 1011 when the channel
+    layer's receive raised): it stays open, the per-process re-check fills it
+    from the database while the layer is down, the layer subscribes again when
+    Redis is back (and tells the stream to catch up), and the client gets every
+    frame once and the terminal one, then close 1000.
+    """
+    outage_seconds, step_seconds, steps = 2.0, 0.25, 40
+    lab.start_worker("worker", concurrency=1)
+    watcher = lab.watch(lab.submit(steps=steps, step_seconds=step_seconds))
+    watcher.wait_for_frame(is_progress)
+    lab.stop_redis()
+    down_at = time.time()
+    seen_at_stop = len(watcher.stream.frames)
+    # Events keep being recorded (the database is the truth) while nothing can be published.
+    wait_until(lambda: time.time() - down_at >= outage_seconds, outage_seconds + WAIT_SECONDS, "the outage")
+    lab.start_redis_again()
+    back_at = time.time()
+    after_back = watcher.wait_for_frame(lambda f: stamp(f) > back_at, timeout=WAIT_SECONDS)
+    live_again = time.time() - back_at
+    events = finish(lab, watcher, timeout=steps * step_seconds + WAIT_SECONDS)
+    assert events[-1]["type"] == "completed", events[-1]
+    recorded_while_down = [e["seq"] for e in events if down_at <= stamp(e) < back_at]
+    assert recorded_while_down, "no event was recorded while Redis was down: the outage proved nothing"
+    received = {f["seq"] for f in watcher.stream.frames[1:]}
+    assert set(recorded_while_down) <= received, (recorded_while_down, sorted(received))
+    return Outcome(
+        "Redis restarted while a client watches",
+        f"the socket stayed open ({seen_at_stop} frames before the stop); {len(recorded_while_down)} events "
+        f"recorded during the {outage_seconds:g} s outage reached it; live frames again "
+        f"{live_again:.2f} s after Redis was back (seq {after_back['seq']}); whole stream, one terminal "
+        "frame, close 1000",
+        live_again,
+        None,
+        "Redis back → a live frame",
     )
 
 
@@ -685,6 +725,7 @@ SCENARIOS: tuple[Callable[[FaultLab], Outcome], ...] = (
     worker_terminated_long_run,
     worker_terminated_short_run,
     redis_restarted,
+    redis_restarted_while_watching,
     duplicate_message,
     submit_while_redis_down,
 )
