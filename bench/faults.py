@@ -36,6 +36,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import bench._django  # noqa: F401 - sets Django up before anything below needs it
 from devtools import processes
 from tests.faults import scenarios
 from tests.faults.scenarios import FaultLab, Liveness, Outcome
