@@ -10,7 +10,8 @@ short runs, so both ways a socket ends are exercised: the client leaving a live
 stream, and the server closing an ended one.
 
 Every ``--sample`` seconds (10) it prints daphne's RSS and the connects so far;
-at the end, RSS after the warm-up (``--warmup``, 60 s) against the last sample,
+at the end, RSS after the warm-up (``--warmup``, 120 s: caches, thread pools
+and the allocator's arenas settle about two minutes in) against the last sample,
 and the least-squares slope over the samples after warm-up, in KB per 1,000
 connects and in % per 30 minutes. Flat memory after warm-up is the goal (at
 most +10 % over 30 minutes).
@@ -401,7 +402,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20, help="churn clients (default 20)")
     parser.add_argument("--run-every", type=float, default=3.0, help="seconds between short runs (default 3)")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples (default 10)")
-    parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the trend counts (default 60)")
+    parser.add_argument("--warmup", type=float, default=120.0, help="seconds before the trend counts (default 120)")
     parser.add_argument("--trace", action="store_true", help="tracemalloc snapshots in daphne, diffed at the end")
     parser.add_argument("--trace-frames", type=int, default=10, help="frames kept per allocation (default 10)")
     args = parser.parse_args()
