@@ -7,7 +7,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from core import memtrace
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Leak hunts only (MEMORY_TRACE_DIR): traces from here on, so start-up is included.
+memtrace.install_from_environment()
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 

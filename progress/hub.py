@@ -55,11 +55,20 @@ SUBSCRIBE_WAIT_SECONDS = 2.0
 
 @dataclass
 class _LoopState:
-    """Connections and local membership for one event loop."""
+    """Connections and local membership for one event loop.
+
+    A channel's queue exists while the channel is in a group or a receive waits
+    on it, and not a moment longer (:meth:`HubChannelLayer._release`): nothing
+    else tells the layer that a consumer is gone.
+    """
 
     client: aioredis.Redis
     channels: dict[str, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
     groups: dict[str, set[str]] = field(default_factory=dict)
+    #: The groups each channel is in (the reverse of ``groups``).
+    memberships: dict[str, set[str]] = field(default_factory=dict)
+    #: How many receives wait on each channel.
+    receiving: dict[str, int] = field(default_factory=dict)
     #: Groups subscribed on the current connection (``pubsub``), if any.
     subscribed: set[str] = field(default_factory=set)
     pubsub: aioredis.client.PubSub | None = None
@@ -98,27 +107,32 @@ class HubChannelLayer:
 
     # --- the layer API ------------------------------------------------------------------
     async def new_channel(self, prefix: str = "specific.") -> str:
-        state = self._state()
-        name = f"{self.prefix}.{prefix}{uuid.uuid4().hex}"
-        state.channels[name] = asyncio.Queue(maxsize=self.capacity)
-        return name
+        """A name only: the queue comes with the first receive or group_add."""
+        return f"{self.prefix}.{prefix}{uuid.uuid4().hex}"
 
     async def receive(self, channel: str) -> dict[str, Any]:
         state = self._state()
-        queue = state.channels.get(channel)
-        if queue is None:
-            queue = state.channels[channel] = asyncio.Queue(maxsize=self.capacity)
+        queue = self._queue(state, channel)
+        state.receiving[channel] = state.receiving.get(channel, 0) + 1
         try:
             return await queue.get()
         except asyncio.CancelledError:
             # Channels cancels the receive when the consumer ends: forget the
-            # channel and its memberships, or every closed socket would leave
-            # a queue behind.
+            # channel's memberships too, in case the consumer did not leave.
             self._forget(state, channel)
             raise
+        finally:
+            waiting = state.receiving.pop(channel, 1) - 1
+            if waiting:
+                state.receiving[channel] = waiting
+            self._release(state, channel)
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        """Only channels of this process can be sent to (consumers here never need more)."""
+        """Only channels of this process can be sent to (consumers here never need more).
+
+        A channel in no group with no receive waiting has no queue: what is sent
+        to it then is dropped.
+        """
         queue = self._state().channels.get(channel)
         if queue is not None:
             _offer(queue, message)
@@ -132,8 +146,9 @@ class HubChannelLayer:
         ``progress.resync`` message when the subscription is back.
         """
         state = self._state()
-        state.channels.setdefault(channel, asyncio.Queue(maxsize=self.capacity))
+        self._queue(state, channel)
         state.groups.setdefault(group, set()).add(channel)
+        state.memberships.setdefault(channel, set()).add(group)
         if group in state.subscribed:
             return
         state.wanted_changed.set()
@@ -150,13 +165,8 @@ class HubChannelLayer:
 
     async def group_discard(self, group: str, channel: str) -> None:
         state = self._state()
-        members = state.groups.get(group)
-        if members is None:
-            return
-        members.discard(channel)
-        if not members:
-            del state.groups[group]
-            state.wanted_changed.set()
+        self._leave(state, group, channel)
+        self._release(state, channel)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """One PUBLISH, whoever listens; raises if Redis cannot be reached (the caller logs it)."""
@@ -169,14 +179,46 @@ class HubChannelLayer:
                 state.reader.cancel()
             await state.client.aclose()
 
-    # --- local delivery -----------------------------------------------------------------
+    # --- local membership -------------------------------------------------------------
+    def _queue(self, state: _LoopState, channel: str) -> asyncio.Queue[dict[str, Any]]:
+        queue = state.channels.get(channel)
+        if queue is None:
+            queue = state.channels[channel] = asyncio.Queue(maxsize=self.capacity)
+        return queue
+
+    def _leave(self, state: _LoopState, group: str, channel: str) -> None:
+        groups = state.memberships.get(channel)
+        if groups is not None:
+            groups.discard(group)
+            if not groups:
+                del state.memberships[channel]
+        members = state.groups.get(group)
+        if members is None:
+            return
+        members.discard(channel)
+        if not members:
+            del state.groups[group]
+            state.wanted_changed.set()
+
+    def _release(self, state: _LoopState, channel: str) -> None:
+        """Drop the channel's queue once it is in no group and nobody waits on it.
+
+        Whatever order a consumer's end takes (its receive cancelled before it
+        even started, a message delivered in the same turn as the disconnect,
+        the group left before or after), the last of these steps drops it: a
+        closed socket leaves nothing behind. Messages still queued then are
+        group messages of groups the channel has left, which its consumer no
+        longer wants.
+        """
+        if channel not in state.memberships and not state.receiving.get(channel):
+            state.channels.pop(channel, None)
+
     def _forget(self, state: _LoopState, channel: str) -> None:
+        for group in list(state.memberships.get(channel, ())):
+            self._leave(state, group, channel)
         state.channels.pop(channel, None)
-        for group in [g for g, members in state.groups.items() if channel in members]:
-            state.groups[group].discard(channel)
-            if not state.groups[group]:
-                del state.groups[group]
-                state.wanted_changed.set()
+
+    # --- local delivery -----------------------------------------------------------------
 
     def _deliver(self, state: _LoopState, group: str, message: dict[str, Any]) -> None:
         for channel in state.groups.get(group, ()):

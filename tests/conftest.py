@@ -16,6 +16,7 @@ each); the fixtures here only name them.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from rest_framework.test import APIClient
 
 from devtools import processes
@@ -142,6 +144,29 @@ def staff_client(staff: Any) -> APIClient:
 def make_execution(db: None, task_queue: TaskQueue) -> Callable[..., Execution]:
     """``make_execution(owner, status="pending", **options)``; see ``helpers.create_execution``."""
     return create_execution
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database, which must also be dropped cleanly on PostgreSQL.
+
+    A thread that used the database and ended (the consumer's reads in tests,
+    a test's writer threads) leaves its connection open until the garbage
+    collector frees it, and PostgreSQL refuses to drop a database that has
+    sessions: the test database stayed behind with a warning. Once everything
+    using it is gone (the live servers are stopped before this runs), collect
+    the garbage and end any session still open, then pytest-django drops it.
+    """
+    yield
+    gc.collect()
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        connection.close()
 
 
 @pytest.fixture(scope="session")

@@ -90,9 +90,54 @@ async def test_a_cancelled_receive_forgets_the_channel_and_its_groups(layer: Hub
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+    assert_nothing_left(layer)
+
+
+def assert_nothing_left(layer: HubChannelLayer) -> None:
     state = layer._state()
-    assert state.channels == {}
-    assert state.groups == {}
+    assert (state.channels, state.groups, state.memberships, state.receiving) == ({}, {}, {}, {})
+
+
+async def test_a_receive_cancelled_before_it_ran_leaves_nothing_once_the_group_is_left(layer: HubChannelLayer) -> None:
+    """Channels' dispatch loop starts a new receive after each message; a socket closing
+    in that turn cancels it before it has run a line, so only leaving the group remains."""
+    for _ in range(20):
+        channel = await layer.new_channel()
+        await layer.group_add("execution.h", channel)
+        task = asyncio.create_task(layer.receive(channel))
+        task.cancel()  # before the task had a turn
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await layer.group_discard("execution.h", channel)  # the consumer's disconnect
+    assert_nothing_left(layer)
+
+
+async def test_a_message_received_in_the_turn_of_the_disconnect_leaves_nothing(layer: HubChannelLayer) -> None:
+    """The receive returned a message (so it was never cancelled) and the consumer then
+    ended: the leak the connect-churn soak found, one queue per such socket."""
+    for seq in range(20):
+        channel = await layer.new_channel()
+        await layer.group_add("execution.i", channel)
+        await layer.group_send("execution.i", {"type": "progress.event", "seq": seq})
+        await layer.group_send("execution.i", {"type": "progress.event", "seq": seq + 100})
+        assert (await receive(layer, channel))["seq"] == seq
+        async with asyncio.timeout(TIMEOUT):  # the next one waits in the queue, unread
+            while layer._state().channels[channel].empty():
+                await asyncio.sleep(0.01)
+        await layer.group_discard("execution.i", channel)
+    assert_nothing_left(layer)
+
+
+async def test_a_channel_in_no_group_keeps_no_queue_between_receives(layer: HubChannelLayer) -> None:
+    """A refused socket never joins a group: its receive is all there is."""
+    channel = await layer.new_channel()
+    assert_nothing_left(layer)
+    task = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert_nothing_left(layer)
 
 
 async def test_a_full_member_queue_drops_instead_of_growing(layer: HubChannelLayer) -> None:
