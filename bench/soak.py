@@ -281,7 +281,8 @@ class Load:
         print(
             f"  {sample.elapsed / 60:5.1f} min  connects {sample.connects:7,d}  "
             f"RSS {sample.rss_kb / 1024:6.1f} MB  ({(sample.rss_kb - first) / first * 100:+5.1f} % since start)"
-            f"  runs {self.counters.runs}, whole {self.counters.whole_streams}, broken {len(self.counters.broken_streams)}",
+            f"  runs {self.counters.runs}, whole {self.counters.whole_streams}, "
+            f"broken {len(self.counters.broken_streams)}",
             flush=True,
         )
         return sample
@@ -332,7 +333,8 @@ class Load:
         self.stop.set()
         self.going.set()
         await asyncio.gather(*tasks)
-        await asyncio.to_thread(self.session.post, f"{self.http_url}{API}/executions/{self.long_run}/cancel", timeout=TIMEOUT)
+        cancel_url = f"{self.http_url}{API}/executions/{self.long_run}/cancel"
+        await asyncio.to_thread(self.session.post, cancel_url, timeout=TIMEOUT)
 
 
 # --- tracemalloc --------------------------------------------------------------------------
@@ -364,14 +366,24 @@ class Tracer:
         """
         if len(self.taken) < 3:
             return
-        ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap*>")]
+        ignore = [
+            tracemalloc.Filter(False, tracemalloc.__file__),
+            tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+        ]
         first, middle, last = (tracemalloc.Snapshot.load(str(path)).filter_traces(ignore) for path, _ in self.taken[:3])
         connects = max(self.taken[2][1] - self.taken[0][1], 1)
         total = sum(t.size for t in last.traces) - sum(t.size for t in first.traces)
-        print(f"\ntraced heap: {total / 1024:+,.0f} KB over {connects:,d} connects = {total / connects:+,.1f} B per connect")
+        print(
+            f"\ntraced heap: {total / 1024:+,.0f} KB over {connects:,d} connects "
+            f"= {total / connects:+,.1f} B per connect"
+        )
         first_half = {stat.traceback: stat.size_diff for stat in middle.compare_to(first, "traceback")}
         growth = [stat for stat in last.compare_to(first, "traceback") if stat.size_diff > 0]
-        steady = [stat for stat in growth if first_half.get(stat.traceback, 0) > 0 and stat.size_diff > first_half[stat.traceback]]
+        steady = [
+            stat
+            for stat in growth
+            if first_half.get(stat.traceback, 0) > 0 and stat.size_diff > first_half[stat.traceback]
+        ]
         print(f"allocation sites that grew in both halves ({len(steady)} of {len(growth)} that grew), largest first:")
         for stat in steady[:TRACE_TOP]:
             print(f"  {stat.size_diff / 1024:+9.1f} KB {stat.count_diff:+8d} blocks "

@@ -45,7 +45,7 @@ def install_from_environment() -> bool:
     Must run in the main thread (signal handlers can only be installed there),
     which is where daphne imports the ASGI application.
     """
-    global _directory
+    global _directory  # noqa: PLW0603 - the signal handler writes where this call says, once per process
     directory = os.environ.get(ENV_DIR, "").strip()
     if not directory:
         return False
