@@ -12,7 +12,7 @@ runs it before the test suite. Each failure names the module, file and line.
   loaded models (targets, checks, signal receivers) imported.
 * Dependencies point one way (``LAYERS``): ``core`` knows no first-party
   package; the domain (``executions`` without its edges) imports neither its
-  edges (``api``, ``pages``, ``ops``, ``admin``, management commands) nor
+  edges (``api``, ``pages``, ``ops``, ``admin``, template tags, management commands) nor
   ``progress``; no ``executions`` module imports ``progress``; only the entry
   points inside ``config``, and the tests, import ``config``; no app package
   imports the dev and test tooling, which in turn knows the app only by its
@@ -49,6 +49,7 @@ EXECUTIONS_EDGES = (
     "executions.management",
     "executions.ops",
     "executions.pages",
+    "executions.templatetags",
 )
 #: The modules of ``config`` that may import it: the entry points (the package's
 #: ``__init__`` loads the Celery app, Celery's convention). Settings are named in

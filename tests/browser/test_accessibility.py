@@ -3,7 +3,8 @@
 Each page is checked in the light and the dark colour scheme, with a running, a
 completed and a failed execution on screen (the list shows all three; the
 detail and admin change pages one each). The user is a superuser, so the list
-has its owner column and the admin pages open. The test fails on any violation
+has its owner column and the admin pages open. The drop-in widget is checked on
+the plain page of tests/widget_site, with the three executions. The test fails on any violation
 and prints each one (rule, element, why); run with ``-s`` to see the counts of
 every page.
 """
@@ -105,6 +106,14 @@ def test_every_page_passes_wcag_21_aa(
         page.goto(f"/executions/{execution.id}")
         settle_detail(page, status)
         check(f"detail-{status}", page)
+
+    # The drop-in widget on a plain page of another app (tests/widget_site), all three at once.
+    page.goto("/widget-demo/?ids=" + ",".join(execution.id for execution in three_executions.values()))
+    for status, execution in three_executions.items():
+        widget = page.locator(f'[data-execution-progress][data-execution-id="{execution.id}"]')
+        expect(widget.locator('[data-role="status"]')).to_have_text(status.capitalize())
+    expect(page.locator('[data-execution-progress][data-connection="live"]')).to_have_count(1)
+    check("widget", page)
 
     page.goto("/admin/")
     expect(page.get_by_role("link", name=re.compile("^Executions$")).first).to_be_visible()
