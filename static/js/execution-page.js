@@ -291,11 +291,12 @@ class ListPage {
   }
 }
 
-// The live indicator of a page: "Live", "Reconnecting…", ...
-function showConnection(el, mode) {
+// The live indicator of a page: "Live", "Live (SSE)" (over Server-Sent Events), "Reconnecting…", ...
+function showConnection(el, mode, transport = null) {
   el.hidden = mode === "ended";
   el.dataset.mode = mode;
-  role(el, "connection-text").textContent = CONNECTION_TEXT[mode] || "";
+  const sse = mode === "live" && transport === "sse";
+  role(el, "connection-text").textContent = sse ? "Live (SSE)" : CONNECTION_TEXT[mode] || "";
 }
 
 // --- the detail page -----------------------------------------------------------------------
@@ -452,7 +453,7 @@ class DetailPage {
   }
 
   connection(mode, message) {
-    showConnection(role(this.root, "connection"), mode);
+    showConnection(role(this.root, "connection"), mode, this.client?.transport);
     if (message) this.notice(message);
   }
 

@@ -329,6 +329,7 @@ def test_server_sent_events_when_the_websocket_cannot_be_used(user_page: Page, a
     page.goto(f"/executions/{execution.id}")
     mark_page(page)
     expect(page.locator('[data-role="connection"]')).to_have_attribute("data-mode", "live")
+    expect(page.locator('[data-role="connection"]')).to_contain_text("Live (SSE)")
     expect(bar(page)).to_have_attribute("aria-valuenow", "100")
     expect(badge(page)).to_have_text("Completed")
     expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(4)
