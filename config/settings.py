@@ -285,6 +285,16 @@ WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 6
 # proxies and clients with an idle timeout keep a quiet stream open.
 PROGRESS_SSE_KEEPALIVE_SECONDS = env_float("PROGRESS_SSE_KEEPALIVE_SECONDS", 15)
 
+# --- Targets ----------------------------------------------------------------------------
+# Modules that declare pipelines or agents, imported when the app is ready, besides the
+# built-in executions/targets.py: how a deployment adds its own without an app of its
+# own (comma-separated dotted paths, e.g. "examples.substep_pipeline"). Every web and
+# worker process needs the same list: the web validates submits against the targets,
+# the worker runs them. Empty by default: nothing but the built-in targets is loaded.
+EXECUTION_TARGET_MODULES = [
+    name.strip() for name in os.environ.get("EXECUTION_TARGET_MODULES", "").split(",") if name.strip()
+]
+
 # --- Input limits -------------------------------------------------------------------
 EXECUTION_INPUTS_MAX_BYTES = env_int("EXECUTION_INPUTS_MAX_BYTES", 64 * 1024)
 EXECUTION_CONFIG_MAX_BYTES = env_int("EXECUTION_CONFIG_MAX_BYTES", 64 * 1024)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -208,16 +208,11 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: Execution) -> str:
-        colours = {
-            "pending": "#b45309",
-            "running": "#2563eb",
-            "completed": "#15803d",
-            "failed": "#b91c1c",
-            "cancelled": "#4b5563",
-        }
+        """The status in its colour; the colours, one per admin colour scheme, are in
+        static/css/admin.css (an inline colour could not follow the dark theme)."""
         return format_html(
-            '<span style="color:{};font-weight:600;white-space:nowrap">&#9679; {}</span>',
-            colours.get(obj.status, "inherit"),
+            '<span class="execution-status execution-status-{}"><span aria-hidden="true">&#9679;</span> {}</span>',
+            obj.status,
             obj.get_status_display(),
         )
 
@@ -319,7 +314,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             self.message_user(request, f"{obj.pk} was not cancelled: {exc}.", messages.WARNING)
         else:
             self.message_user(request, f"Cancelled {obj.pk}.", messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:executions_execution_change", args=[obj.pk]))
+        return HttpResponseRedirect(reverse("admin:executions_execution_change", args=[quote(obj.pk)]))
 
     # --- actions ----------------------------------------------------------------------------
 

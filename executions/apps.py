@@ -1,4 +1,8 @@
+from importlib import import_module
+
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 class ExecutionsConfig(AppConfig):
@@ -12,3 +16,12 @@ class ExecutionsConfig(AppConfig):
         # the system checks register, and the tasks module connects the webhook
         # receiver to ``event_recorded``.
         from . import checks, targets, tasks  # noqa: F401, PLC0415 - see above
+
+        # The deployment's own targets (EXECUTION_TARGET_MODULES), registered the same way.
+        for module in settings.EXECUTION_TARGET_MODULES:
+            try:
+                import_module(module)
+            except ImportError as exc:
+                raise ImproperlyConfigured(
+                    f"EXECUTION_TARGET_MODULES names {module!r}, which cannot be imported: {exc}"
+                ) from exc

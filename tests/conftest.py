@@ -42,7 +42,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 #: tests of the faults branch, which kill and restart the stack's processes).
 LIVE_DIRS = ("browser", "e2e", "faults", "fuzz")
 #: Fixtures that start or need the real stack: a test using one is live wherever it is.
-LIVE_FIXTURES = frozenset({"live_stack", "fuzz_stack", "chromium"})
+LIVE_FIXTURES = frozenset({"live_stack", "fuzz_stack", "chromium", "examples_stack"})
 
 
 def is_live(item: pytest.Item) -> bool:

@@ -35,3 +35,8 @@ EXECUTION_THROTTLE_RATES = {
 TEST_DB_DIR = Path(tempfile.gettempdir()) / f"executions-tests-{os.getpid()}"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("SQLITE_TEST_PATH") or str(TEST_DB_DIR / "test.sqlite3")}
+
+# The browser tests' plain page with the drop-in progress widget: a test-only app (its
+# template) and its route in front of the project's (tests/widget_site/).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.widget_site"]  # noqa: F405 - from config.settings above
+ROOT_URLCONF = "tests.widget_site.urls"

@@ -6,16 +6,16 @@ runs it before the test suite. Each failure names the module, file and line.
 * No import cycle between the modules of the app packages (``APP_PACKAGES``).
   Relative imports are resolved; an import under ``if TYPE_CHECKING:`` does
   not count (it never runs).
-* No import inside a function, in the app packages, ``bench/`` or ``tests/``:
+* No import inside a function, in the app packages, ``bench/``, ``examples/`` or ``tests/``:
   a function-local import hides a cycle or a module's real dependencies. The
   one exception is ``AppConfig.ready()``, where Django wants what needs the
   loaded models (targets, checks, signal receivers) imported.
 * Dependencies point one way (``LAYERS``): ``core`` knows no first-party
   package; the domain (``executions`` without its edges) imports neither its
-  edges (``api``, ``pages``, ``ops``, ``admin``, management commands) nor
+  edges (``api``, ``pages``, ``ops``, ``admin``, template tags, management commands) nor
   ``progress``; no ``executions`` module imports ``progress``; only the entry
   points inside ``config``, and the tests, import ``config``; no app package
-  imports the dev and test tooling, which in turn knows the app only by its
+  imports the dev and test tooling or the examples, and the tooling knows the app only by its
   command lines; ``progress_client`` (a client of the running server) and the
   service import nothing of each other.
 * Every ``# noqa`` and ``# type: ignore`` names its codes and says why, e.g.
@@ -37,11 +37,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Every top-level package of ours (isort's first-party list in pyproject.toml).
-FIRST_PARTY = ("bench", "config", "core", "devtools", "executions", "progress", "progress_client", "tests")
+FIRST_PARTY = (
+    "bench", "config", "core", "devtools", "examples", "executions", "progress", "progress_client", "tests",
+)
 #: The service and its launcher: no import cycle between their modules.
 APP_PACKAGES = ("config", "core", "devtools", "executions", "progress", "progress_client")
 #: Where no function may import: the app packages plus the benchmarks and the tests.
-NO_LOCAL_IMPORTS = (*APP_PACKAGES, "bench", "tests")
+NO_LOCAL_IMPORTS = (*APP_PACKAGES, "bench", "examples", "tests")
 #: The surfaces of ``executions`` that sit on the domain, beside the ``progress`` app.
 EXECUTIONS_EDGES = (
     "executions.admin",
@@ -49,13 +51,15 @@ EXECUTIONS_EDGES = (
     "executions.management",
     "executions.ops",
     "executions.pages",
+    "executions.templatetags",
 )
 #: The modules of ``config`` that may import it: the entry points (the package's
 #: ``__init__`` loads the Celery app, Celery's convention). Settings are named in
 #: ``DJANGO_SETTINGS_MODULE``, never imported.
 CONFIG_ENTRY_POINTS = ("config", "config.asgi", "config.celery", "config.wsgi")
-#: Dev and test tooling, which the service never imports.
-TOOLING = ("bench", "devtools", "tests")
+#: Dev and test tooling, and the examples (loaded only when EXECUTION_TARGET_MODULES
+#: names one), which the service never imports.
+TOOLING = ("bench", "devtools", "examples", "tests")
 
 
 @dataclass(frozen=True)
@@ -308,7 +312,7 @@ def layering_violations() -> Iterator[str]:
         if in_package(target, "config") and not (source in CONFIG_ENTRY_POINTS or in_package(source, "tests")):
             yield f"only config's entry points (and the tests) import config: {imp}"
         if in_package(source, ("config", "core", "executions", "progress")) and in_package(target, TOOLING):
-            yield f"the service imports no dev or test tooling: {imp}"
+            yield f"the service imports no dev or test tooling, nor the examples: {imp}"
         if in_package(source, "devtools") and in_package(target, ("config", "core", "executions", "progress")):
             yield f"devtools runs the service as processes and imports none of it: {imp}"
         if in_package(source, "progress_client") and not in_package(target, "progress_client"):

@@ -23,6 +23,7 @@ import json
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.admin.utils import quote
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -177,7 +178,9 @@ def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
             "error_details_json": raw_json(execution.error["details"])
             if execution.error and execution.error.get("details") is not None
             else "",
-            "admin_url": reverse("admin:executions_execution_change", args=[execution.id])
+            # Quoted as the admin quotes primary keys: unquoted, an id such as
+            # exec_23... would be read back as "exec#...".
+            "admin_url": reverse("admin:executions_execution_change", args=[quote(execution.id)])
             if request.user.is_staff
             else "",
         },

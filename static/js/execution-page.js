@@ -7,7 +7,8 @@
 //   stored, the stored events as a plain list), and hands over the same state in
 //   #page-data: the execution's public JSON and its stored events as frames (see the
 //   README, "The WebSocket protocol").
-// - This module owns every presentation rule: durations, the step text, the timeline
+// - This module (with progress-format.js, the rules it shares with the drop-in widget)
+//   owns every presentation rule: durations, the step text, the timeline
 //   of steps built from frames, the remaining time shown (the server estimates it,
 //   progress.eta_seconds; this counts it down between frames), rounded percentages,
 //   local times, indented JSON. It renders from #page-data at load, then from each
@@ -15,7 +16,12 @@
 // Apart from seq, type and status, which stream-client.js reads to order frames and
 // to stop, only this module looks inside a frame.
 
+import { formatDuration, percentOf, remainingText, stepText } from "./progress-format.js";
 import { FeedClient, StreamClient } from "./stream-client.js";
+
+// The rules shared with the drop-in widget live in progress-format.js; re-exported so that
+// one module offers every rule of the pages.
+export { formatDuration, percentOf, remainingText, stepText };
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
@@ -27,30 +33,7 @@ const CONNECTION_TEXT = {
   live: "Live", reconnecting: "Reconnecting…", polling: "Live (polling)", offline: "Offline, retrying…", closed: "Disconnected",
 };
 
-// --- the rules ----------------------------------------------------------------------------
-
-// "0.4 s", "12 s", "4 min 05 s", "2 h 03 min"; "—" when unknown.
-export function formatDuration(seconds) {
-  if (seconds == null || Number.isNaN(seconds)) return "—";
-  const s = Math.max(0, seconds);
-  if (s < 10) return `${s.toFixed(1)} s`;
-  if (s < 60) return `${Math.round(s)} s`;
-  const whole = Math.floor(s);
-  if (whole < 3600) return `${Math.floor(whole / 60)} min ${String(whole % 60).padStart(2, "0")} s`;
-  return `${Math.floor(whole / 3600)} h ${String(Math.floor((whole % 3600) / 60)).padStart(2, "0")} min`;
-}
-
-// The percentage, clamped to 0..100, two decimals (aria-valuenow); the text shows it whole.
-export const percentOf = (progress) => Math.round(Math.min(100, Math.max(0, Number(progress.percentage) || 0)) * 100) / 100;
-
-// "Step 3 of 5 · resize" while a named step runs, "5 of 5 steps" at the end.
-export function stepText(status, progress) {
-  if (!progress || !progress.total_steps) return "";
-  const { current_step: current, total_steps: total, current_step_name: name } = progress;
-  if (name) return `Step ${current + 1} of ${total} · ${name}`;
-  if (status === "completed" || current >= total) return `${total} of ${total} steps`;
-  return `${current} of ${total} steps`;
-}
+// --- the rules of the pages alone (the shared ones: progress-format.js) ------------------
 
 // The steps with their start and end times, from event frames (oldest first). A step
 // starts at the progress frame that enters it and ends at the next step's or the
@@ -86,18 +69,6 @@ export function buildTimeline(frames, { status, plannedSteps = null }) {
     timeline.moreSteps = Math.max(0, plannedSteps.length - reached - upcoming.length);
   }
   return timeline;
-}
-
-// Remaining time: the server's estimate (progress.eta_seconds, made when that progress was
-// recorded at progressAt), counted down since; without progressAt it is shown as it is
-// (times in milliseconds).
-export function remainingText({ status, progress, progressAt, now }) {
-  if (status === "completed") return "done";
-  if (status !== "running") return "—";
-  const eta = progress?.eta_seconds;
-  if (eta == null) return "estimating…";
-  const remaining = eta - (progressAt == null ? 0 : Math.max(0, now - progressAt) / 1000);
-  return remaining < 1 ? "less than a second" : `about ${formatDuration(remaining)}`;
 }
 
 export const prettyJson = (value) => JSON.stringify(value, null, 2);
@@ -320,11 +291,12 @@ class ListPage {
   }
 }
 
-// The live indicator of a page: "Live", "Reconnecting…", ...
-function showConnection(el, mode) {
+// The live indicator of a page: "Live", "Live (SSE)" (over Server-Sent Events), "Reconnecting…", ...
+function showConnection(el, mode, transport = null) {
   el.hidden = mode === "ended";
   el.dataset.mode = mode;
-  role(el, "connection-text").textContent = CONNECTION_TEXT[mode] || "";
+  const sse = mode === "live" && transport === "sse";
+  role(el, "connection-text").textContent = sse ? "Live (SSE)" : CONNECTION_TEXT[mode] || "";
 }
 
 // --- the detail page -----------------------------------------------------------------------
@@ -481,7 +453,7 @@ class DetailPage {
   }
 
   connection(mode, message) {
-    showConnection(role(this.root, "connection"), mode);
+    showConnection(role(this.root, "connection"), mode, this.client?.transport);
     if (message) this.notice(message);
   }
 

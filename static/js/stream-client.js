@@ -10,19 +10,22 @@
 //   const client = new StreamClient("exec_1a2b3c4d5e6f", {
 //     afterSeq: 12,                   // the last seq already shown; omit to start from a status frame
 //                                     // (or, when polling, from the first stored event)
+//     transports: ["websocket", "sse"],  // the default: the WebSocket, then Server-Sent Events
 //     onFrame: (frame) => {},         // a status frame (only as the starting state), then every event
 //     onConnection: (mode, message) => {},  // "live" | "reconnecting" | "polling" | "offline" | "closed" | "ended"
 //   });
 //   client.start();
+//   client.transport;                 // while live: the transport delivering ("websocket" | "sse"), else null
 //   client.refresh();                 // fetch stored events now (e.g. right after a cancel)
 //   client.stop();
 //
 // Streaming transports are tried in the order of the `transports` option and
-// must be registered in STREAM_TRANSPORTS. A transport that keeps failing
-// before it delivers anything gives way to the next one; after the last, the
-// REST endpoint is polled while the streams are retried with backoff. Server-Sent
-// Events (GET .../progress/stream?after_seq=N) will register an "sse" transport
-// next to "websocket" below; nothing else here has to change.
+// must be registered in STREAM_TRANSPORTS: the WebSocket (.../progress/ws) and
+// Server-Sent Events (GET .../progress/stream, read with fetch). A transport that
+// keeps failing before it delivers anything (a proxy that refuses WebSockets, say)
+// gives way to the next one; after the last, the REST endpoint is polled while the
+// streams are retried with backoff. Every (re)connection resumes after the last seq
+// delivered (?after_seq=N), whichever transport makes it.
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const POLL_INTERVAL_MS = 1500;
@@ -35,6 +38,10 @@ const FATAL_MESSAGES = {
   4404: "This execution is not available to you any more.",
 };
 const FATAL_HTTP = { 401: 4401, 403: 4401, 404: 4404 };
+// An event stream's refusals are plain HTTP answers (README, "Server-Sent Events").
+const SSE_FATAL_HTTP = { ...FATAL_HTTP, 400: 4400 };
+// The error event that ends an open event stream whose access went (it has no close code).
+const SSE_ERROR_CODES = { "Authentication required": 4401, "Invalid after_seq": 4400 };
 
 // How long a 429/503 answer asks us to wait (Retry-After: seconds or an HTTP date), or null.
 function retryAfterMs(response) {
@@ -78,16 +85,112 @@ export const STREAM_TRANSPORTS = {
       };
     },
   },
+
+  // Server-Sent Events, read with fetch rather than EventSource: fetch sees the status of a
+  // refusal (EventSource only reports "error"), sends the session cookie, and never
+  // reconnects on its own (EventSource would, with Last-Event-ID, behind StreamClient's
+  // back); StreamClient reconnects with ?after_seq=N instead, as for the WebSocket.
+  sse: {
+    supported: () => typeof window.fetch === "function" && typeof window.ReadableStream === "function"
+      && typeof window.TextDecoderStream === "function" && typeof window.AbortController === "function",
+    open({ executionUrl, afterSeq, onFrame, onEnd }) {
+      const url = new URL(`${executionUrl}/progress/stream`, window.location.href);
+      if (afterSeq !== null) url.searchParams.set("after_seq", String(afterSeq));
+      const controller = new AbortController();
+      let delivered = false;
+      let ended = false;
+      const end = (fatal) => {
+        if (ended) return;
+        ended = true;
+        controller.abort();
+        onEnd({ delivered, fatal });
+      };
+      const dispatch = (data) => {
+        let frame;
+        try {
+          frame = JSON.parse(data);
+        } catch {
+          return;
+        }
+        if (frame.type === "error") {
+          end(FATAL_MESSAGES[SSE_ERROR_CODES[frame.message] ?? 4404]);
+          return;
+        }
+        delivered = true;
+        onFrame(frame);
+      };
+      (async () => {
+        const response = await window.fetch(url, {
+          credentials: "same-origin",
+          cache: "no-store",
+          headers: { Accept: "text/event-stream" },
+          signal: controller.signal,
+        });
+        if (!response.ok || !response.body) {
+          end(FATAL_MESSAGES[SSE_FATAL_HTTP[response.status]] || null);
+          return;
+        }
+        const reader = response.body.pipeThrough(new window.TextDecoderStream()).getReader();
+        const parser = eventStreamParser(dispatch);
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || ended) break;
+          parser(value);
+        }
+        end(null);
+      })().catch(() => end(null));
+      return {
+        close() {
+          ended = true;
+          controller.abort();
+        },
+      };
+    },
+  },
 };
 
+// The text/event-stream format (the HTML standard's "event stream interpretation"), fed
+// chunk by chunk: lines end with CRLF, LF or CR; a blank line dispatches the event's data
+// (its data lines joined with newlines); comments (": keep-alive") and the id and event
+// fields are not needed here, since every frame's JSON carries its seq and type.
+export function eventStreamParser(onData) {
+  let buffer = "";
+  let data = [];
+  let pendingCR = false;
+  const line = (text) => {
+    if (text === "") {
+      if (data.length) onData(data.join("\n"));
+      data = [];
+      return;
+    }
+    if (text.startsWith(":")) return;
+    const colon = text.indexOf(":");
+    const field = colon === -1 ? text : text.slice(0, colon);
+    let value = colon === -1 ? "" : text.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") data.push(value);
+  };
+  return (chunk) => {
+    let text = chunk;
+    if (pendingCR && text.startsWith("\n")) text = text.slice(1); // the LF of a CRLF split between chunks
+    pendingCR = false;
+    buffer += text;
+    const parts = buffer.split(/\r\n|\r|\n/);
+    buffer = parts.pop();
+    if (buffer === "" && text.endsWith("\r")) pendingCR = true;
+    parts.forEach(line);
+  };
+}
+
 export class StreamClient {
-  constructor(executionId, { afterSeq = null, apiRoot = "/api/v1", transports = ["websocket"], onFrame = () => {}, onConnection = () => {} } = {}) {
+  constructor(executionId, { afterSeq = null, apiRoot = "/api/v1", transports = ["websocket", "sse"], onFrame = () => {}, onConnection = () => {} } = {}) {
     this.executionUrl = `${apiRoot}/executions/${encodeURIComponent(executionId)}`;
     this.lastSeq = afterSeq === null || afterSeq === undefined ? null : Number(afterSeq);
     this.transports = transports.filter((name) => STREAM_TRANSPORTS[name]?.supported());
     this.onFrame = onFrame;
     this.onConnection = onConnection;
     this.mode = null;
+    this.transport = null; // the transport delivering while live
     this.done = false;
     this.current = 0; // index in this.transports
     this.failures = 0; // consecutive connections that ended before delivering a frame
@@ -120,6 +223,7 @@ export class StreamClient {
 
   setMode(mode, message) {
     this.mode = mode;
+    if (mode !== "live") this.transport = null;
     this.onConnection(mode, message);
   }
 
@@ -138,7 +242,8 @@ export class StreamClient {
 
   connect() {
     if (this.done) return;
-    const transport = STREAM_TRANSPORTS[this.transports[this.current]];
+    const name = this.transports[this.current];
+    const transport = STREAM_TRANSPORTS[name];
     let connection = null;
     const onEnd = ({ delivered, fatal }) => {
       if (this.connection === connection) this.connection = null;
@@ -159,6 +264,7 @@ export class StreamClient {
         this.failures = 0;
         this.polling = false;
         this.cancel("poll");
+        this.transport = name; // before setMode, so that onConnection("live") can read it
         this.setMode("live");
       }
       this.receive(frame);

@@ -98,7 +98,8 @@ def admin_account(transactional_db: None, chromium: Any) -> Account:
 
 @pytest.fixture
 def new_page(chromium: Any, live_stack: LiveStack, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
-    """``new_page(viewport=DESKTOP, javascript=True)``: a page in a fresh context.
+    """``new_page(viewport=DESKTOP, javascript=True, **options)``: a page in a fresh context
+    (``options`` go to Playwright's ``new_context``, e.g. ``color_scheme="dark"``).
 
     Each page is screenshotted (full page) when the test ends, pass or fail,
     into ``screenshots/<test>[-<n>].png``.
@@ -106,8 +107,10 @@ def new_page(chromium: Any, live_stack: LiveStack, request: pytest.FixtureReques
     contexts: list[Any] = []
     pages: list[Any] = []
 
-    def make(viewport: dict[str, int] = DESKTOP, javascript: bool = True) -> Any:
-        context = chromium.new_context(base_url=live_stack.http_url, viewport=viewport, java_script_enabled=javascript)
+    def make(viewport: dict[str, int] = DESKTOP, javascript: bool = True, **options: Any) -> Any:
+        context = chromium.new_context(
+            base_url=live_stack.http_url, viewport=viewport, java_script_enabled=javascript, **options
+        )
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()

@@ -324,9 +324,27 @@ def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Acc
     assert page.locator('[data-kind="step"]').evaluate_all(STEP_STATES) == rendered
 
 
-def test_polling_when_the_websocket_cannot_be_used(user_page: Page, account: Account) -> None:
+def test_server_sent_events_when_the_websocket_cannot_be_used(user_page: Page, account: Account) -> None:
     page = user_page
     page.add_init_script("delete window.WebSocket")
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "/events?after_seq=" in request.url else None)
+    execution = start(account.user, steps=4, step_seconds=0.5)
+    page.goto(f"/executions/{execution.id}")
+    mark_page(page)
+    expect(page.locator('[data-role="connection"]')).to_have_attribute("data-mode", "live")
+    expect(page.locator('[data-role="connection"]')).to_contain_text("Live (SSE)")
+    expect(bar(page)).to_have_attribute("aria-valuenow", "100")
+    expect(badge(page)).to_have_text("Completed")
+    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(4)
+    assert polls == [], "the event stream carried every event"
+    assert_not_reloaded(page)
+
+
+def test_polling_when_neither_stream_can_be_used(user_page: Page, account: Account) -> None:
+    page = user_page
+    page.add_init_script("delete window.WebSocket")
+    page.route(re.compile(r"/progress/stream"), lambda route: route.abort())
     execution = start(account.user, steps=4, step_seconds=0.5)
     page.goto(f"/executions/{execution.id}")
     mark_page(page)
@@ -510,6 +528,7 @@ def test_the_stream_client_fills_gaps_and_never_repeats_a_frame(user_page: Page,
 def test_polling_honours_retry_after(user_page: Page, account: Account) -> None:
     page = user_page
     page.add_init_script("delete window.WebSocket")
+    page.route(re.compile(r"/progress/stream"), lambda route: route.abort())  # no event stream either
     asked: list[float] = []
 
     def throttle_first(route: Any) -> None:

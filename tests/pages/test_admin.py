@@ -142,6 +142,34 @@ def test_cancel_button_on_the_change_page(admin_page: Client, alice: Any, make_e
     assert "was not cancelled: Cannot cancel execution with status" in again
 
 
+def test_cancel_button_returns_to_the_change_page_of_any_id(
+    admin_page: Client, alice: Any, make_execution: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An id the admin's unquoting would misread (``_23`` is ``#``) comes back quoted."""
+    monkeypatch.setattr("executions.models.secrets.token_hex", lambda nbytes: "23abcdef0123")
+    execution = make_execution(alice, "running")
+    response = admin_page.post(admin_url(execution, "cancel"))
+    assert response.status_code == 302 and response["Location"] == change_url(execution)
+    assert admin_page.get(response["Location"]).status_code == 200
+
+
+def test_the_status_column_is_coloured_by_the_admin_stylesheet(
+    admin_page: Client, alice: Any, make_execution: Any
+) -> None:
+    """No inline colour (it could not follow the admin's dark theme): a class per status,
+    coloured by static/css/admin.css, which every admin page loads."""
+    running = make_execution(alice, "running")
+    page = html(admin_page.get(CHANGELIST))
+    assert (
+        '<span class="execution-status execution-status-running"><span aria-hidden="true">&#9679;</span> Running</span>'
+        in page
+    )
+    assert "style=\"color:" not in page
+    assert '<link rel="stylesheet" href="/static/css/admin.css">' in page
+    assert "execution-status-running" in html(admin_page.get(change_url(running)))
+    assert '<link rel="stylesheet" href="/static/css/admin.css">' in html(admin_page.get("/admin/"))
+
+
 def test_view_only_staff_cannot_cancel(alice: Any, make_execution: Any) -> None:
     viewer = make_user("viewer", staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))

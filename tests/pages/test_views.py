@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.test import Client
 from kombu.exceptions import OperationalError
 
@@ -253,8 +254,22 @@ def test_detail_of_pending_execution(alice_page: Client, alice: Any, make_execut
 def test_staff_get_an_admin_link(staff_page: Client, alice: Any, make_execution: Any) -> None:
     execution = make_execution(alice, "running")
     page = html(staff_page.get(f"/executions/{execution.id}"))
-    assert f'href="/admin/executions/execution/{execution.id}/change/"' in page
+    assert f'href="/admin/executions/execution/{quote(execution.id)}/change/"' in page
     assert "started by alice" in page
+
+
+def test_the_admin_links_quote_the_id_as_the_admin_does(
+    admin_page: Client, alice: Any, make_execution: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin reads ``_23`` in a primary key as ``#``: exec_23... must be linked as exec_5F23...."""
+    monkeypatch.setattr("executions.models.secrets.token_hex", lambda nbytes: "23abcdef0123")
+    execution = make_execution(alice, "running")
+    assert execution.id == "exec_23abcdef0123"
+    page = html(admin_page.get(f"/executions/{execution.id}"))
+    change = "/admin/executions/execution/exec_5F23abcdef0123/change/"
+    assert f'href="{change}"' in page
+    response = admin_page.get(change)
+    assert response.status_code == 200 and execution.id in html(response)
 
 
 def test_long_runs_render_only_the_latest_events(

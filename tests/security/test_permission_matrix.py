@@ -461,8 +461,9 @@ def check_cancelled_200(cell: Cell) -> None:
 def check_cancelled_302(cell: Cell) -> None:
     expect_status(cell, 302)
     if cell.row.surface == "admin":
-        # The cancel view goes back to the change page, the action to the changelist.
-        expected = f"{ADMIN}/{cell.execution_id}/change/" if "{id}" in cell.row.path else cell.path
+        # The cancel view goes back to the change page (its id quoted as the admin quotes
+        # it), the action to the changelist.
+        expected = f"{ADMIN}/{admin_quote(cell.execution_id)}/change/" if "{id}" in cell.row.path else cell.path
     else:
         expected = f"/executions/{cell.execution_id}"
     assert cell.answer.headers["Location"] == expected
