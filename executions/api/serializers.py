@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
@@ -230,10 +231,22 @@ class QueryIntegerField(serializers.IntegerField):
         return super().to_internal_value(value)
 
 
+class FilterTextField(serializers.CharField):
+    """Query text compared with stored values; a NUL character is a miss, not an error.
+
+    No stored value can hold one (submissions refuse it), and the schema declares any
+    string, so the filter answers an empty page, as the id path answers 404.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
 class ExecutionListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=ExecutionStatus.values, required=False)
     type = serializers.ChoiceField(choices=ExecutionType.values, required=False)
-    target_id = serializers.CharField(max_length=MAX_TARGET_ID_LENGTH, required=False)
+    target_id = FilterTextField(max_length=MAX_TARGET_ID_LENGTH, required=False)
     page = QueryIntegerField(min_value=1, max_value=1_000_000, default=1)
     page_size = QueryIntegerField(min_value=1, max_value=100, default=50)
     sort = serializers.ChoiceField(choices=SORT_FIELDS, default="created_at")

@@ -925,6 +925,8 @@ def test_list_filters_are_anded(alice_client: APIClient, make_execution: Any, al
         ({"type": "pipeline"}, {pending_demo, completed_demo}),
         ({"target_id": "echo"}, {completed_echo, pending_echo}),
         ({"target_id": "nothing_by_that_name"}, set()),
+        ({"target_id": "echo\x00"}, set()),
+        ({"target_id": "\x00"}, set()),
         ({"type": "agent", "status": "completed"}, {completed_echo}),
         ({"type": "pipeline", "target_id": "echo"}, set()),
         ({"type": "agent", "target_id": "echo", "status": "pending"}, {pending_echo}),
