@@ -182,48 +182,27 @@ export function eventStreamParser(onData) {
   };
 }
 
-export class StreamClient {
-  constructor(executionId, { afterSeq = null, apiRoot = "/api/v1", transports = ["websocket", "sse"], onFrame = () => {}, onConnection = () => {} } = {}) {
-    this.executionUrl = `${apiRoot}/executions/${encodeURIComponent(executionId)}`;
-    this.lastSeq = afterSeq === null || afterSeq === undefined ? null : Number(afterSeq);
-    this.transports = transports.filter((name) => STREAM_TRANSPORTS[name]?.supported());
-    this.onFrame = onFrame;
+// What StreamClient and FeedClient share: named timers that die with the client, the
+// connection mode reported to the page, and the stop flag.
+class Follower {
+  constructor(onConnection) {
     this.onConnection = onConnection;
     this.mode = null;
-    this.transport = null; // the transport delivering while live
     this.done = false;
-    this.current = 0; // index in this.transports
-    this.failures = 0; // consecutive connections that ended before delivering a frame
-    this.connection = null;
-    this.timers = {};
-    this.fetching = false;
-    this.refetch = false;
     this.polling = false;
+    this.failures = 0; // consecutive connections that ended before delivering a frame
+    this.timers = {};
   }
 
-  start() {
-    if (this.transports.length === 0) this.startPolling();
-    else this.connect();
-  }
-
-  stop() {
+  stopTimers() {
     this.done = true;
     this.polling = false;
     Object.values(this.timers).forEach((id) => window.clearTimeout(id));
     this.timers = {};
-    this.connection?.close();
-    this.connection = null;
   }
-
-  refresh() {
-    return this.fetchEvents();
-  }
-
-  // --- internals ---------------------------------------------------------------------------
 
   setMode(mode, message) {
     this.mode = mode;
-    if (mode !== "live") this.transport = null;
     this.onConnection(mode, message);
   }
 
@@ -238,6 +217,43 @@ export class StreamClient {
   cancel(name) {
     window.clearTimeout(this.timers[name]);
     delete this.timers[name];
+  }
+}
+
+export class StreamClient extends Follower {
+  constructor(executionId, { afterSeq = null, apiRoot = "/api/v1", transports = ["websocket", "sse"], onFrame = () => {}, onConnection = () => {} } = {}) {
+    super(onConnection);
+    this.executionUrl = `${apiRoot}/executions/${encodeURIComponent(executionId)}`;
+    this.lastSeq = afterSeq === null || afterSeq === undefined ? null : Number(afterSeq);
+    this.transports = transports.filter((name) => STREAM_TRANSPORTS[name]?.supported());
+    this.onFrame = onFrame;
+    this.transport = null; // the transport delivering while live
+    this.current = 0; // index in this.transports
+    this.connection = null;
+    this.fetching = false;
+    this.refetch = false;
+  }
+
+  start() {
+    if (this.transports.length === 0) this.startPolling();
+    else this.connect();
+  }
+
+  stop() {
+    this.stopTimers();
+    this.connection?.close();
+    this.connection = null;
+  }
+
+  refresh() {
+    return this.fetchEvents();
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  setMode(mode, message) {
+    if (mode !== "live") this.transport = null;
+    super.setMode(mode, message);
   }
 
   connect() {
@@ -409,22 +425,17 @@ const FEED_FATAL_MESSAGES = {
 };
 const FEED_PAGE_SIZE = 100;
 
-export class FeedClient {
+export class FeedClient extends Follower {
   constructor({ apiRoot = "/api/v1", executions = [], scope = "own", status = null, onExecution = () => {}, onFrame = () => {}, onConnection = () => {} } = {}) {
+    super(onConnection);
     this.apiRoot = apiRoot;
     this.scope = scope;
     this.status = status;
     this.onExecution = onExecution;
     this.onFrame = onFrame;
-    this.onConnection = onConnection;
     this.seqs = new Map(); // execution id -> the last seq delivered of it
     this.following = new Set(); // delivered and not ended
     this.socket = null;
-    this.failures = 0;
-    this.polling = false;
-    this.done = false;
-    this.timers = {};
-    this.mode = null;
     for (const execution of executions) {
       this.seqs.set(execution.execution_id, execution.seq);
       if (!TERMINAL.has(execution.status)) this.following.add(execution.execution_id);
@@ -437,10 +448,7 @@ export class FeedClient {
   }
 
   stop() {
-    this.done = true;
-    this.polling = false;
-    Object.values(this.timers).forEach((id) => window.clearTimeout(id));
-    this.timers = {};
+    this.stopTimers();
     if (this.socket) {
       this.socket.onclose = null;
       this.socket.onmessage = null;
@@ -450,19 +458,6 @@ export class FeedClient {
   }
 
   // --- internals ---------------------------------------------------------------------------
-
-  setMode(mode, message) {
-    this.mode = mode;
-    this.onConnection(mode, message);
-  }
-
-  later(name, delayMs, callback) {
-    if (this.done || this.timers[name]) return;
-    this.timers[name] = window.setTimeout(() => {
-      delete this.timers[name];
-      callback();
-    }, delayMs);
-  }
 
   url() {
     const url = new URL(`${this.apiRoot}/executions/ws`, window.location.href);
