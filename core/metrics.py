@@ -86,7 +86,8 @@ EVENT_TO_FRAME_SECONDS = Histogram(
 )
 PUBLISH_FAILURES = Counter(
     "publish_failures",
-    "Events the channel layer refused (group_send raised); watchers repair from the database.",
+    "Messages the channel layer refused (group_send raised; an event goes to up to three groups); "
+    "watchers repair from the database.",
     namespace=NAMESPACE,
 )
 WEBHOOK_ATTEMPTS = Counter(
@@ -141,9 +142,9 @@ def frame_sent(event_timestamp_iso: str | None = None) -> None:
             EVENT_TO_FRAME_SECONDS.observe(max(0.0, time.time() - recorded.timestamp()))
 
 
-def publish_failed() -> None:
-    """``group_send`` raised: the event is stored, only the live push was lost."""
-    PUBLISH_FAILURES.inc()
+def publish_failed(messages: int = 1) -> None:
+    """``group_send`` raised: the events are stored, only the live push was lost."""
+    PUBLISH_FAILURES.inc(messages)
 
 
 def webhook_attempted(outcome: WebhookOutcome) -> None:

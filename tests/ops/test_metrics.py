@@ -207,6 +207,20 @@ def test_a_refused_group_send_counts_as_a_publish_failure(monkeypatch: pytest.Mo
     assert sample("executions_publish_failures_total") == before + 1
 
 
+class FailingHub(FailingLayer):
+    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        raise ConnectionError("Redis went away")
+
+
+def test_a_refused_batch_counts_each_of_its_messages(monkeypatch: pytest.MonkeyPatch, alice: Any) -> None:
+    monkeypatch.setattr(broadcast, "get_channel_layer", FailingHub)
+    before = sample("executions_publish_failures_total")
+    broadcast.publish_event(execution_id="exec_000000000000", seq=1, event_type="started", frame_text="{}")
+    broadcast.publish_to_feeds(owner_id=alice.pk, message={"type": "feed.frame"})
+    broadcast.flush()
+    assert sample("executions_publish_failures_total") == before + 3
+
+
 # --- webhooks -------------------------------------------------------------------------------
 
 

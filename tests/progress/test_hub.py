@@ -55,6 +55,20 @@ async def test_a_group_message_reaches_every_member_through_one_subscription(
         assert await receive(layer, channel) == {"type": "progress.event", "seq": 1, "frame": "{}"}
 
 
+async def test_a_batch_of_group_sends_arrives_in_order_in_every_group(layer: HubChannelLayer) -> None:
+    one, two = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("execution.one", one)
+    await layer.group_add("feed.two", two)
+    sends = []
+    for seq in range(1, 9):
+        sends.append(("execution.one", {"type": "progress.event", "seq": seq}))
+        sends.append(("feed.two", {"type": "feed.frame", "seq": seq}))
+        sends.append(("execution.nobody", {"type": "progress.event", "seq": seq}))
+    await layer.group_send_many(sends)
+    assert [(await receive(layer, one))["seq"] for _ in range(8)] == list(range(1, 9))
+    assert [(await receive(layer, two))["seq"] for _ in range(8)] == list(range(1, 9))
+
+
 async def test_a_member_of_another_group_gets_nothing(layer: HubChannelLayer) -> None:
     mine, other = await layer.new_channel(), await layer.new_channel()
     await layer.group_add("execution.mine", mine)
