@@ -63,7 +63,13 @@ class _LoopState:
     else tells the layer that a consumer is gone.
     """
 
+    #: Commands and publishes (health-checked before use after an idle spell).
     client: aioredis.Redis
+    #: The subscription connection. Never health-checked: a check reads its answer
+    #: in-band, while the reader task is reading the same connection (a group_add
+    #: after an idle spell then raised RuntimeError into the consumer). The reader's
+    #: reads notice a closed connection; TCP keep-alive, a silent one.
+    subscriber: aioredis.Redis
     channels: dict[str, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
     groups: dict[str, set[str]] = field(default_factory=dict)
     #: The groups each channel is in (the reverse of ``groups``).
@@ -84,8 +90,18 @@ class HubChannelLayer:
 
     extensions = ["groups", "flush"]
 
-    def __init__(self, hosts: list[str] | None = None, prefix: str = "executions", capacity: int = 1000, **kwargs: Any):
+    def __init__(
+        self,
+        hosts: list[str] | None = None,
+        prefix: str = "executions",
+        capacity: int = 1000,
+        health_check_seconds: float = 10.0,
+        **kwargs: Any,
+    ):
         self.url = (hosts or ["redis://127.0.0.1:6379/0"])[0]
+        self.health_check_seconds = health_check_seconds
+        #: The subscription connection's name in Redis (``CLIENT LIST``).
+        self.subscriber_name = f"{prefix}-subscriber"
         self.prefix = prefix
         #: A member queue holding this many messages drops the next ones (the
         #: consumer fills the gap from the database); a stuck socket cannot
@@ -98,8 +114,14 @@ class HubChannelLayer:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
-            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2, health_check_interval=10)
-            state = _LoopState(client=client)
+            state = _LoopState(
+                client=aioredis.Redis.from_url(
+                    self.url, socket_connect_timeout=2, health_check_interval=self.health_check_seconds
+                ),
+                subscriber=aioredis.Redis.from_url(
+                    self.url, socket_connect_timeout=2, socket_keepalive=True, client_name=self.subscriber_name
+                ),
+            )
             self._states[loop] = state
         return state
 
@@ -190,7 +212,10 @@ class HubChannelLayer:
         if state is not None:
             if state.reader is not None:
                 state.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await state.reader
             await state.client.aclose()
+            await state.subscriber.aclose()
 
     # --- local membership -------------------------------------------------------------
     def _queue(self, state: _LoopState, channel: str) -> asyncio.Queue[dict[str, Any]]:
@@ -252,7 +277,7 @@ class HubChannelLayer:
                 state.wanted_changed.clear()
                 await state.wanted_changed.wait()
                 continue
-            pubsub = state.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = state.subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 wanted = set(state.groups)
                 await pubsub.subscribe(*(self._redis_channel(g) for g in wanted))

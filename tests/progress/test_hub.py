@@ -34,6 +34,16 @@ async def receive(hub: HubChannelLayer, channel: str) -> dict:
         return await hub.receive(channel)
 
 
+def kill_subscription(client: redis.Redis, hub: HubChannelLayer) -> int:
+    """Close the hub's subscription connection, and only its own: the live servers of the
+    test run share this Redis."""
+    killed = 0
+    for info in client.client_list(_type="pubsub"):
+        if info.get("name") == hub.subscriber_name:
+            killed += client.client_kill_filter(_id=info["id"])
+    return killed
+
+
 def subscribers(redis_url: str, group: str) -> int:
     client = redis.Redis.from_url(redis_url)
     try:
@@ -174,7 +184,7 @@ async def test_members_are_told_to_resync_once_a_lost_subscription_is_back(
     await layer.group_add("execution.f", channel)
     client = redis.Redis.from_url(redis_url)
     try:
-        killed = client.client_kill_filter(_type="pubsub")
+        killed = kill_subscription(client, layer)
     finally:
         client.close()
     assert killed >= 1
@@ -182,6 +192,63 @@ async def test_members_are_told_to_resync_once_a_lost_subscription_is_back(
     # And the subscription is live again.
     await layer.group_send("execution.f", {"type": "progress.event", "seq": 2})
     assert (await receive(layer, channel))["seq"] == 2
+
+
+async def test_joining_while_the_subscription_connection_breaks_neither_raises_nor_misses(
+    layer: HubChannelLayer, redis_url: str
+) -> None:
+    """A group_add racing the reader's reconnect (seen in CI: a second coroutine reading
+    the subscription connection raised RuntimeError into the consumer, close 1011)."""
+    first = await layer.new_channel()
+    await layer.group_add("execution.h0", first)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for round_ in range(1, 31):
+            assert kill_subscription(client, layer) == 1
+            channel = await layer.new_channel()
+            group = f"execution.h{round_}"
+            await layer.group_add(group, channel)  # must not raise
+            # Published until it arrives: a message sent before the resubscription is
+            # lost by design (the member gets a resync message and reads the database).
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    await layer.group_send(group, {"type": "progress.event", "seq": round_})
+                    try:
+                        async with asyncio.timeout(0.2):
+                            message = await layer.receive(channel)
+                    except TimeoutError:
+                        continue
+                    if message != RESYNC_MESSAGE:
+                        break
+            assert message["seq"] == round_
+            await layer.group_discard(group, channel)
+    finally:
+        client.close()
+
+
+async def test_joining_after_an_idle_spell_with_no_group_neither_raises_nor_misses(redis_url: str) -> None:
+    """Seen in CI: every group left, the subscription connection idle past the health-check
+    interval, then a group_add. A health check on that connection reads its PONG while the
+    reader reads too: RuntimeError into the consumer (close 1011) and a lost subscription."""
+    hub = HubChannelLayer(hosts=[redis_url], prefix="test-hub-idle", health_check_seconds=0.2)
+    try:
+        for round_ in range(3):
+            channel = await hub.new_channel()
+            group = f"execution.i{round_}"
+            await hub.group_add(group, channel)
+            await hub.group_send(group, {"type": "progress.event", "seq": 1})
+            assert (await receive(hub, channel))["seq"] == 1
+            await hub.group_discard(group, channel)
+            state = hub._state()
+            assert state.pubsub is not None
+            pubsub = state.pubsub
+            async with asyncio.timeout(TIMEOUT):  # the reader has unsubscribed: no channel left
+                while pubsub.channels or pubsub.pending_unsubscribe_channels:  # noqa: ASYNC110 - redis-py's state: nothing to wait on
+                    await asyncio.sleep(0.01)
+            # Idle past the health-check interval (the condition is the time itself).
+            await asyncio.sleep(0.5)
+    finally:
+        await hub.flush()
 
 
 async def test_joining_while_redis_is_unreachable_neither_raises_nor_hangs() -> None:
