@@ -28,7 +28,6 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,26 +45,15 @@ TOKEN_LINE = re.compile(r"Generated token (\w+) for user")
 USERNAME = "bench-faults"
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    """Run a management command on the benchmark's database; its output."""
-    result = subprocess.run(
-        [sys.executable, str(processes.REPO_ROOT / "manage.py"), *args],
-        cwd=processes.REPO_ROOT, env=env, capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
-
-
 def prepare_database(work_dir: Path) -> tuple[dict[str, str], str]:
     """A migrated SQLite file and a user with an API token; (the processes' environment, the token)."""
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)  # settings would prefer it over SQLITE_PATH
     env["SQLITE_PATH"] = str(work_dir / "bench.sqlite3")
     env.setdefault("DJANGO_DEBUG", "1")  # a development secret key
-    manage(env, "migrate", "--noinput", "--verbosity", "0")
-    manage(env, "createsuperuser", "--noinput", "--username", USERNAME, "--email", "bench@example.com")
-    match = TOKEN_LINE.search(manage(env, "drf_create_token", USERNAME))
+    processes.manage(env, "migrate", "--noinput", "--verbosity", "0")
+    processes.manage(env, "createsuperuser", "--noinput", "--username", USERNAME, "--email", "bench@example.com")
+    match = TOKEN_LINE.search(processes.manage(env, "drf_create_token", USERNAME))
     if match is None:
         raise RuntimeError("drf_create_token printed no token")
     return env, match.group(1)

@@ -51,8 +51,6 @@ import secrets
 import shutil
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -132,16 +130,6 @@ def is_whole(frames: list[dict[str, Any]]) -> bool:
 
 
 # --- the stack --------------------------------------------------------------------------
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(processes.REPO_ROOT / "manage.py"), *args],
-        cwd=processes.REPO_ROOT, env=env, capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
-
-
 def server_env(work_dir: Path, redis_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -163,9 +151,9 @@ def server_env(work_dir: Path, redis_url: str) -> dict[str, str]:
 
 def create_token(env: dict[str, str]) -> str:
     """A user and its API token, through management commands (this process never loads Django)."""
-    manage({**env, "DJANGO_SUPERUSER_PASSWORD": secrets.token_urlsafe(16)},
+    processes.manage({**env, "DJANGO_SUPERUSER_PASSWORD": secrets.token_urlsafe(16)},
            "createsuperuser", "--noinput", "--username", USERNAME, "--email", "soak@example.com")
-    output = manage(env, "drf_create_token", USERNAME)
+    output = processes.manage(env, "drf_create_token", USERNAME)
     match = re.search(r"\b([0-9a-f]{40})\b", output)
     if match is None:
         raise SystemExit(f"no token in: {output}")
@@ -431,7 +419,7 @@ def main() -> None:
             redis = processes.start_redis(work_dir / "redis")
             redis_url = redis.url or ""
         env = server_env(work_dir, redis_url)
-        manage(env, "migrate", "--noinput")
+        processes.manage(env, "migrate", "--noinput")
         token = create_token(env)
         trace_dir = work_dir / "trace" if args.trace else None
         web_env = env

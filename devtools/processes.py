@@ -265,6 +265,17 @@ def spawn(
     )
 
 
+def manage(env: Mapping[str, str], *args: str) -> str:
+    """Run a management command of the repository with ``env``; its output (RuntimeError if it fails)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "manage.py"), *args],
+        cwd=REPO_ROOT, env=dict(env), capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now.
 

@@ -32,6 +32,15 @@ const POLL_INTERVAL_MS = 1500;
 const FAILURES_BEFORE_FALLBACK = 2;
 const RECONNECT_BASE_MS = 250;
 const RECONNECT_MAX_MS = 5000;
+// A frame from its JSON text, or null for text that is not JSON (ignored by every transport).
+function parseFrame(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
 const FATAL_MESSAGES = {
   4400: "The live stream refused this request.",
   4401: "Your session has ended. Reload the page to log in again.",
@@ -66,12 +75,8 @@ export const STREAM_TRANSPORTS = {
       const socket = new window.WebSocket(url);
       let delivered = false;
       socket.onmessage = (message) => {
-        let frame;
-        try {
-          frame = JSON.parse(message.data);
-        } catch {
-          return;
-        }
+        const frame = parseFrame(message.data);
+        if (frame === null) return;
         delivered = true;
         onFrame(frame);
       };
@@ -106,12 +111,8 @@ export const STREAM_TRANSPORTS = {
         onEnd({ delivered, fatal });
       };
       const dispatch = (data) => {
-        let frame;
-        try {
-          frame = JSON.parse(data);
-        } catch {
-          return;
-        }
+        const frame = parseFrame(data);
+        if (frame === null) return;
         if (frame.type === "error") {
           end(FATAL_MESSAGES[SSE_ERROR_CODES[frame.message] ?? 4404]);
           return;
@@ -479,12 +480,8 @@ export class FeedClient extends Follower {
     this.socket = socket;
     let delivered = false;
     socket.onmessage = (message) => {
-      let frame;
-      try {
-        frame = JSON.parse(message.data);
-      } catch {
-        return;
-      }
+      const frame = parseFrame(message.data);
+      if (frame === null) return;
       if (frame.type === "error") return; // its close code follows
       delivered = true;
       this.receive(frame);
