@@ -35,7 +35,7 @@ from executions.models import Execution
 from executions.tasks import run_execution
 
 from . import stack as stack_module
-from .helpers import create_execution, make_user, token_client, user_token
+from .helpers import create_execution, make_user, settle_executions, token_client, user_token
 
 TESTS_DIR = Path(__file__).resolve().parent
 #: Directories of tests/ whose every test is live (faults: the fault-injection
@@ -209,11 +209,13 @@ def live_stack(
 
 
 @pytest.fixture
-def api_user(transactional_db: None) -> tuple[Any, str]:
+def api_user(transactional_db: None) -> Iterator[tuple[Any, str]]:
     """A fresh committed user and its DRF token key, usable by the live servers.
 
     ``transactional_db`` commits for real (and flushes the tables after the
-    test), which is what makes the user visible to daphne and the worker.
+    test), which is what makes the user visible to daphne and the worker. Runs
+    the test left going are ended first (``settle_executions``).
     """
     user = make_user()
-    return user, user_token(user)
+    yield user, user_token(user)
+    settle_executions()

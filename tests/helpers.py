@@ -13,6 +13,7 @@ pytest's to import.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from rest_framework.test import APIClient
 from executions.events import event_record
 from executions.models import EventType, Execution, ProgressSnapshot
 from executions.registry import get_target
-from executions.services import execution_cancel, execution_create
+from executions.selectors import UNENDED_STATUSES
+from executions.services import CannotCancel, execution_cancel, execution_create
 
 #: Every test user's password (hashed fast, see tests/settings.py).
 PASSWORD = "correct horse battery staple"
@@ -239,3 +241,21 @@ def create_execution_with_history(owner: Any, events: int) -> Execution:
     Execution.objects.filter(pk=execution.pk, seq=1).update(seq=events, progress=progress[-1])
     execution.refresh_from_db()
     return execution
+
+
+def settle_executions(timeout: float = 30.0) -> None:
+    """Cancel every execution still unended and wait until each has ended.
+
+    Called before a live test's committed tables are flushed: the flush's TRUNCATE
+    locks every table, and a run still recording an event (execution row, then
+    its snapshot) deadlocked with it once on PostgreSQL.
+    """
+
+    def all_ended() -> bool:
+        unended = list(Execution.objects.filter(status__in=UNENDED_STATUSES).values_list("pk", flat=True))
+        for execution_id in unended:
+            with contextlib.suppress(CannotCancel):  # it ended meanwhile
+                execution_cancel(execution_id=execution_id)
+        return not unended
+
+    wait_for(all_ended, timeout=timeout, interval=0.05, what="every execution ended before the flush")

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import PASSWORD, make_user
+from tests.helpers import PASSWORD, make_user, settle_executions
 from tests.stack import LiveStack
 
 from .helpers import (
@@ -86,14 +86,16 @@ def _account(**extra: Any) -> Account:
 
 
 @pytest.fixture
-def account(transactional_db: None, chromium: Any) -> Account:
+def account(transactional_db: None, chromium: Any) -> Iterator[Account]:
     """A committed user with a known password (the servers check it at login)."""
-    return _account()
+    yield _account()
+    settle_executions()
 
 
 @pytest.fixture
-def admin_account(transactional_db: None, chromium: Any) -> Account:
-    return _account(superuser=True, email="admin@example.com")
+def admin_account(transactional_db: None, chromium: Any) -> Iterator[Account]:
+    yield _account(superuser=True, email="admin@example.com")
+    settle_executions()
 
 
 @pytest.fixture
