@@ -17,11 +17,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - after the set-up above
 
-from core.http import BoundedBody, tune_daphne_http  # noqa: E402 - after the set-up above
+from core.serving.http import BoundedBody, tune_daphne_http  # noqa: E402 - after the set-up above
+from core.serving.websocket import tune_daphne_websockets  # noqa: E402 - after the set-up above
 from progress.auth import TokenOrSessionAuthMiddleware  # noqa: E402 - after the set-up above
 from progress.origin import BrowserOriginValidator  # noqa: E402 - after the set-up above
 from progress.routing import websocket_urlpatterns  # noqa: E402 - after the set-up above
-from progress.transport import tune_daphne_websockets  # noqa: E402 - after the set-up above
 
 tune_daphne_websockets()
 tune_daphne_http()

@@ -13,7 +13,7 @@ from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 
-from .http import body_too_large_message
+from .serving.http import body_too_large_message
 
 
 class PayloadTooLarge(exceptions.APIException):

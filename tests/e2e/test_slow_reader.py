@@ -2,7 +2,7 @@
 
 When the server closes, daphne's WebSocket library waits for the client's
 close reply, by default only 1 s, then aborts the connection and throws away
-whatever was still queued for the client (``progress/transport.py`` raises
+whatever was still queued for the client (``core/serving/websocket.py`` raises
 that timeout). A lagging client replies only once it has read up to the close
 frame, so with the default it loses the end of its stream.
 

@@ -67,7 +67,7 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from progress.transport import tune_daphne_websockets
+from core.serving.websocket import tune_daphne_websockets
 from tests.frames import TERMINAL_TYPES, assert_frame_shape
 from tests.helpers import make_user, user_token
 

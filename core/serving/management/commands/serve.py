@@ -1,7 +1,7 @@
 """``manage.py serve --host HOST --port PORT [--workers N]``: the production server.
 
 HTTP and WebSocket on one port from N daphne processes (default: one per CPU),
-supervised by this one; see :mod:`core.server`. ``daphne config.asgi:application``
+supervised by this one; see :mod:`core.serving.supervisor`. ``daphne config.asgi:application``
 stays the one-process development server.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from core.server import default_workers, serve
+from core.serving.supervisor import default_workers, serve
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ that makes them one server:
   lets whichever process wakes first accept a whole burst). Where
   ``SO_REUSEPORT`` is missing, the children share one socket instead. Each
   child is ``daphne --fd`` on its socket, so daphne's own tuning
-  (``progress/transport.py``, ``core/http.py``) applies unchanged.
+  (``core/serving/websocket.py``, ``core/serving/http.py``) applies unchanged.
 * **A child that dies is replaced.** The parent keeps every listening socket
   open: connections that arrive for a dead child wait in its socket's backlog
   until the replacement accepts them (a second or two). A child that keeps
