@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP goes to Django, WebSockets to the progress consumer.
 
-Run with ``daphne config.asgi:application``.
+Served by ``manage.py serve`` (or one ``daphne config.asgi:application``);
+``tune_daphne()`` adjusts daphne once, here, before it starts serving.
 """
 
 import os
@@ -17,14 +18,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - after the set-up above
 
-from core.serving.http import BoundedBody, tune_daphne_http  # noqa: E402 - after the set-up above
-from core.serving.websocket import tune_daphne_websockets  # noqa: E402 - after the set-up above
+from core.serving.daphne import tune_daphne  # noqa: E402 - after the set-up above
+from core.serving.http import BoundedBody  # noqa: E402 - after the set-up above
 from progress.auth import TokenOrSessionAuthMiddleware  # noqa: E402 - after the set-up above
 from progress.origin import BrowserOriginValidator  # noqa: E402 - after the set-up above
 from progress.routing import websocket_urlpatterns  # noqa: E402 - after the set-up above
 
-tune_daphne_websockets()
-tune_daphne_http()
+tune_daphne()
 
 application = ProtocolTypeRouter(
     {

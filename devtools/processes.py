@@ -207,6 +207,7 @@ def _group_exists(pgid: int) -> bool:
     return True
 
 
+# The same few lines as in core/serving/supervisor.py: devtools imports nothing of the service.
 def _load_prctl() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None

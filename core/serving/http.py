@@ -1,23 +1,11 @@
-"""Request bodies, bounded before anything stores them.
+"""Request bodies, bounded by ``DATA_UPLOAD_MAX_MEMORY_SIZE`` before anything stores them.
 
-daphne (Twisted underneath) receives a whole request body, into a temporary
-file past 100 kB, before the application is called, and Django's ASGI handler
-then reads it all again before any view runs: measured, a 200 MB upload took
-4.7 s of reading and 400 MB of disk before its 413. And a body sent with
-``Transfer-Encoding: chunked`` reaches Django without ``Content-Length``,
-which DRF reads as "no body": a valid JSON submit sent that way was answered
-"type: This field is required".
-
-Two layers, both with the limit ``DATA_UPLOAD_MAX_MEMORY_SIZE``
-(``DJANGO_MAX_BODY_BYTES``):
-
-* :func:`tune_daphne_http` (called from ``config/asgi.py``) makes daphne's
-  request answer 413 as soon as the declared length, or the bytes received so
-  far, pass the limit; the rest of the body is discarded unstored and the
-  connection closed.
-* :class:`BoundedBody`, ASGI middleware, does the same for any ASGI server
-  (a declared length at once; a chunked body read up to the limit), and hands
-  a chunked body on whole with the ``Content-Length`` it turned out to have.
+Two layers, each answering 413 past the limit: :class:`BoundedWebRequest`
+(daphne's request, installed by :func:`core.serving.daphne.tune_daphne`) refuses
+as soon as the declared length, or the bytes received so far, pass it, and
+discards the rest unstored; :class:`BoundedBody` (ASGI middleware, any server)
+refuses a declared length at once, reads a chunked body up to the limit, and
+hands it on whole with the ``Content-Length`` it turned out to have.
 """
 
 from __future__ import annotations
@@ -40,6 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 def body_too_large_message() -> str:
+    """The ``detail`` of every 413 for a request body, whichever layer refuses it."""
     return f"Request body too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
 
 
@@ -72,7 +61,13 @@ async def _refuse_too_large(send: Send) -> None:
 
 
 class BoundedBody:
-    """ASGI middleware for HTTP: see the module docstring."""
+    """ASGI middleware bounding HTTP request bodies under any server.
+
+    A body sent with ``Transfer-Encoding: chunked`` reaches Django without
+    ``Content-Length``, which DRF reads as "no body" (a valid JSON submit sent
+    that way was answered "type: This field is required"): it is read here and
+    handed on whole, with the length it turned out to have.
+    """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
@@ -123,51 +118,52 @@ class BoundedBody:
 DISCARD_BEFORE_CLOSE = 4 * 1024 * 1024
 
 
-def tune_daphne_http() -> None:
-    """Install the bounded request class in daphne (harmless under other servers)."""
-    if getattr(http_protocol.WebRequest, "bounded_body", False):
-        return
+class BoundedWebRequest(http_protocol.WebRequest):
+    """daphne's request, answering 413 before the body is stored.
 
-    class BoundedWebRequest(http_protocol.WebRequest):
-        bounded_body = True
-        refused = False
-        received = 0
+    daphne (Twisted underneath) receives a whole request body, into a
+    temporary file past 100 kB, before the application is called, and Django
+    then reads it all again before any view runs. This request refuses as soon
+    as the declared length, or the bytes received so far, pass the limit; the
+    rest of the body is discarded unstored and the connection closed.
+    """
 
-        def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's name
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            if length is not None and limit is not None and length > limit:
-                # Twisted would answer "Expect: 100-continue" right after this call.
-                self.requestHeaders.removeHeader(b"expect")
-                self.refuse()
-                return
-            super().gotLength(length)
+    refused = False
+    received = 0
 
-        def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
-            self.received += len(data)
-            if self.refused:
-                if self.received > DISCARD_BEFORE_CLOSE:
-                    self.channel.transport.abortConnection()
-                return
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            if limit is not None and self.received > limit:
-                self.refuse()
-                return
-            super().handleContentChunk(data)
+    def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's name
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if length is not None and limit is not None and length > limit:
+            # Twisted would answer "Expect: 100-continue" right after this call.
+            self.requestHeaders.removeHeader(b"expect")
+            self.refuse()
+            return
+        super().gotLength(length)
 
-        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 - Twisted's name
-            if self.refused:  # answered already; the application never sees it
-                self.channel.loseConnection()
-                return
-            super().requestReceived(command, path, version)
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        self.received += len(data)
+        if self.refused:
+            if self.received > DISCARD_BEFORE_CLOSE:
+                self.channel.transport.abortConnection()
+            return
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and self.received > limit:
+            self.refuse()
+            return
+        super().handleContentChunk(data)
 
-        def refuse(self) -> None:
-            self.refused = True
-            self.content = io.BytesIO()
-            body = _too_large_body()
-            self.channel.transport.write(
-                b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-            )
-            logger.info("refused a request body over %d bytes", settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 - Twisted's name
+        if self.refused:  # answered already; the application never sees it
+            self.channel.loseConnection()
+            return
+        super().requestReceived(command, path, version)
 
-    http_protocol.WebRequest = BoundedWebRequest
+    def refuse(self) -> None:
+        self.refused = True
+        self.content = io.BytesIO()
+        body = _too_large_body()
+        self.channel.transport.write(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        logger.info("refused a request body over %d bytes", settings.DATA_UPLOAD_MAX_MEMORY_SIZE)

@@ -1,33 +1,12 @@
-"""The production server: N daphne processes serving HTTP and WebSocket on one port.
+"""The parent of ``manage.py serve``: N daphne processes serving HTTP and WebSocket on one port.
 
-``python manage.py serve --host HOST --port PORT [--workers N]`` runs a
-:class:`Supervisor`. daphne serves everything from one thread and one core
-per process, so a machine with N cores needs N processes; this is the parent
-that makes them one server:
-
-* **One port, spread evenly.** The parent binds the address once per child,
-  each socket with ``SO_REUSEPORT``: the kernel then spreads new connections
-  over the children by a hash of the client's address and port, so a burst of
-  1,000 WebSocket connects lands about evenly (one shared listening socket
-  lets whichever process wakes first accept a whole burst). Where
-  ``SO_REUSEPORT`` is missing, the children share one socket instead. Each
-  child is ``daphne --fd`` on its socket, so daphne's own tuning
-  (``core/serving/websocket.py``, ``core/serving/http.py``) applies unchanged.
-* **A child that dies is replaced.** The parent keeps every listening socket
-  open: connections that arrive for a dead child wait in its socket's backlog
-  until the replacement accepts them (a second or two). A child that keeps
-  dying at start-up (a broken deployment) is not restarted forever: after
-  ``MAX_QUICK_DEATHS`` in a row the server exits with an error.
-* **Stopping is the same as stopping daphne.** SIGTERM or SIGINT to the
-  parent is forwarded once to every child (they run in their own process
-  group, so a terminal's Ctrl-C or a process manager's group signal does not
-  reach them twice); the parent waits for them, then exits. On Linux a child
-  also gets SIGTERM if the parent dies without cleaning up.
-
-Every WebSocket guarantee holds across processes: each process subscribes to
-the groups of its own sockets (``progress/hub.py``), the worker publishes to
-Redis, and whatever a client does through one process (a cancel) is an event
-in the database and on Redis for all of them.
+daphne serves from one thread, so a machine with N cores needs N processes.
+The :class:`Supervisor` binds one listening socket per child
+(:func:`listening_sockets`), starts ``daphne --fd`` on each, replaces a child
+that dies (its socket stays open, so connections wait in the backlog), gives
+up on one that keeps dying at start-up, and forwards SIGTERM/SIGINT once to
+every child. Each process subscribes to the groups of its own sockets
+(``progress/hub.py``), so every stream guarantee holds across processes.
 """
 
 from __future__ import annotations
@@ -41,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -72,7 +51,12 @@ def default_workers() -> int:
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     """``count`` sockets listening on host:port with ``SO_REUSEPORT`` (or one shared socket).
 
-    With ``port`` 0 the first socket picks a free port and the others join it.
+    With ``SO_REUSEPORT`` the kernel spreads new connections over the sockets
+    by a hash of the client's address and port, so a burst of connects lands
+    about evenly on the children. One shared listening socket would let
+    whichever process wakes first accept a whole burst. Where ``SO_REUSEPORT``
+    is missing, the children share one socket anyway. With ``port`` 0 the
+    first socket picks a free port and the others join it.
     """
     found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = found[0]
@@ -100,7 +84,8 @@ def daphne_command(fd: int, application: str = APPLICATION) -> list[str]:
     return [sys.executable, "-m", "daphne", "--fd", str(fd), application]
 
 
-def _load_prctl() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]  # private to ctypes, not in typeshed
+# The same few lines as in devtools/processes.py, which may not import the service.
+def _load_prctl() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -114,7 +99,11 @@ _prctl = _load_prctl()
 
 
 def _child_setup() -> None:
-    """Between fork and exec: own process group, and SIGTERM when the parent dies."""
+    """Between fork and exec: own process group, and SIGTERM when the parent dies (Linux).
+
+    In a group of its own, a child gets a terminal's Ctrl-C or a process
+    manager's signal to the group once, forwarded by the parent, not twice.
+    """
     os.setpgid(0, 0)
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
@@ -146,12 +135,14 @@ class Supervisor:
     failed: bool = False
 
     def bind(self) -> None:
+        """Open the listening sockets and give each slot its own (or the shared one)."""
         sockets = listening_sockets(self.host, self.port, self.workers)
         # One socket shared by every child where SO_REUSEPORT is missing.
         self.slots = [Slot(i, sockets[i % len(sockets)]) for i in range(self.workers)]
         self.port = sockets[0].getsockname()[1]
 
     def start_child(self, slot: Slot) -> None:
+        """Start daphne on the slot's socket."""
         fd = slot.sock.fileno()
         # Our own interpreter and arguments. preexec_fn with threads around: _child_setup makes
         # two system calls (setpgid, prctl) between fork and exec, no locks, no allocation.
@@ -165,6 +156,7 @@ class Supervisor:
         logger.info("serve: worker %d started (pid %d)", slot.index, slot.process.pid)
 
     def handle_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or SIGINT: stop at the next turn of the loop."""
         if not self.stopping:
             logger.info("serve: %s received, stopping the workers", signal.Signals(signum).name)
         self.stopping = True
@@ -196,6 +188,7 @@ class Supervisor:
                 self.start_child(slot)
 
     def stop_children(self) -> None:
+        """SIGTERM to every running child; SIGKILL to the group of any still running after ``stop_timeout``."""
         running = [slot.process for slot in self.slots if slot.process is not None and slot.process.poll() is None]
         for process in running:
             with contextlib.suppress(ProcessLookupError):

@@ -11,10 +11,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,45 +173,3 @@ def test_a_resumed_stream_misses_nothing_whichever_process_takes_it(live_stack: 
     assert second.types[0] != "status"
     assert [f["seq"] for f in second.frames] == list(range(after_seq + 1, after_seq + 1 + len(second.frames)))
     assert second.frames[-1]["type"] == "completed"
-
-
-# --- the supervisor itself ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_server(live_stack: Any, tmp_path: Path) -> Iterator[processes.Child]:
-    """A separate ``serve`` with two workers on the live stack's environment (no worker needed)."""
-    port = processes.free_port()
-    child = processes.start_web(live_stack.env, port, log_path=tmp_path / "serve.log", command=processes.serve_command)
-    try:
-        yield child
-    finally:
-        child.stop()
-
-
-def workers_of(server: processes.Child, without: int | None = None) -> list[int] | None:
-    """The two worker pids of ``server`` once both run (and ``without`` is not among them)."""
-    pids = child_pids(server.pid)
-    return pids if len(pids) == 2 and without not in pids else None
-
-
-def test_a_worker_that_dies_is_replaced_and_the_port_keeps_answering(own_server: processes.Child) -> None:
-    port = int((own_server.url or "").rsplit(":", 1)[1])
-    before = wait_for(lambda: workers_of(own_server), timeout=10.0, what="two workers")
-    os.kill(before[0], signal.SIGKILL)
-    after = wait_for(lambda: workers_of(own_server, without=before[0]), timeout=15.0, what="a replacement worker")
-    assert before[1] in after
-    # Every connection is answered, whichever socket the kernel hashes it to.
-    for _ in range(10):
-        assert processes.http_answers(port, "/healthz")
-    assert "exited with code -9" in own_server.read_log()
-
-
-def test_sigterm_stops_every_worker(own_server: processes.Child) -> None:
-    workers = wait_for(lambda: workers_of(own_server), timeout=10.0, what="two workers")
-    own_server.process.send_signal(signal.SIGTERM)
-    assert own_server.process.wait(timeout=10.0) == 0
-    for pid in workers:
-        proc = Path(f"/proc/{pid}")
-        wait_for(lambda proc=proc: not proc.exists() or "Z" in (proc / "stat").read_text().split()[2],
-                 timeout=5.0, what=f"worker {pid} to exit")

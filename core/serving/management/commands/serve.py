@@ -1,8 +1,8 @@
 """``manage.py serve --host HOST --port PORT [--workers N]``: the production server.
 
 HTTP and WebSocket on one port from N daphne processes (default: one per CPU),
-supervised by this one; see :mod:`core.serving.supervisor`. ``daphne config.asgi:application``
-stays the one-process development server.
+supervised by this one (:mod:`core.serving.supervisor`). ``daphne
+config.asgi:application`` stays the one-process development server.
 """
 
 from __future__ import annotations
