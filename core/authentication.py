@@ -1,24 +1,14 @@
-"""Token lookups that usually cost no query: a short per-process cache.
+"""Token authentication through a short per-process cache of successful lookups.
 
-Every API request and WebSocket handshake with ``Authorization: Token <key>``
-looked its token and user up in the database (a join, plus a new connection
-per request). Here the result is kept in the process for
-``AUTH_CACHE_SECONDS`` (default 2 s, never more than
-``PROGRESS_WS_RESYNC_SECONDS``, the contract's bound for open sockets):
-
-* Deleting a token (``post_delete``) or saving or deleting a user
-  (``post_save`` / ``post_delete``: deactivation, password change) drops the
-  cached entries at once in the process that did it.
-* Other processes, and changes that send no signal (``QuerySet.update``),
-  are seen at the latest when the entry expires, so a deleted token or a
-  deactivated user loses access within ``AUTH_CACHE_SECONDS``. Open
-  streams (WebSockets, event streams) are re-checked against the database
-  itself (never this cache) every ``PROGRESS_WS_RESYNC_SECONDS``.
-
-Only successful lookups are cached: a token created a moment ago works at
-once, and a bad token costs a query as before. Each caller gets its own copy
-of the user object, so nothing a request does to it leaks into another.
+:class:`CachedTokenAuthentication` gives DRF's answers without a query for a
+token seen within ``AUTH_CACHE_SECONDS`` (never more than
+``PROGRESS_WS_RESYNC_SECONDS``, the contract's bound for open sockets).
+Deleting a token or saving a user drops its entries at once in this process;
+other processes, and changes that send no signal (``QuerySet.update``), are
+seen when the entry expires. Open streams are re-checked against the
+database itself, never this cache. Each caller gets its own copies.
 """
+
 
 from __future__ import annotations
 
@@ -54,7 +44,10 @@ def cache_seconds() -> float:
 def cached_token(key: str) -> Token | None:
     """The token ``key`` with its active user, from the cache or the database; None if unusable.
 
-    The returned token and its ``user`` are the caller's own copies.
+    Only a usable token is cached: one created a moment ago works at once, and
+    a bad one costs a query every time. The returned token and its ``user``
+    are the caller's own copies, so nothing one request does to them leaks
+    into another.
     """
     entry = _tokens.get(key)
     now = time.monotonic()

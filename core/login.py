@@ -1,6 +1,9 @@
-"""The login pages (``/accounts/login/`` and the admin's), with failed attempts
-throttled per client address: Django itself lets anyone guess passwords as
-fast as the server answers."""
+"""The login pages (``/accounts/login/`` and the admin's), throttled per client address.
+
+Django itself lets anyone guess passwords as fast as the server answers: here
+an address that failed too often gets 429 with ``Retry-After``.
+"""
+
 
 from __future__ import annotations
 

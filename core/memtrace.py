@@ -1,20 +1,13 @@
 """Heap snapshots of a running web process, for hunting memory leaks (off by default).
 
-With ``MEMORY_TRACE_DIR`` set, the ASGI module calls :func:`install_from_environment`
-at start-up: tracemalloc starts recording where every allocation was made
-(``MEMORY_TRACE_FRAMES`` frames deep, 25 by default), and each ``SIGUSR2`` the
-process receives writes a snapshot of the live heap to
-``<dir>/<pid>-<n>.tracemalloc`` after a full garbage collection. Two snapshots
-taken some thousands of connections apart, compared with
-``tracemalloc.Snapshot.compare_to`` (``python -m bench.soak --trace`` does it),
-show what each connection leaves behind, by the line that allocated it.
-
-Why a signal and a file rather than an endpoint: nothing is exposed over HTTP,
-the snapshot is taken inside the server without the measuring client in the
-heap, and the comparison (slow, memory hungry) runs in another process.
-tracemalloc roughly doubles the process's memory and slows it down: for
-measurements only, never in production.
+With ``MEMORY_TRACE_DIR`` set, :func:`install_from_environment` (called by the
+ASGI module) starts tracemalloc (``MEMORY_TRACE_FRAMES`` deep, 25 by default),
+and every ``SIGUSR2`` writes a snapshot of the live heap, after a full garbage
+collection, to ``<dir>/<pid>-<n>.tracemalloc``. Comparing two snapshots
+(``python -m bench.soak --trace``) shows what each connection leaves behind.
+tracemalloc makes the process much larger and slower: for measurements only.
 """
+
 
 from __future__ import annotations
 
@@ -43,7 +36,10 @@ def install_from_environment() -> bool:
     """Start tracing and listen for ``SIGUSR2`` if ``MEMORY_TRACE_DIR`` is set; return whether it is.
 
     Must run in the main thread (signal handlers can only be installed there),
-    which is where daphne imports the ASGI application.
+    which is where daphne imports the ASGI application. A signal and a file
+    rather than an endpoint: nothing is exposed over HTTP, the snapshot is
+    taken without a measuring client in the heap, and the slow, memory-hungry
+    comparison runs in another process.
     """
     global _directory  # noqa: PLW0603 - the signal handler writes where this call says, once per process
     directory = os.environ.get(ENV_DIR, "").strip()

@@ -1,30 +1,13 @@
-"""Every Prometheus metric of the service, and the tiny functions that move them.
+"""Every Prometheus metric of the service, and the small functions that move them.
 
-One module so that names, labels and buckets are decided in one place and a
-call site reads as what happened (``metrics.publish_failed()``), not as
-Prometheus plumbing. It knows no app (``core`` is the lowest layer): what only
-the database knows (executions by status) is collected at scrape time by a
-:class:`CountsCollector` the scraping view builds with a selector.
-
-**Several processes.** daphne processes, the Celery worker and each of its
-prefork children count in their own memory; a scrape reaches one process. With
-``PROMETHEUS_MULTIPROC_DIR`` set, prometheus-client's multiprocess mode keeps
-every value in a small memory-mapped file per process in that directory, and
-:func:`exposition` sums the files of all processes, so a scrape of any web
-process sees the events the workers recorded. The variable must be in the
-environment *before* prometheus_client is first imported (the library picks
-its value class at import time, see ``prometheus_client.values``), which is why
-it is set by whoever starts the processes (``dev.py run``, the test stack, a
-deployment's environment) and never from Python here. The directory must be
-emptied when the stack starts (old processes' files would otherwise count), is
-created here if missing, and the gauge of open sockets only sums processes
-that are alive: a process that exits forgets its share (:func:`process_exited`,
-called at interpreter exit and by Celery's ``worker_process_shutdown`` for pool
-children, which leave through ``os._exit``).
-
-Without the variable, the plain in-process registry is used (one process, or
-tests), with the library's process and platform collectors.
+Names, labels and buckets are decided here, and a call site reads as what
+happened (``metrics.publish_failed()``), not as Prometheus plumbing. The
+module knows no app: what only the database knows (executions by status) is
+read at scrape time by a :class:`CountsCollector` that the view builds with a
+selector. With ``PROMETHEUS_MULTIPROC_DIR`` set, a scrape of any process sums
+the values of all of them (:func:`exposition`).
 """
+
 
 from __future__ import annotations
 
@@ -42,8 +25,21 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from prometheus_client.values import ValueClass
 
-#: Whether values live in files shared by all processes: decided by the library
-#: when it was imported, from ``PROMETHEUS_MULTIPROC_DIR`` (see the module docstring).
+# daphne processes, the Celery worker and each of its pool children count in
+# their own memory, and a scrape reaches one process. In prometheus-client's
+# multiprocess mode every process keeps its values in small memory-mapped
+# files in PROMETHEUS_MULTIPROC_DIR, and exposition() sums them. The library
+# picks its value class when it is first imported (prometheus_client.values),
+# so the variable is set by whoever starts the processes (dev.py run, the test
+# stack, a deployment), never from Python here. The directory must be emptied
+# when the stack starts: old processes' files would count too. The gauge of
+# open sockets sums live processes only, so an exiting process forgets its
+# share (process_exited: at interpreter exit, and from Celery's
+# worker_process_shutdown for pool children, which leave through os._exit).
+# Without the variable, the plain in-process registry is used (one process, or
+# tests), with the library's process and platform collectors.
+
+#: Whether values live in files shared by all processes (see above).
 MULTIPROCESS: bool = bool(getattr(ValueClass, "_multiprocess", False))
 MULTIPROCESS_DIR: str = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "") if MULTIPROCESS else ""
 if MULTIPROCESS:

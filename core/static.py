@@ -1,12 +1,10 @@
 """WhiteNoise's static-file middleware, usable by an async request path.
 
-``whitenoise.middleware.WhiteNoiseMiddleware`` is sync only. One sync
+``whitenoise.middleware.WhiteNoiseMiddleware`` is sync only, and one sync
 middleware makes Django run the whole chain, and every view, in a thread
-started for each request, with hops back and forth: py-spy showed a third of a
-server process's time under ``GET /executions/{id}/progress`` in thread
-starts and hand-offs. This subclass is both: in an async chain a request
+started for each request. This subclass is both: in an async chain a request
 outside the static prefix goes straight on, and a static file is looked up
-and opened in a pooled thread (file system work), exactly as WhiteNoise does.
+and opened in a pooled thread (file system work), as WhiteNoise does.
 """
 
 from __future__ import annotations

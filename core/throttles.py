@@ -1,13 +1,12 @@
-"""Throttles: per user on the writes that cost work (submit, cancel), per
-client address on password checks (the token endpoint, the login pages).
+"""Throttles: per user on costly writes (submit, cancel), per address on password checks.
 
 The rate is read from settings on every request (DRF's own throttles freeze it
 at import), so ``THROTTLE_SUBMIT_RATE`` / ``THROTTLE_CANCEL_RATE`` and test
 overrides take effect. Counters live in the shared cache (Redis), so every
 server process counts the same requests. While Redis is unreachable they let
-requests through (logged): a throttle must not turn an outage into 500s, and
-the submit itself then answers 503 (its broker is the same Redis).
+requests through (logged): a throttle must not turn an outage into 500s.
 """
+
 
 from __future__ import annotations
 

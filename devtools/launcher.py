@@ -2,14 +2,10 @@
 
 ``run``: the release step (migrations, the demo accounts), then the
 ``Procfile``'s processes under honcho, with an embedded Redis among them when
-``REDIS_URL`` is unset. honcho prints every process's output prefixed with its
-name, and stops them all on Ctrl-C or as soon as one of them exits (the Celery
-worker first, see :class:`WorkerFirstManager`). Once the web server answers, a
-banner gives the addresses and the logins.
-
-``test``: pytest with its arguments, against an embedded Redis for the run
-unless ``REDIS_URL`` is set.
-
+``REDIS_URL`` is unset; Ctrl-C or the exit of any one stops them all, the
+Celery worker first (:class:`WorkerFirstManager`), and a banner gives the
+addresses and logins once the web server answers. ``test``: pytest with its
+arguments, against an embedded Redis unless ``REDIS_URL`` is set.
 Run as ``python -m devtools.launcher run|test [pytest args]``; dev.py does that.
 """
 

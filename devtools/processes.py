@@ -1,32 +1,12 @@
 """The service's processes as children of a test run or a benchmark.
 
-Redis (embedded), web servers and Celery workers, each a :class:`Child` with
-its output in a log file. What experience put into this module:
-
-* Startup waits on an observable condition (Redis answers PING, the web
-  server answers HTTP, the worker logs "ready."), never on a sleep, which is
-  too short on a busy CI machine and wasted time on a fast one.
-* A child that dies while being waited for ends the wait at once, and the
-  error quotes the end of its log, so the cause is visible without opening it.
-* Every child runs in its own process group (a Ctrl-C in the terminal reaches
-  only the test run, which stops the children in order), and on Linux the
-  kernel terminates it if the process that started it dies without cleaning
-  up (``PR_SET_PDEATHSIG``), e.g. a SIGKILLed test run.
-* ``stop()`` sends SIGTERM, and SIGKILL to the whole group after a timeout.
-  A Celery worker gets SIGTERM on its main process only: the pool processes
-  reset SIGTERM to the default action, so signalling the group would kill
-  running tasks instead of letting the warm shutdown finish them.
-
-Fault tests inject what production sees: :meth:`Child.signal_leader` (``docker
-stop``), :meth:`Child.signal_group` (systemd's default stop, SIGKILL to a whole
-worker), :meth:`Child.children` (a worker's pool processes, for the OOM
-killer's usual pick) and :func:`restart_redis` (an empty Redis on the same
-port, as after a restart without persistence).
-
-Any number of web servers and workers can run side by side: each call starts
-one, on its own port or under its own node name (``-n``), with its own log.
-``dev.py run`` does not use this module: it runs the Procfile with honcho
-(see :mod:`devtools.launcher`).
+Redis (embedded), web servers and Celery workers, any number side by side,
+each a :class:`Child` with its output in a log file, in a process group of its
+own, and terminated by the kernel if the process that started it dies (Linux).
+Start-up waits on an observable condition (Redis answers PING, the server
+answers HTTP, the worker logs "ready."), never on a sleep, and a child that
+dies meanwhile ends the wait with the end of its log in the error. ``dev.py
+run`` does not use this module: it runs the Procfile with honcho.
 """
 
 from __future__ import annotations
@@ -77,7 +57,10 @@ class Child:
     """One process started by :func:`spawn`, and the part of its log file it wrote.
 
     ``leader_only`` makes :meth:`stop` send SIGTERM to the process itself
-    rather than to its group (for the Celery worker, see the module docstring).
+    rather than to its group (for the Celery worker). Fault tests inject what
+    production sees through :meth:`signal_leader` (``docker stop``),
+    :meth:`signal_group` (systemd's default stop), :meth:`children` (the OOM
+    killer's usual pick) and :func:`restart_redis`.
     """
 
     name: str
@@ -156,7 +139,13 @@ class Child:
             time.sleep(0.05)
 
     def stop(self, timeout: float | None = None) -> int | None:
-        """SIGTERM, SIGKILL to the group after ``timeout``; return the exit code. Safe to repeat."""
+        """SIGTERM, SIGKILL to the group after ``timeout``; return the exit code. Safe to repeat.
+
+        SIGTERM goes to the whole group, or to the process itself with
+        ``leader_only`` (a Celery worker: its pool processes reset SIGTERM to
+        the default action, so signalling the group would kill running tasks
+        instead of letting the warm shutdown finish them).
+        """
         timeout = self.stop_timeout if timeout is None else timeout
         if self.alive():
             if self.leader_only:
