@@ -25,9 +25,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from .errors import ExecutionsError, NotCancellableError
 from .models import TERMINAL_STATUSES, Execution, ProgressSnapshot, WebhookAttempt
-from .registry import InputsInvalid
-from .services import CannotCancel, QueueUnavailable, TargetNotFound, execution_cancel, execution_rerun
+from .services import execution_cancel, execution_rerun
 
 #: Events shown inline on the change page (the newest ones).
 INLINE_EVENTS = 50
@@ -310,7 +310,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         obj = self._get_or_404(request, object_id)
         try:
             execution_cancel(execution_id=obj.pk)
-        except CannotCancel as exc:
+        except NotCancellableError as exc:
             self.message_user(request, f"{obj.pk} was not cancelled: {exc}.", messages.WARNING)
         else:
             self.message_user(request, f"Cancelled {obj.pk}.", messages.SUCCESS)
@@ -326,7 +326,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             try:
                 execution_cancel(execution_id=execution_id)
                 cancelled.append(execution_id)
-            except CannotCancel as exc:
+            except NotCancellableError as exc:
                 skipped.append(f"{execution_id} ({exc.status})")
         if cancelled:
             self.message_user(
@@ -347,7 +347,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         for original in queryset.order_by("created_at"):
             try:
                 execution = execution_rerun(original=original, owner=request.user)
-            except (TargetNotFound, InputsInvalid, QueueUnavailable) as exc:
+            except ExecutionsError as exc:
                 refused.append(f"{original.pk} ({exc})")
             else:
                 started.append(f"{execution.pk} (rerun of {original.pk})")

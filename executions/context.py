@@ -31,7 +31,7 @@ from .models import TERMINAL_STATUSES, EventType, Execution, ExecutionStatus
 logger = logging.getLogger(__name__)
 
 
-class ExecutionInterrupted(Exception):  # noqa: N818 - a signal, not an error of the target
+class ExecutionInterrupted(Exception):
     """Raised inside a target to stop it; the target should let it propagate."""
 
 

@@ -23,7 +23,6 @@ the row (``only_if``, the sweeper's) takes the ORM's path.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -36,10 +35,8 @@ from core import metrics
 
 from .eta import with_eta
 from .frames import ErrorInfo, Progress, dumps, event_frame, iso
-from .models import TERMINAL_EVENT_TYPES, EventType, Execution, ExecutionStatus, ProgressSnapshot
-from .signals import event_recorded
-
-logger = logging.getLogger(__name__)
+from .models import TERMINAL_EVENT_TYPES, UNENDED_STATUSES, EventType, Execution, ExecutionStatus, ProgressSnapshot
+from .signals import event_recorded, send_robust_logged
 
 #: Which statuses each event may leave from. The claim of a run is the
 #: ``started`` event: pending -> running, so a second delivery finds it running.
@@ -47,8 +44,8 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     EventType.STARTED: frozenset({ExecutionStatus.PENDING}),
     EventType.PROGRESS: frozenset({ExecutionStatus.RUNNING}),
     EventType.COMPLETED: frozenset({ExecutionStatus.RUNNING}),
-    EventType.FAILED: frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING}),
-    EventType.CANCELLED: frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING}),
+    EventType.FAILED: frozenset(UNENDED_STATUSES),
+    EventType.CANCELLED: frozenset(UNENDED_STATUSES),
 }
 
 STATUS_AFTER: dict[str, str] = {
@@ -279,9 +276,6 @@ def _statements() -> _Statements:
 
 def _announce(recorded: RecordedEvent) -> None:
     metrics.event_recorded(recorded.type)
-    for receiver, result in event_recorded.send_robust(sender=RecordedEvent, event=recorded):
-        if isinstance(result, Exception):
-            logger.error(
-                "%s of %s #%s failed: %r", getattr(receiver, "__qualname__", receiver),
-                recorded.execution_id, recorded.seq, result, exc_info=result,
-            )
+    send_robust_logged(
+        event_recorded, f"{recorded.execution_id} #{recorded.seq}", sender=RecordedEvent, event=recorded
+    )

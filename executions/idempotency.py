@@ -26,17 +26,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from .errors import IdempotencyConflictError
 from .models import Execution, IdempotencyKey
 
 #: 1 to 255 printable ASCII characters (space to tilde), as the header carries them.
 IDEMPOTENCY_KEY_FORMAT = re.compile(r"[\x20-\x7e]{1,255}")
-
-
-class IdempotencyConflict(ValueError):  # noqa: N818 - reads as the API's answer (409)
-    """The key was used before, by the same user, with another request body."""
-
-    def __init__(self) -> None:
-        super().__init__("This Idempotency-Key was already used with a different request body")
 
 
 def idempotency_key_error(value: str) -> str | None:
@@ -62,7 +56,7 @@ def idempotent_execution(
 ) -> Execution | None:
     """The execution a live ``key`` of ``owner`` made, or None if the key is new (or expired).
 
-    Raises :class:`IdempotencyConflict` when the key came with another body.
+    Raises ``IdempotencyConflictError`` when the key came with another body.
     """
     stored = (
         IdempotencyKey.objects.select_related("execution__owner")
@@ -72,7 +66,7 @@ def idempotent_execution(
     if stored is None:
         return None
     if stored.fingerprint != fingerprint:
-        raise IdempotencyConflict()
+        raise IdempotencyConflictError()
     return stored.execution
 
 

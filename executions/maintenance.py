@@ -30,6 +30,8 @@ from django.utils import timezone
 
 from core import metrics
 
+from .broker import runs_held
+from .errors import BrokerUnavailableError
 from .events import event_record
 from .frames import ErrorInfo, iso
 from .idempotency import idempotency_keys_prune
@@ -42,8 +44,7 @@ from .models import (
     WebhookAttempt,
     WorkerBeat,
 )
-from .services import QueueUnavailable, execution_enqueue
-from .tasks import run_execution
+from .services import execution_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +162,10 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
     )
     if not candidates:
         return Requeued([], inspected=True)
-    held = broker_held_text()
+    held = runs_held(execution.id for execution in candidates)
     requeued = []
     for execution in candidates:
-        if held is not None and execution.id.encode() in held:
+        if held is not None and execution.id in held:
             continue
         claimed = Execution.objects.filter(
             pk=execution.id, status=ExecutionStatus.PENDING, enqueued_at=execution.enqueued_at
@@ -173,7 +174,7 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
             continue
         try:
             execution_enqueue(execution)
-        except QueueUnavailable:
+        except BrokerUnavailableError:
             # Put the clock back: the next sweep tries again.
             Execution.objects.filter(pk=execution.id, enqueued_at=now).update(enqueued_at=execution.enqueued_at)
             break
@@ -181,30 +182,6 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
         requeued.append(execution.id)
     metrics.sweeper_acted(metrics.MESSAGE_REQUEUED, len(requeued))
     return Requeued(requeued, inspected=held is not None)
-
-
-def broker_held_text() -> bytes | None:
-    """Every message the Redis broker holds for the run queue, as one blob; None if unknown.
-
-    Ready messages are lists (one per priority step) named after the queue;
-    messages fetched by a worker but not yet acknowledged sit in the
-    ``unacked`` hash. Execution ids are 12 random hex digits, so a substring
-    test against the raw messages cannot confuse two of them.
-    """
-    app = run_execution.app
-    queue = app.conf.task_default_queue
-    with app.connection_for_read() as connection:
-        if connection.transport.driver_type != "redis":
-            return None
-        channel = connection.default_channel
-        client = channel.client
-        keys = [queue] + [f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step]
-        pipe = client.pipeline()
-        for key in keys:
-            pipe.lrange(key, 0, -1)
-        pipe.hvals(channel.unacked_key)
-        chunks = pipe.execute()
-    return b"\n".join(item for chunk in chunks for item in chunk)
 
 
 def executions_prune(

@@ -30,9 +30,12 @@ class ExecutionStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+#: The statuses an execution never leaves: the one definition of "ended".
 TERMINAL_STATUSES = frozenset(
     {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
+#: The others, in order (pending, running): the execution can still change, and be cancelled.
+UNENDED_STATUSES = tuple(status for status in ExecutionStatus if status not in TERMINAL_STATUSES)
 
 
 class Execution(models.Model):
@@ -105,7 +108,8 @@ class EventType(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-TERMINAL_EVENT_TYPES = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+#: A terminal event is named after the terminal status it leads to.
+TERMINAL_EVENT_TYPES = frozenset(EventType(status) for status in TERMINAL_STATUSES)
 
 
 class ProgressSnapshot(models.Model):

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .errors import InputsInvalidError
+
 if TYPE_CHECKING:
     from .context import RunContext
 
@@ -171,14 +173,6 @@ def _range_schema(minimum: float | None, maximum: float | None) -> dict[str, Any
     return out
 
 
-class InputsInvalid(ValueError):  # noqa: N818 - named for the answer it becomes ("Invalid inputs")
-    """Raised with the per-field messages, nested under ``errors.inputs`` by the API."""
-
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("Invalid inputs")
-        self.errors = errors
-
-
 TargetType = Literal["pipeline", "agent"]
 StepsSpec = Sequence[str] | Callable[[Mapping[str, Any]], Sequence[str]]
 CrossCheck = Callable[[Mapping[str, Any]], dict[str, list[str]]]
@@ -206,7 +200,7 @@ class Target:
     def validate_inputs(self, raw: Any) -> dict[str, Any]:
         """The inputs as they will run: checked, defaults filled in."""
         if not isinstance(raw, dict):
-            raise InputsInvalid({"non_field_errors": ["Expected an object."]})
+            raise InputsInvalidError({"non_field_errors": ["Expected an object."]})
         if self.inputs is None:
             return dict(raw)
         errors: dict[str, list[str]] = {}
@@ -228,7 +222,7 @@ class Target:
         if not errors and self.cross_check is not None:
             errors = self.cross_check(cleaned)
         if errors:
-            raise InputsInvalid(errors)
+            raise InputsInvalidError(errors)
         return cleaned
 
     def input_schema(self) -> dict[str, Any]:

@@ -7,11 +7,9 @@ from collections.abc import Collection
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, F, QuerySet
 
-from .models import Execution, ExecutionStatus, ProgressSnapshot
+from .models import UNENDED_STATUSES, Execution, ExecutionStatus, ProgressSnapshot
 
 SORT_FIELDS = ("created_at", "started_at", "completed_at", "status")
-#: The statuses of executions that have not ended: what the socket for many executions follows.
-UNENDED_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 
 
 def execution_visible_to(user: User | AnonymousUser) -> QuerySet[Execution]:

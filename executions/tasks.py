@@ -11,6 +11,7 @@ from celery import Task, shared_task
 from celery.worker.request import Request
 from django.dispatch import receiver
 
+from .broker import RUN_TASK
 from .events import RecordedEvent
 from .runner import execution_fail, execution_run
 from .signals import event_recorded
@@ -53,7 +54,7 @@ class ExecutionTask(Task):
     Request = ExecutionRequest
 
 
-@shared_task(bind=True, base=ExecutionTask, name="executions.run_execution", ignore_result=True)
+@shared_task(bind=True, base=ExecutionTask, name=RUN_TASK, ignore_result=True)
 def run_execution(self: Task, execution_id: str) -> str | None:
     return execution_run(execution_id=execution_id, worker=self.request.hostname or "")
 

@@ -1,12 +1,15 @@
-"""REST views (the README's "REST API"). Each parses input, calls one service or selector,
-and renders; the logic lives in the domain (``executions.services``, ``selectors``)."""
+"""REST views (the README's "REST API"): each parses input, calls one service or selector, and renders.
+
+The logic lives in the domain (``executions.services``, ``selectors``). No view
+catches a domain error: ``executions.api.errors`` answers each one, the same
+for every view.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -19,19 +22,11 @@ from rest_framework.views import APIView
 from core.parsers import SafeJSONParser
 from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
 from executions.frames import execution_dict, iso
-from executions.idempotency import IdempotencyConflict, idempotency_key_error, request_fingerprint
+from executions.idempotency import idempotency_key_error, request_fingerprint
 from executions.models import Execution, ExecutionStatus
-from executions.registry import InputsInvalid, all_targets
+from executions.registry import all_targets
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from executions.services import (
-    CannotCancel,
-    QueueUnavailable,
-    TargetNotFound,
-    execution_cancel,
-    execution_rerun,
-    execution_submit,
-)
-from executions.webhooks import UnsafeCallbackUrl
+from executions.services import execution_cancel, execution_rerun, execution_submit
 
 from .schema import (
     FEED_WEBSOCKET_DESCRIPTION,
@@ -109,14 +104,6 @@ def submitted_body(execution: Execution) -> dict[str, Any]:
         **execution_urls(execution.id),
         "created_at": iso(execution.created_at),
     }
-
-
-def queue_unavailable(exc: QueueUnavailable) -> Response:
-    return Response(
-        {"detail": str(exc)},
-        status=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(settings.BROKER_RETRY_AFTER_SECONDS)},
-    )
 
 
 def idempotency_key(request: Request) -> str:
@@ -232,27 +219,16 @@ class ExecutionCollectionView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         assert request.user.is_authenticated, "IsAuthenticated let it in"
-        try:
-            submission = execution_submit(
-                owner=request.user,
-                type=data["type"],
-                target_id=data["target_id"],
-                inputs=data["inputs"],
-                config=data["config"],
-                callback_url=data.get("callback_url") or "",
-                idempotency_key=key,
-                request_fingerprint=request_fingerprint(request.data) if key else "",
-            )
-        except IdempotencyConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except UnsafeCallbackUrl as exc:
-            raise ValidationError({"callback_url": [str(exc)]}) from exc
-        except TargetNotFound as exc:
-            raise NotFound(str(exc)) from exc
-        except InputsInvalid as exc:
-            raise ValidationError({"inputs": exc.errors}) from exc
-        except QueueUnavailable as exc:
-            return queue_unavailable(exc)
+        submission = execution_submit(
+            owner=request.user,
+            type=data["type"],
+            target_id=data["target_id"],
+            inputs=data["inputs"],
+            config=data["config"],
+            callback_url=data.get("callback_url") or "",
+            idempotency_key=key,
+            request_fingerprint=request_fingerprint(request.data) if key else "",
+        )
         headers = {REPLAYED_HEADER: "true"} if submission.replayed else None
         return Response(submitted_body(submission.execution), status=status.HTTP_202_ACCEPTED, headers=headers)
 
@@ -291,10 +267,7 @@ class ExecutionCancelView(ExecutionScopedView):
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = self.get_execution(request, execution_id)
-        try:
-            execution_cancel(execution_id=execution.id)
-        except CannotCancel as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        execution_cancel(execution_id=execution.id)
         execution.refresh_from_db(fields=["status", "cancelled_at"])
         return Response(
             {
@@ -329,14 +302,7 @@ class ExecutionRerunView(ExecutionScopedView):
     def post(self, request: Request, execution_id: str) -> Response:
         original = self.get_execution(request, execution_id)
         assert request.user.is_authenticated, "IsAuthenticated let it in"
-        try:
-            execution = execution_rerun(original=original, owner=request.user)
-        except TargetNotFound as exc:
-            raise NotFound(str(exc)) from exc
-        except InputsInvalid as exc:
-            raise ValidationError({"inputs": exc.errors}) from exc
-        except QueueUnavailable as exc:
-            return queue_unavailable(exc)
+        execution = execution_rerun(original=original, owner=request.user)
         return Response({**submitted_body(execution), "rerun_of": original.id}, status=status.HTTP_202_ACCEPTED)
 
 

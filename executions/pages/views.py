@@ -31,25 +31,18 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from executions.errors import BrokerUnavailableError, ExecutionsError, InputsInvalidError, NotCancellableError
 from executions.frames import execution_dict
-from executions.models import Execution, ExecutionStatus
-from executions.registry import InputsInvalid, all_targets, get_target
+from executions.models import UNENDED_STATUSES, Execution, ExecutionStatus
+from executions.registry import all_targets, get_target
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from executions.services import (
-    CannotCancel,
-    QueueUnavailable,
-    TargetNotFound,
-    execution_cancel,
-    execution_create,
-    execution_rerun,
-)
+from executions.services import execution_cancel, execution_create, execution_rerun
 
 from .forms import ExecutionFilterForm, ExecutionStartForm, target_for_key, target_key
 
 PAGE_SIZE = 20
 #: The detail page renders at most this many of the latest events.
 TIMELINE_MAX_EVENTS = 500
-CANCELLABLE = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING})
 #: What the list's script needs of each execution's public shape (``execution_dict``).
 LIST_STATE_KEYS = (
     "execution_id",
@@ -168,10 +161,10 @@ def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
                 "status_labels": STATUS_LABELS,
                 "execution": execution_dict(execution),
                 "events": events,
-                "planned_steps": planned_steps(execution) if execution.status in CANCELLABLE else None,
+                "planned_steps": planned_steps(execution) if execution.status in UNENDED_STATUSES else None,
             },
-            "can_cancel": execution.status in CANCELLABLE,
-            "can_rerun": execution.status not in CANCELLABLE,
+            "can_cancel": execution.status in UNENDED_STATUSES,
+            "can_rerun": execution.status not in UNENDED_STATUSES,
             "inputs_json": raw_json(execution.inputs),
             "config_json": raw_json(execution.config) if execution.config else "",
             "outputs_json": raw_json(execution.outputs) if execution.outputs is not None else "",
@@ -194,7 +187,7 @@ def execution_cancel_view(request: HttpRequest, execution_id: str) -> HttpRespon
     execution = execution_or_404(request, execution_id)
     try:
         execution_cancel(execution_id=execution.id)
-    except CannotCancel as exc:
+    except NotCancellableError as exc:
         messages.warning(request, str(exc))
     else:
         messages.success(request, "Execution cancelled.")
@@ -209,11 +202,11 @@ def execution_rerun_view(request: HttpRequest, execution_id: str) -> HttpRespons
     assert request.user.is_authenticated, "login_required let it in"
     try:
         execution = execution_rerun(original=original, owner=request.user)
-    except (TargetNotFound, QueueUnavailable) as exc:
-        messages.error(request, f"Not rerun: {exc}")
-    except InputsInvalid as exc:
+    except InputsInvalidError as exc:
         problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in exc.errors.items())
         messages.error(request, f"Not rerun: its inputs are no longer valid ({problems})")
+    except ExecutionsError as exc:
+        messages.error(request, f"Not rerun: {exc}")
     else:
         return redirect("execution-detail", execution_id=execution.id)
     return redirect("execution-detail", execution_id=original.id)
@@ -243,9 +236,9 @@ def execution_start(request: HttpRequest) -> HttpResponse:
                         inputs=form.inputs(),
                         config=form.config(),
                     )
-                except InputsInvalid as exc:
+                except InputsInvalidError as exc:
                     form.add_input_errors(exc.errors)
-                except QueueUnavailable as exc:
+                except BrokerUnavailableError as exc:
                     # Nothing was stored: the form stays filled in for another try.
                     form.add_error(None, str(exc))
                     status = 503
