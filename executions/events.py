@@ -1,24 +1,12 @@
 """The one writer of events: the execution's state machine (transitions, seq, timestamps).
 
-Every state change of an execution after submission goes through
-:func:`event_record`: it takes the execution's row lock (``SELECT ... FOR
-UPDATE``; on SQLite the IMMEDIATE transaction already holds the write lock),
-checks that the transition is allowed, assigns the next ``seq``, writes the
-snapshot and the new Execution state in one short transaction, and publishes
-the frame after commit. A worker reporting progress and a cancel arriving
-through the API are therefore serialised: no ``seq`` collision, and nothing is
-ever recorded after a terminal event.
-
-It is the hot path of every run (one call per step, per coalesced report), so
-it is lean: three statements in one short transaction (read and lock the row,
-update it, insert the snapshot), written as SQL once per database backend
-(:class:`_Statements`) instead of being compiled by the ORM at every call,
-which was three quarters of its time (py-spy); the frame is serialised once,
-and everything else (metrics, the publish, webhooks) runs after commit. What
-the event needs besides the state comes with the lock's read, not with a
-fourth statement: ``started_at`` for the progress's ETA (``executions.eta``,
-computed in Python) and ``owner_id`` for the per-user feeds. A condition on
-the row (``only_if``, the sweeper's) takes the ORM's path.
+Every state change after submission goes through :func:`event_record`: under
+the execution's row lock it checks the transition, assigns the next ``seq``,
+writes the snapshot and the new state in one short transaction, and announces
+the event after commit. A worker's progress and a cancel through the API are
+thus serialised: no ``seq`` collision, nothing recorded after a terminal
+event. It is the hot path of every run: three SQL statements, built once per
+database backend (:class:`_Statements`) rather than compiled by the ORM per call.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """Idempotent submit: the ``Idempotency-Key`` a client sends with ``POST /executions``.
 
-A client that retries a submit (a timeout, a dropped connection) sends the same
-key again and gets the first answer back instead of a second execution. A key
-is kept per user for ``IDEMPOTENCY_KEY_HOURS`` (24 by default) with a
-fingerprint of the request body; the same key with another body is a
-conflict. The key row is written in the transaction that stores the
-execution (``executions.services.execution_submit``), under a unique
-constraint on (user, key): of two simultaneous requests with one key, one
-commits and the other finds its execution.
-
-Only a submit that made an execution keeps its key: a refused one (invalid
-body, unknown target, broker unreachable) stores nothing, so retrying it with
-the same key is a new attempt.
+A submit retried with the same key gets the first answer back, not a second
+execution. A key lives per user for ``IDEMPOTENCY_KEY_HOURS``, with a
+fingerprint of the body: the same key with another body is a conflict. The
+key row is written in the transaction that stores the execution, under a
+unique constraint on (user, key): of two simultaneous requests, one commits
+and the other finds its execution. A refused submit stores no key.
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
-"""Keeping the truth true: the services every worker runs periodically.
+"""The sweepers every worker runs periodically, so that the stored state stays true.
 
-* :func:`executions_fail_lost` fails running executions whose heartbeat stopped
-  (the worker was killed, its machine lost): ``WorkerLostError``.
-* :func:`executions_requeue_lost` queues again pending executions whose task
-  message is gone from the broker (Redis restarted without persistence, the
-  queue flushed).
-* :func:`executions_fail_on_shutdown` fails the runs a stopping worker still
-  holds when its grace period ends: ``WorkerShutdown``.
-* :func:`executions_prune` deletes ended executions past the retention period
-  (and expired idempotency keys).
+* :func:`executions_fail_lost` fails running executions whose heartbeat stopped (``WorkerLostError``).
+* :func:`executions_requeue_lost` queues again pending ones whose task message is gone.
+* :func:`executions_fail_on_shutdown` fails the runs a stopping worker holds past its grace (``WorkerShutdown``).
+* :func:`executions_prune` deletes ended executions past the retention period.
 
-Each is safe when several workers run it at once: a state change is a
-compare-and-set (the event writer's locked transition, or a conditional
-``UPDATE``), so only one of them acts on a given execution. They run in the
-worker (``executions.worker``) and from ``manage.py prune_executions``; the
-README's "Reliability" section gives the bounds they keep.
+Each is safe with several workers at once: every state change is a
+compare-and-set, so that only one sweeper acts on a given execution. The README's
+"Reliability: what happens when something dies" gives the bounds they keep.
 """
 
 from __future__ import annotations

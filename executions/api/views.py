@@ -81,6 +81,8 @@ SUBMIT_EXAMPLES = [
 
 
 class ExecutionNotFound(NotFound):
+    """The 404 of an execution that is missing or someone else's (the two are indistinguishable)."""
+
     def __init__(self, execution_id: str):
         super().__init__(f"Execution '{execution_id}' not found")
 
@@ -91,6 +93,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def execution_urls(execution_id: str) -> dict[str, str]:
+    """The absolute paths of an execution's status, progress and WebSocket."""
     base = f"{API_PREFIX}/executions/{execution_id}"
     return {"status_url": base, "progress_url": f"{base}/progress", "ws_url": f"{base}/progress/ws"}
 
@@ -131,7 +134,10 @@ def validated_query(request: Request, serializer_class: type) -> dict[str, Any]:
 
 
 class ExecutionScopedView(APIView):
+    """A view of one execution: the ones the user may not see are a 404."""
+
     def get_execution(self, request: Request, execution_id: str) -> Execution:
+        """The execution if the user may see it; :class:`ExecutionNotFound` otherwise."""
         execution = execution_get_for_user(user=request.user, execution_id=execution_id)
         if execution is None:
             raise ExecutionNotFound(execution_id)
@@ -139,6 +145,8 @@ class ExecutionScopedView(APIView):
 
 
 class ExecutionCollectionView(APIView):
+    """The executions: list them, or submit a new one."""
+
     throttle_classes = [SubmitThrottle]
     #: A submit hands a task to the broker: 503 while it is unreachable (documented by the schema).
     queues_work_on = ("POST",)
@@ -157,6 +165,7 @@ class ExecutionCollectionView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """List the user's executions (staff: everyone's), filtered, sorted and paginated."""
         query = validated_query(request, ExecutionListQuerySerializer)
         page, page_size = query.pop("page"), query.pop("page_size")
         executions = execution_list_for_user(user=request.user, **query)
@@ -212,6 +221,7 @@ class ExecutionCollectionView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        """Submit an execution of a pipeline or agent; it runs in a worker."""
         key = idempotency_key(request)
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
@@ -234,12 +244,17 @@ class ExecutionCollectionView(APIView):
 
 
 class ExecutionDetailView(ExecutionScopedView):
+    """One execution."""
+
     @extend_schema(operation_id="executions_retrieve", responses={200: ExecutionSerializer})
     def get(self, request: Request, execution_id: str) -> Response:
+        """The execution: its state, progress, outputs or error."""
         return Response(execution_dict(self.get_execution(request, execution_id)))
 
 
 class ExecutionProgressView(ExecutionScopedView):
+    """One execution's progress."""
+
     @extend_schema(
         operation_id="executions_progress",
         responses={
@@ -248,6 +263,7 @@ class ExecutionProgressView(ExecutionScopedView):
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
+        """The execution's progress; 204 while it has none."""
         execution = self.get_execution(request, execution_id)
         if execution.progress is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -255,6 +271,8 @@ class ExecutionProgressView(ExecutionScopedView):
 
 
 class ExecutionCancelView(ExecutionScopedView):
+    """Cancel one execution."""
+
     throttle_classes = [CancelThrottle]
 
     @extend_schema(
@@ -266,6 +284,7 @@ class ExecutionCancelView(ExecutionScopedView):
         },
     )
     def post(self, request: Request, execution_id: str) -> Response:
+        """Cancel a pending or running execution; a running step is interrupted."""
         execution = self.get_execution(request, execution_id)
         execution_cancel(execution_id=execution.id)
         execution.refresh_from_db(fields=["status", "cancelled_at"])
@@ -282,6 +301,8 @@ class ExecutionCancelView(ExecutionScopedView):
 
 
 class ExecutionRerunView(ExecutionScopedView):
+    """Run one execution again."""
+
     throttle_classes = [SubmitThrottle]
     queues_work_on = ("POST",)
 
@@ -300,6 +321,7 @@ class ExecutionRerunView(ExecutionScopedView):
         },
     )
     def post(self, request: Request, execution_id: str) -> Response:
+        """Submit a new execution of the same target, with the original's inputs and config."""
         original = self.get_execution(request, execution_id)
         assert request.user.is_authenticated, "IsAuthenticated let it in"
         execution = execution_rerun(original=original, owner=request.user)
@@ -307,6 +329,8 @@ class ExecutionRerunView(ExecutionScopedView):
 
 
 class ExecutionEventsView(ExecutionScopedView):
+    """One execution's stored events."""
+
     # Its events are the WebSocket's frames: its operation also publishes the schema of
     # every frame the WebSocket sends (executions.api.schema.ApiAutoSchema).
     websocket_frames = WEBSOCKET_FRAME
@@ -320,6 +344,7 @@ class ExecutionEventsView(ExecutionScopedView):
         },
     )
     def get(self, request: Request, execution_id: str) -> HttpResponse:
+        """The stored events, oldest first, each exactly its WebSocket frame; only those after ``after_seq``."""
         execution = self.get_execution(request, execution_id)
         after_seq = validated_query(request, EventsQuerySerializer)["after_seq"]
         frames = event_frames_after(execution_id=execution.id, after_seq=after_seq)
@@ -329,8 +354,11 @@ class ExecutionEventsView(ExecutionScopedView):
 
 
 class TargetListView(APIView):
+    """What can be started."""
+
     @extend_schema(operation_id="targets_list", responses={200: TargetListSerializer})
     def get(self, request: Request) -> Response:
+        """Every registered pipeline and agent: its steps and the JSON Schema of its inputs."""
         return Response(
             {
                 "targets": [
@@ -371,4 +399,5 @@ class TokenView(ObtainAuthToken):
         auth=[],
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Exchange a username and password for the user's API token."""
         return super().post(request, *args, **kwargs)

@@ -1,20 +1,11 @@
-"""Server-rendered pages: the list, one execution, and the start form.
+"""Server-rendered pages: the list, one execution, and the start form; each view calls one selector or service.
 
-Each view parses the request, calls one selector or service and renders.
-
-Who presents what (the other side is ``static/js/execution-page.js``): the
-server renders the first page with raw values only -- the status label (the
-model's), the stored percentage, the step's name and
-``current_step/total_steps``, times as ISO ``<time>``, the JSON of inputs,
-outputs and error as it is, the stored events as a plain list -- so that a
-browser without JavaScript still shows the state. It embeds the same state as
-data (``#page-data``): the execution's public shape (``execution_dict``) and
-its stored events, the frames exactly as ``executions/frames.py`` built them
-(read through ``event_frames_after``; see the README, "The WebSocket
-protocol"). Every presentation rule -- durations, the step text, the timeline
-of steps, the remaining time, rounding, local times, indented JSON -- lives in
-the script only, which renders from that data at load and then from the
-stream. Nothing here formats a duration, words a step or builds a timeline.
+The server renders raw values only (the status label, the stored percentage,
+``current_step/total_steps``, ISO times, the JSON as stored), so that a page
+reads without JavaScript, and embeds the same state as data (``#page-data``):
+the execution's public shape and its stored frames. Every presentation rule
+(durations, step text, timeline, time left, local times) lives only in
+``static/js/execution-page.js``; nothing here formats or words a value.
 """
 
 from __future__ import annotations
@@ -93,6 +84,7 @@ def execution_or_404(request: HttpRequest, execution_id: str) -> Execution:
 @login_required
 @require_GET
 def execution_list(request: HttpRequest) -> HttpResponse:
+    """The user's executions (staff: everyone's), filtered and paginated, live."""
     assert request.user.is_authenticated, "login_required let it in"
     filters = ExecutionFilterForm(request.GET)
     executions = execution_list_for_user(user=request.user, **filters.selectors_kwargs())
@@ -140,6 +132,7 @@ def execution_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
+    """One execution, live: state, progress, timeline of events, outputs or error."""
     execution = execution_or_404(request, execution_id)
     # Events up to the execution's seq: the page shows exactly that state, and
     # the script resumes the stream after it (``after_seq``), so nothing is missed.
@@ -215,6 +208,7 @@ def execution_rerun_view(request: HttpRequest, execution_id: str) -> HttpRespons
 @login_required
 @require_http_methods(["GET", "POST"])
 def execution_start(request: HttpRequest) -> HttpResponse:
+    """The start form of a target (generated from its inputs); a valid POST submits and redirects."""
     assert request.user.is_authenticated, "login_required let it in"
     targets = all_targets()
     key = request.POST.get("target") if request.method == "POST" else request.GET.get("target")

@@ -298,7 +298,7 @@ def test_failed_without_progress_keeps_the_last_progress(make_execution: Any, al
 def test_a_pending_execution_can_fail_without_starting(make_execution: Any, alice: Any) -> None:
     execution = make_execution(alice)
     assert execution_fail(
-        execution_id=execution.id, error={"type": "QueueUnavailable", "message": "x", "details": None}
+        execution_id=execution.id, error={"type": "LookupError", "message": "x", "details": None}
     )
     execution.refresh_from_db()
     assert (execution.status, execution.seq, execution.progress, execution.started_at) == ("failed", 1, None, None)
