@@ -345,7 +345,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.SafeJSONParser"],
-    "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "executions.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "executions.api.schema.ApiAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -25,9 +25,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from .errors import ExecutionsError, NotCancellableError
 from .models import TERMINAL_STATUSES, Execution, ProgressSnapshot, WebhookAttempt
-from .registry import InputsInvalid
-from .services import CannotCancel, QueueUnavailable, TargetNotFound, execution_cancel, execution_rerun
+from .services import execution_cancel, execution_rerun
 
 #: Events shown inline on the change page (the newest ones).
 INLINE_EVENTS = 50
@@ -98,6 +98,7 @@ class ProgressSnapshotInline(ReadOnlyInline):
 
 
 def page_url(execution: Execution) -> str:
+    """The execution's live page on the site (not the admin)."""
     return reverse("execution-detail", args=[execution.pk])
 
 
@@ -119,6 +120,8 @@ def _time_column(field_name: str, label: str) -> Any:
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
+    """Executions, read-only, with their events and webhook attempts; cancel and rerun go through the services."""
+
     list_display = ("id", "target_id", "status_badge", "progress_bar", "owner", "created_at", "live_page")
     list_display_links = ("id",)
     list_filter = ("status", "type", "target_id")
@@ -191,6 +194,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """The actions, without bulk delete: it cannot check that each row has ended."""
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
@@ -218,6 +222,7 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress_bar(self, obj: Execution) -> str:
+        """The list's progress column: a bar with its percentage and steps."""
         progress = obj.progress
         if progress is None:
             return "-"
@@ -236,10 +241,12 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress (stored)")
     def progress_json(self, obj: Execution) -> str:
+        """The stored progress as JSON."""
         return "-" if obj.progress is None else json.dumps(obj.progress)
 
     @admin.display(description="Live page")
     def live_page(self, obj: Execution) -> str:
+        """A link to the execution's live page."""
         return format_html('<a href="{}">Open &rarr;</a>', page_url(obj))
 
     # --- change page -----------------------------------------------------------------------
@@ -247,6 +254,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        """The read-only change page, with the cancel button while the execution can change."""
         if request.method == "POST":
             # Nothing on this page is editable; saving it could only fail on the inline.
             return HttpResponseNotAllowed(["GET"])
@@ -262,6 +270,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_urls(self) -> list:
+        """The admin's URLs plus the event history and the cancel button's."""
         own = [
             path(
                 "<path:object_id>/events/",
@@ -305,12 +314,13 @@ class ExecutionAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/executions/execution/events.html", context)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The change page's cancel button: cancel through the service, then back to the page."""
         if not self.has_cancel_permission(request):
             raise PermissionDenied
         obj = self._get_or_404(request, object_id)
         try:
             execution_cancel(execution_id=obj.pk)
-        except CannotCancel as exc:
+        except NotCancellableError as exc:
             self.message_user(request, f"{obj.pk} was not cancelled: {exc}.", messages.WARNING)
         else:
             self.message_user(request, f"Cancelled {obj.pk}.", messages.SUCCESS)
@@ -320,13 +330,14 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected executions", permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        """Cancel each selected execution that has not ended; report the others."""
         cancelled: list[str] = []
         skipped: list[str] = []
         for execution_id in queryset.values_list("id", flat=True):
             try:
                 execution_cancel(execution_id=execution_id)
                 cancelled.append(execution_id)
-            except CannotCancel as exc:
+            except NotCancellableError as exc:
                 skipped.append(f"{execution_id} ({exc.status})")
         if cancelled:
             self.message_user(
@@ -341,13 +352,14 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rerun selected executions (same inputs and config, owned by you)", permissions=["rerun"])
     def rerun_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        """Rerun each selected execution as the acting user; report those refused."""
         started: list[str] = []
         refused: list[str] = []
         assert request.user.is_authenticated, "the admin let a staff user in"
         for original in queryset.order_by("created_at"):
             try:
                 execution = execution_rerun(original=original, owner=request.user)
-            except (TargetNotFound, InputsInvalid, QueueUnavailable) as exc:
+            except ExecutionsError as exc:
                 refused.append(f"{original.pk} ({exc})")
             else:
                 started.append(f"{execution.pk} (rerun of {original.pk})")

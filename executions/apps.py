@@ -1,3 +1,10 @@
+"""The ``executions`` app: the domain, its edges (API, pages, ops, admin) and its running code.
+
+``ready()`` is where the modules that need the models loaded are imported for
+their side effects (targets, system checks, the webhook receiver), the one
+place the architecture test lets a function import.
+"""
+
 from importlib import import_module
 
 from django.apps import AppConfig
@@ -6,6 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 
 class ExecutionsConfig(AppConfig):
+    """The domain app: loads the targets, system checks and task receivers once models are ready."""
+
     name = "executions"
     default_auto_field = "django.db.models.BigAutoField"
 

@@ -1,15 +1,11 @@
-"""The run context: what a running target reports through.
+"""The run context: what a running target reports through (steps, progress, sleeps and waits).
 
-A target never touches the database or the channel layer: it enters steps,
-reports progress within a step, sleeps or waits through the context, and
-returns its outputs. Everything it reports goes through
-``executions.events.event_record``.
-
-Cancellation is cooperative: a monitor thread polls the execution's status
-(one primary-key read every ``PROGRESS_CANCEL_POLL_SECONDS``) and watches the
-deadline; every report checks the flag, and :meth:`RunContext.sleep` /
+A target never touches the database or the channel layer: everything it
+reports goes through ``executions.events.event_record``. Cancellation is
+cooperative: a monitor thread polls the status and watches the deadline,
+every report checks the flag, and :meth:`RunContext.sleep` and
 :meth:`RunContext.wait` wake at once when it is set. The same thread flushes a
-coalesced progress report at the latest one interval after it was made.
+coalesced report at most one interval late, and beats the run's heartbeat.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ from .models import TERMINAL_STATUSES, EventType, Execution, ExecutionStatus
 logger = logging.getLogger(__name__)
 
 
-class ExecutionInterrupted(Exception):  # noqa: N818 - a signal, not an error of the target
+class ExecutionInterrupted(Exception):
     """Raised inside a target to stop it; the target should let it propagate."""
 
 

@@ -1,17 +1,10 @@
 """The estimated time left of a run (``progress.eta_seconds``), from its elapsed time and percentage.
 
-Computed once, by the event writer (``executions.events.event_record``), when a
-progress is recorded, and stored in the progress object: every surface (frames,
-``GET /progress``, the REST execution, the pages, the CLI) shows the same value,
-and no client repeats the rule.
-
-The estimator is a linear extrapolation of the run so far: a run that took
-``elapsed`` seconds to reach ``p`` percent needs ``elapsed * (100 - p) / p``
-more, rounded to a tenth of a second. It is the estimator that needs nothing
-but what every run reports (steps of unequal length make it wrong in the
-middle, and right again as the run goes on). The value is the estimate at the
-moment the event was recorded (the frame's ``timestamp``); a client showing a
-countdown subtracts the time since then.
+Computed once, by the event writer, and stored in the progress: every surface
+shows the same value, and no client repeats the rule. The estimate is a linear
+extrapolation of the run so far, ``elapsed * (100 - p) / p`` rounded to a
+tenth of a second, as of the event's ``timestamp`` (a countdown subtracts the
+time since then).
 """
 
 from __future__ import annotations
@@ -29,7 +22,9 @@ def eta_seconds(*, status: str, percentage: float | None, elapsed_seconds: float
     """Seconds left: ``0.0`` once completed, ``None`` when unknown or meaningless.
 
     Unknown: pending, not started, no progress yet (percentage 0). Meaningless:
-    failed or cancelled (the run will never finish).
+    failed or cancelled (the run will never finish). A linear extrapolation
+    because it needs nothing but what every run reports: steps of unequal
+    length make it wrong mid-run, and right again as the run goes on.
     """
     if status == ExecutionStatus.COMPLETED:
         return 0.0

@@ -1,29 +1,16 @@
 """The one writer of events: the execution's state machine (transitions, seq, timestamps).
 
-Every state change of an execution after submission goes through
-:func:`event_record`: it takes the execution's row lock (``SELECT ... FOR
-UPDATE``; on SQLite the IMMEDIATE transaction already holds the write lock),
-checks that the transition is allowed, assigns the next ``seq``, writes the
-snapshot and the new Execution state in one short transaction, and publishes
-the frame after commit. A worker reporting progress and a cancel arriving
-through the API are therefore serialised: no ``seq`` collision, and nothing is
-ever recorded after a terminal event.
-
-It is the hot path of every run (one call per step, per coalesced report), so
-it is lean: three statements in one short transaction (read and lock the row,
-update it, insert the snapshot), written as SQL once per database backend
-(:class:`_Statements`) instead of being compiled by the ORM at every call,
-which was three quarters of its time (py-spy); the frame is serialised once,
-and everything else (metrics, the publish, webhooks) runs after commit. What
-the event needs besides the state comes with the lock's read, not with a
-fourth statement: ``started_at`` for the progress's ETA (``executions.eta``,
-computed in Python) and ``owner_id`` for the per-user feeds. A condition on
-the row (``only_if``, the sweeper's) takes the ORM's path.
+Every state change after submission goes through :func:`event_record`: under
+the execution's row lock it checks the transition, assigns the next ``seq``,
+writes the snapshot and the new state in one short transaction, and announces
+the event after commit. A worker's progress and a cancel through the API are
+thus serialised: no ``seq`` collision, nothing recorded after a terminal
+event. It is the hot path of every run: three SQL statements, built once per
+database backend (:class:`_Statements`) rather than compiled by the ORM per call.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -36,10 +23,8 @@ from core import metrics
 
 from .eta import with_eta
 from .frames import ErrorInfo, Progress, dumps, event_frame, iso
-from .models import TERMINAL_EVENT_TYPES, EventType, Execution, ExecutionStatus, ProgressSnapshot
-from .signals import event_recorded
-
-logger = logging.getLogger(__name__)
+from .models import TERMINAL_EVENT_TYPES, UNENDED_STATUSES, EventType, Execution, ExecutionStatus, ProgressSnapshot
+from .signals import event_recorded, send_robust_logged
 
 #: Which statuses each event may leave from. The claim of a run is the
 #: ``started`` event: pending -> running, so a second delivery finds it running.
@@ -47,8 +32,8 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     EventType.STARTED: frozenset({ExecutionStatus.PENDING}),
     EventType.PROGRESS: frozenset({ExecutionStatus.RUNNING}),
     EventType.COMPLETED: frozenset({ExecutionStatus.RUNNING}),
-    EventType.FAILED: frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING}),
-    EventType.CANCELLED: frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING}),
+    EventType.FAILED: frozenset(UNENDED_STATUSES),
+    EventType.CANCELLED: frozenset(UNENDED_STATUSES),
 }
 
 STATUS_AFTER: dict[str, str] = {
@@ -279,9 +264,6 @@ def _statements() -> _Statements:
 
 def _announce(recorded: RecordedEvent) -> None:
     metrics.event_recorded(recorded.type)
-    for receiver, result in event_recorded.send_robust(sender=RecordedEvent, event=recorded):
-        if isinstance(result, Exception):
-            logger.error(
-                "%s of %s #%s failed: %r", getattr(receiver, "__qualname__", receiver),
-                recorded.execution_id, recorded.seq, result, exc_info=result,
-            )
+    send_robust_logged(
+        event_recorded, f"{recorded.execution_id} #{recorded.seq}", sender=RecordedEvent, event=recorded
+    )

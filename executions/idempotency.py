@@ -1,17 +1,11 @@
 """Idempotent submit: the ``Idempotency-Key`` a client sends with ``POST /executions``.
 
-A client that retries a submit (a timeout, a dropped connection) sends the same
-key again and gets the first answer back instead of a second execution. A key
-is kept per user for ``IDEMPOTENCY_KEY_HOURS`` (24 by default) with a
-fingerprint of the request body; the same key with another body is a
-conflict. The key row is written in the transaction that stores the
-execution (``executions.services.execution_submit``), under a unique
-constraint on (user, key): of two simultaneous requests with one key, one
-commits and the other finds its execution.
-
-Only a submit that made an execution keeps its key: a refused one (invalid
-body, unknown target, broker unreachable) stores nothing, so retrying it with
-the same key is a new attempt.
+A submit retried with the same key gets the first answer back, not a second
+execution. A key lives per user for ``IDEMPOTENCY_KEY_HOURS``, with a
+fingerprint of the body: the same key with another body is a conflict. The
+key row is written in the transaction that stores the execution, under a
+unique constraint on (user, key): of two simultaneous requests, one commits
+and the other finds its execution. A refused submit stores no key.
 """
 
 from __future__ import annotations
@@ -26,17 +20,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from .errors import IdempotencyConflictError
 from .models import Execution, IdempotencyKey
 
 #: 1 to 255 printable ASCII characters (space to tilde), as the header carries them.
 IDEMPOTENCY_KEY_FORMAT = re.compile(r"[\x20-\x7e]{1,255}")
-
-
-class IdempotencyConflict(ValueError):  # noqa: N818 - reads as the API's answer (409)
-    """The key was used before, by the same user, with another request body."""
-
-    def __init__(self) -> None:
-        super().__init__("This Idempotency-Key was already used with a different request body")
 
 
 def idempotency_key_error(value: str) -> str | None:
@@ -62,7 +50,7 @@ def idempotent_execution(
 ) -> Execution | None:
     """The execution a live ``key`` of ``owner`` made, or None if the key is new (or expired).
 
-    Raises :class:`IdempotencyConflict` when the key came with another body.
+    Raises ``IdempotencyConflictError`` when the key came with another body.
     """
     stored = (
         IdempotencyKey.objects.select_related("execution__owner")
@@ -72,7 +60,7 @@ def idempotent_execution(
     if stored is None:
         return None
     if stored.fingerprint != fingerprint:
-        raise IdempotencyConflict()
+        raise IdempotencyConflictError()
     return stored.execution
 
 

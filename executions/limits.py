@@ -1,11 +1,22 @@
-"""Size and shape limits of what a client may submit."""
+"""The limits of an execution: the size and shape of what a client may submit, and how long a run may take.
+
+``config.timeout`` is the run's own, cooperative limit (the run context stops
+the target); :func:`run_time_limits` gives the worker's soft and hard limits,
+backstops that fire only when a target ignores it. Every limit here comes from
+the settings or the submitted config: nothing else decides them.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+
+#: Seconds the hard time limit allows past the soft one, for the target to
+#: unwind after the soft limit's exception before its process is killed.
+HARD_LIMIT_GRACE_SECONDS = 10
 
 
 def json_depth(value: Any, limit: int) -> int:
@@ -32,3 +43,16 @@ def json_limit_error(value: Any, *, max_bytes: int) -> str | None:
     if size > max_bytes:
         return f"Too large: {size} bytes of JSON; the limit is {max_bytes} bytes."
     return None
+
+
+def execution_timeout(config: Mapping[str, Any]) -> float | None:
+    """``config.timeout`` in seconds, or None when the execution has none."""
+    value = config.get("timeout")
+    return float(value) if value is not None else None
+
+
+def run_time_limits(config: Mapping[str, Any]) -> tuple[float, float]:
+    """(soft, hard) limits of the worker: the cooperative timeout fires first, these are backstops."""
+    timeout = execution_timeout(config)
+    soft = min(timeout + 2, settings.EXECUTION_MAX_SECONDS) if timeout else settings.EXECUTION_MAX_SECONDS
+    return soft, soft + HARD_LIMIT_GRACE_SECONDS

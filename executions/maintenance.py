@@ -1,20 +1,13 @@
-"""Keeping the truth true: the services every worker runs periodically.
+"""The sweepers every worker runs periodically, so that the stored state stays true.
 
-* :func:`executions_fail_lost` fails running executions whose heartbeat stopped
-  (the worker was killed, its machine lost): ``WorkerLostError``.
-* :func:`executions_requeue_lost` queues again pending executions whose task
-  message is gone from the broker (Redis restarted without persistence, the
-  queue flushed).
-* :func:`executions_fail_on_shutdown` fails the runs a stopping worker still
-  holds when its grace period ends: ``WorkerShutdown``.
-* :func:`executions_prune` deletes ended executions past the retention period
-  (and expired idempotency keys).
+* :func:`executions_fail_lost` fails running executions whose heartbeat stopped (``WorkerLostError``).
+* :func:`executions_requeue_lost` queues again pending ones whose task message is gone.
+* :func:`executions_fail_on_shutdown` fails the runs a stopping worker holds past its grace (``WorkerShutdown``).
+* :func:`executions_prune` deletes ended executions past the retention period.
 
-Each is safe when several workers run it at once: a state change is a
-compare-and-set (the event writer's locked transition, or a conditional
-``UPDATE``), so only one of them acts on a given execution. They run in the
-worker (``executions.worker``) and from ``manage.py prune_executions``; the
-README's "Reliability" section gives the bounds they keep.
+Each is safe with several workers at once: every state change is a
+compare-and-set, so that only one sweeper acts on a given execution. The README's
+"Reliability: what happens when something dies" gives the bounds they keep.
 """
 
 from __future__ import annotations
@@ -30,6 +23,8 @@ from django.utils import timezone
 
 from core import metrics
 
+from .broker import runs_held
+from .errors import BrokerUnavailableError
 from .events import event_record
 from .frames import ErrorInfo, iso
 from .idempotency import idempotency_keys_prune
@@ -42,8 +37,7 @@ from .models import (
     WebhookAttempt,
     WorkerBeat,
 )
-from .services import QueueUnavailable, execution_enqueue
-from .tasks import run_execution
+from .services import execution_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +155,10 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
     )
     if not candidates:
         return Requeued([], inspected=True)
-    held = broker_held_text()
+    held = runs_held(execution.id for execution in candidates)
     requeued = []
     for execution in candidates:
-        if held is not None and execution.id.encode() in held:
+        if held is not None and execution.id in held:
             continue
         claimed = Execution.objects.filter(
             pk=execution.id, status=ExecutionStatus.PENDING, enqueued_at=execution.enqueued_at
@@ -173,7 +167,7 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
             continue
         try:
             execution_enqueue(execution)
-        except QueueUnavailable:
+        except BrokerUnavailableError:
             # Put the clock back: the next sweep tries again.
             Execution.objects.filter(pk=execution.id, enqueued_at=now).update(enqueued_at=execution.enqueued_at)
             break
@@ -181,30 +175,6 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
         requeued.append(execution.id)
     metrics.sweeper_acted(metrics.MESSAGE_REQUEUED, len(requeued))
     return Requeued(requeued, inspected=held is not None)
-
-
-def broker_held_text() -> bytes | None:
-    """Every message the Redis broker holds for the run queue, as one blob; None if unknown.
-
-    Ready messages are lists (one per priority step) named after the queue;
-    messages fetched by a worker but not yet acknowledged sit in the
-    ``unacked`` hash. Execution ids are 12 random hex digits, so a substring
-    test against the raw messages cannot confuse two of them.
-    """
-    app = run_execution.app
-    queue = app.conf.task_default_queue
-    with app.connection_for_read() as connection:
-        if connection.transport.driver_type != "redis":
-            return None
-        channel = connection.default_channel
-        client = channel.client
-        keys = [queue] + [f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step]
-        pipe = client.pipeline()
-        for key in keys:
-            pipe.lrange(key, 0, -1)
-        pipe.hvals(channel.unacked_key)
-        chunks = pipe.execute()
-    return b"\n".join(item for chunk in chunks for item in chunk)
 
 
 def executions_prune(

@@ -1,8 +1,10 @@
-"""The domain's rows: an Execution (its current state), its numbered event
-history (ProgressSnapshot) and the webhook attempts made when it ended.
+"""The domain's rows: an Execution (its current state), its numbered event history
+(ProgressSnapshot), its webhook attempts, the idempotency keys of submits, and
+the workers' heartbeats (WorkerBeat).
 
 No logic lives here. Every state change after submission goes through
-``executions.events.event_record``, the one writer of events.
+``executions.events.event_record``, the one writer of events. The terminal
+statuses (``TERMINAL_STATUSES``) are defined here once; everything else derives them.
 """
 
 from __future__ import annotations
@@ -14,15 +16,20 @@ from django.db import models
 
 
 def new_execution_id() -> str:
+    """A new execution id: ``exec_`` and 12 random hex digits."""
     return "exec_" + secrets.token_hex(6)
 
 
 class ExecutionType(models.TextChoices):
+    """What kind of target an execution runs."""
+
     PIPELINE = "pipeline", "Pipeline"
     AGENT = "agent", "Agent"
 
 
 class ExecutionStatus(models.TextChoices):
+    """Where an execution is in its life; the terminal ones are never left."""
+
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
     COMPLETED = "completed", "Completed"
@@ -30,12 +37,17 @@ class ExecutionStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+#: The statuses an execution never leaves: the one definition of "ended".
 TERMINAL_STATUSES = frozenset(
     {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
+#: The others, in order (pending, running): the execution can still change, and be cancelled.
+UNENDED_STATUSES = tuple(status for status in ExecutionStatus if status not in TERMINAL_STATUSES)
 
 
 class Execution(models.Model):
+    """One run of a pipeline or agent: what was submitted, and its current state."""
+
     id = models.CharField(primary_key=True, max_length=17, default=new_execution_id, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="executions"
@@ -90,14 +102,18 @@ class Execution(models.Model):
 
     @property
     def is_terminal(self) -> bool:
+        """Whether it has ended (completed, failed or cancelled)."""
         return self.status in TERMINAL_STATUSES
 
     @property
     def percentage(self) -> float | None:
+        """The progress's percentage, or None before any progress."""
         return None if self.progress is None else self.progress.get("percentage")
 
 
 class EventType(models.TextChoices):
+    """What an event records: the start, a progress change, or the end."""
+
     STARTED = "started", "Started"
     PROGRESS = "progress", "Progress"
     COMPLETED = "completed", "Completed"
@@ -105,7 +121,8 @@ class EventType(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-TERMINAL_EVENT_TYPES = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+#: A terminal event is named after the terminal status it leads to.
+TERMINAL_EVENT_TYPES = frozenset(EventType(status) for status in TERMINAL_STATUSES)
 
 
 class ProgressSnapshot(models.Model):

@@ -1,17 +1,12 @@
 """How a pipeline or an agent is declared, and how its inputs are checked.
 
-A target is a plain Python function that takes a :class:`~executions.runner.RunContext`
-and returns its outputs (a dict). The declaration names its steps (a list, or a
-function of the validated inputs) and its inputs, each a small field object that
-both validates a value and describes itself as JSON Schema, so the REST API, the
-start page's form and the validation at submit can never disagree.
+A target is a function that takes a :class:`~executions.context.RunContext`
+and returns its outputs. Its declaration names its steps and its inputs, each
+a field that both validates a value and describes itself as JSON Schema, so
+the API, the start form and the submit's validation cannot disagree::
 
-    @pipeline("resize_images", steps=["fetch", "resize", "upload"],
-              inputs={"url": String(max_length=2000), "width": Integer(minimum=1, default=800)})
-    def resize_images(ctx):
-        ctx.enter_step("fetch")
-        ...
-        return {"uploaded": 12}
+    @pipeline("resize_images", steps=["fetch", "resize"], inputs={"width": Integer(minimum=1, default=800)})
+    def resize_images(ctx): ...
 """
 
 from __future__ import annotations
@@ -20,6 +15,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import InputsInvalidError
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -171,14 +168,6 @@ def _range_schema(minimum: float | None, maximum: float | None) -> dict[str, Any
     return out
 
 
-class InputsInvalid(ValueError):  # noqa: N818 - named for the answer it becomes ("Invalid inputs")
-    """Raised with the per-field messages, nested under ``errors.inputs`` by the API."""
-
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("Invalid inputs")
-        self.errors = errors
-
-
 TargetType = Literal["pipeline", "agent"]
 StepsSpec = Sequence[str] | Callable[[Mapping[str, Any]], Sequence[str]]
 CrossCheck = Callable[[Mapping[str, Any]], dict[str, list[str]]]
@@ -186,6 +175,8 @@ CrossCheck = Callable[[Mapping[str, Any]], dict[str, list[str]]]
 
 @dataclass(frozen=True)
 class Target:
+    """A registered pipeline or agent: its function, steps and declared inputs."""
+
     type: TargetType
     target_id: str
     run: Callable[[RunContext], Mapping[str, Any] | None]
@@ -206,7 +197,7 @@ class Target:
     def validate_inputs(self, raw: Any) -> dict[str, Any]:
         """The inputs as they will run: checked, defaults filled in."""
         if not isinstance(raw, dict):
-            raise InputsInvalid({"non_field_errors": ["Expected an object."]})
+            raise InputsInvalidError({"non_field_errors": ["Expected an object."]})
         if self.inputs is None:
             return dict(raw)
         errors: dict[str, list[str]] = {}
@@ -228,7 +219,7 @@ class Target:
         if not errors and self.cross_check is not None:
             errors = self.cross_check(cleaned)
         if errors:
-            raise InputsInvalid(errors)
+            raise InputsInvalidError(errors)
         return cleaned
 
     def input_schema(self) -> dict[str, Any]:
@@ -248,6 +239,7 @@ _REGISTRY: dict[tuple[str, str], Target] = {}
 
 
 def register(target: Target) -> Target:
+    """Add a target to the registry; the same id with another function is an error."""
     key = (target.type, target.target_id)
     if key in _REGISTRY and _REGISTRY[key].run is not target.run:
         raise ValueError(f"{target.type} {target.target_id!r} is already registered")
@@ -312,8 +304,10 @@ def agent(
 
 
 def get_target(target_type: str, target_id: str) -> Target | None:
+    """The registered target, or None."""
     return _REGISTRY.get((target_type, target_id))
 
 
 def all_targets() -> list[Target]:
+    """Every registered target, by type then id."""
     return sorted(_REGISTRY.values(), key=lambda t: (t.type, t.target_id))

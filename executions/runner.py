@@ -15,7 +15,6 @@ import json
 import logging
 import signal
 from collections.abc import Mapping
-from typing import Any
 
 from billiard.common import terminate_handler_fired
 from celery.exceptions import SoftTimeLimitExceeded
@@ -27,7 +26,8 @@ from core import metrics
 from .context import ExecutionCancelled, ExecutionTimeout, RunContext
 from .events import event_record
 from .frames import ErrorInfo
-from .models import EventType, Execution
+from .limits import execution_timeout
+from .models import EventType, Execution, ExecutionStatus
 from .registry import Target, get_target
 
 logger = logging.getLogger(__name__)
@@ -54,11 +54,6 @@ def _timeout_error(timeout: float | None) -> ErrorInfo:
         ),
         "details": {"timeout": timeout},
     }
-
-
-def execution_timeout(config: Mapping[str, Any]) -> float | None:
-    value = config.get("timeout")
-    return float(value) if value is not None else None
 
 
 def execution_fail(*, execution_id: str, error: ErrorInfo) -> bool:
@@ -89,7 +84,7 @@ def _stopped_error(exc: SystemExit, worker: str) -> ErrorInfo:
     }
 
 
-def execution_run(*, execution_id: str, worker: str = "") -> str | None:
+def execution_run(*, execution_id: str, worker: str = "") -> ExecutionStatus | None:
     """Claim a pending execution, run its target and record how it ended.
 
     Returns the terminal status it recorded, or None when the claim failed
@@ -98,7 +93,7 @@ def execution_run(*, execution_id: str, worker: str = "") -> str | None:
     """
     close_old_connections()
     execution = Execution.objects.filter(pk=execution_id).first()
-    if execution is None or execution.status != "pending":
+    if execution is None or execution.status != ExecutionStatus.PENDING:
         return None
     target: Target | None = get_target(execution.type, execution.target_id)
     if target is None:
@@ -110,11 +105,11 @@ def execution_run(*, execution_id: str, worker: str = "") -> str | None:
                 "details": None,
             },
         )
-        return "failed"
+        return ExecutionStatus.FAILED
     try:
         steps = target.step_names(execution.inputs)
     except Exception as exc:  # noqa: BLE001 - a target's step function failing fails the run, never strands it
-        return "failed" if execution_fail(execution_id=execution_id, error=_error_info(exc)) else None
+        return ExecutionStatus.FAILED if execution_fail(execution_id=execution_id, error=_error_info(exc)) else None
     started = event_record(
         execution_id=execution_id,
         event_type=EventType.STARTED,
@@ -149,16 +144,16 @@ def execution_run(*, execution_id: str, worker: str = "") -> str | None:
         ctx.stop_monitor()
 
 
-def _record_failure(ctx: RunContext, error: ErrorInfo) -> str | None:
+def _record_failure(ctx: RunContext, error: ErrorInfo) -> ExecutionStatus | None:
     """The failed event carries the latest progress, a coalesced report folded in."""
     ctx.discard_pending()
     recorded = event_record(
         execution_id=ctx.execution_id, event_type=EventType.FAILED, progress=ctx.current_progress(), error=error
     )
-    return "failed" if recorded else None
+    return ExecutionStatus.FAILED if recorded else None
 
 
-def _run_target(ctx: RunContext, target: Target) -> str | None:
+def _run_target(ctx: RunContext, target: Target) -> ExecutionStatus | None:
     try:
         outputs = target.run(ctx)
         ctx.check()
@@ -186,4 +181,4 @@ def _run_target(ctx: RunContext, target: Target) -> str | None:
         progress=ctx.final_progress(),
         outputs=dict(outputs),
     )
-    return "completed" if recorded else None
+    return ExecutionStatus.COMPLETED if recorded else None

@@ -1,4 +1,9 @@
-"""Reads: executions, always scoped to what the user may see, and their stored events."""
+"""Reads: executions, always scoped to what the user may see, and their stored events.
+
+Every read of an execution on behalf of a user starts from
+:func:`execution_visible_to`, so that someone else's execution is never
+found (it is indistinguishable from a missing one). Nothing here writes.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,9 @@ from collections.abc import Collection
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, F, QuerySet
 
-from .models import Execution, ExecutionStatus, ProgressSnapshot
+from .models import UNENDED_STATUSES, Execution, ExecutionStatus, ProgressSnapshot
 
 SORT_FIELDS = ("created_at", "started_at", "completed_at", "status")
-#: The statuses of executions that have not ended: what the socket for many executions follows.
-UNENDED_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 
 
 def execution_visible_to(user: User | AnonymousUser) -> QuerySet[Execution]:
@@ -69,6 +72,7 @@ def execution_list_for_user(
     sort: str = "created_at",
     order: str = "desc",
 ) -> QuerySet[Execution]:
+    """What the user may see, filtered by status, type and target; sorted with nulls last, ties by creation."""
     query = execution_visible_to(user)
     if status:
         query = query.filter(status=status)
@@ -101,6 +105,7 @@ def event_frames_after(
 
 
 def event_frame_at(*, execution_id: str, seq: int) -> str | None:
+    """The stored frame of one event, or None."""
     return (
         ProgressSnapshot.objects.filter(execution_id=execution_id, seq=seq)
         .values_list("frame", flat=True)

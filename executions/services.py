@@ -1,51 +1,31 @@
-"""Writes that start or stop executions (events themselves: ``executions.events``)."""
+"""Writes that start or stop executions (events themselves: ``executions.events``).
+
+Each service owns its transaction and raises the domain's errors
+(``executions.errors``) for a request it refuses, leaving nothing stored. A
+run's task is queued only after the transaction that stored it commits
+(``executions.broker``), so a worker never looks for a row it cannot see.
+This module imports none of the running code (tasks, runner, webhooks).
+"""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
+from .broker import run_enqueue
+from .callbacks import resolve_callback_url
+from .errors import BrokerUnavailableError, NotCancellableError, TargetNotFoundError
 from .events import RecordedEvent, event_record
 from .frames import created_frame, dumps, execution_dict, iso
 from .idempotency import idempotency_key_store, idempotent_execution
+from .limits import run_time_limits
 from .models import EventType, Execution, ExecutionStatus
 from .registry import get_target
-from .runner import execution_timeout
-from .signals import execution_created
-from .tasks import run_execution
-from .webhooks import resolve_callback_url
-
-logger = logging.getLogger(__name__)
-
-#: Seconds the hard Celery time limit allows past the soft one, for the
-#: target to unwind after SoftTimeLimitExceeded before its process is killed.
-HARD_LIMIT_GRACE_SECONDS = 10
-
-
-class TargetNotFound(LookupError):  # noqa: N818 - reads as the API's answer
-    def __init__(self, target_type: str, target_id: str):
-        label = "Agent" if target_type == "agent" else "Pipeline"
-        super().__init__(f"{label} '{target_id}' not found")
-
-
-class QueueUnavailable(RuntimeError):  # noqa: N818 - reads as the API's answer
-    """The broker could not take the run's task message (Redis down); nothing was stored."""
-
-    def __init__(self, cause: BaseException):
-        super().__init__(f"The task queue is unavailable, try again shortly ({type(cause).__name__})")
-
-
-class CannotCancel(ValueError):  # noqa: N818 - reads as the API's answer
-    def __init__(self, status: str):
-        super().__init__(f"Cannot cancel execution with status '{status}'")
-        self.status = status
+from .signals import execution_created, send_robust_logged
 
 
 @dataclass(frozen=True)
@@ -81,9 +61,9 @@ def execution_create(
 ) -> Execution:
     """Validate against the target's declaration, store, queue after commit, then announce it.
 
-    Raises ``webhooks.UnsafeCallbackUrl`` (a ``callback_url`` on a private
-    address), :class:`TargetNotFound` or ``registry.InputsInvalid``, checked in
-    that order, and :class:`QueueUnavailable` when the broker cannot take the
+    Raises ``UnsafeCallbackUrlError`` (a ``callback_url`` on a private
+    address), ``TargetNotFoundError`` or ``InputsInvalidError``, checked in
+    that order, and ``BrokerUnavailableError`` when the broker cannot take the
     task: the row is then deleted again, so a refused submit leaves nothing.
     With an ``idempotency_key``, the key is stored in the same transaction
     (``IntegrityError`` when another request stored it first: use
@@ -94,7 +74,7 @@ def execution_create(
         resolve_callback_url(callback_url)
     target = get_target(type, target_id)
     if target is None:
-        raise TargetNotFound(type, target_id)
+        raise TargetNotFoundError(type, target_id)
     cleaned = target.validate_inputs(inputs)
     execution: Execution | None = None
     try:
@@ -119,7 +99,7 @@ def execution_create(
             # announcement registered after it is then never sent.
             transaction.on_commit(lambda: execution_enqueue(created), robust=False)
             transaction.on_commit(lambda: _announce_created(created), robust=True)
-    except QueueUnavailable:
+    except BrokerUnavailableError:
         if execution is not None:
             Execution.objects.filter(pk=execution.id, status=ExecutionStatus.PENDING, seq=0).delete()
         raise
@@ -134,12 +114,7 @@ def _announce_created(execution: Execution) -> None:
         frame_text=dumps(created_frame(execution=execution_dict(execution), timestamp=now)),
         timestamp=iso(now),
     )
-    for receiver, result in execution_created.send_robust(sender=CreatedExecution, execution=created):
-        if isinstance(result, Exception):
-            logger.error(
-                "%s of created %s failed: %r", getattr(receiver, "__qualname__", receiver),
-                execution.id, result, exc_info=result,
-            )
+    send_robust_logged(execution_created, f"created {execution.id}", sender=CreatedExecution, execution=created)
 
 
 def execution_submit(
@@ -158,7 +133,7 @@ def execution_submit(
     The same key (same user, within ``IDEMPOTENCY_KEY_HOURS``) with the same
     ``request_fingerprint`` returns the execution the first request made,
     ``replayed``; with another fingerprint it raises
-    ``idempotency.IdempotencyConflict``. Of two simultaneous requests with one
+    ``IdempotencyConflictError``. Of two simultaneous requests with one
     key, the unique constraint lets one store it; the other finds its execution.
     Raises what :func:`execution_create` raises.
     """
@@ -201,25 +176,14 @@ def execution_rerun(*, original: Execution, owner: User) -> Execution:
     )
 
 
-def celery_time_limits(config: dict[str, Any]) -> tuple[float, float]:
-    """(soft, hard) limits: the cooperative timeout fires first, these are backstops."""
-    timeout = execution_timeout(config)
-    soft = min(timeout + 2, settings.EXECUTION_MAX_SECONDS) if timeout else settings.EXECUTION_MAX_SECONDS
-    return soft, soft + HARD_LIMIT_GRACE_SECONDS
-
-
 def execution_enqueue(execution: Execution) -> None:
-    """Hand the run's task to the broker; raise :class:`QueueUnavailable` if it is unreachable.
+    """Hand the run's task to the broker, with its time limits; raise ``BrokerUnavailableError``.
 
     Also used to queue a pending execution again when its message was lost
     (``executions.maintenance``): the run's claim makes a second delivery harmless.
     """
-    soft, hard = celery_time_limits(execution.config)
-    try:
-        run_execution.apply_async(args=[execution.id], soft_time_limit=soft, time_limit=hard)
-    except (OperationalError, OSError) as exc:
-        logger.warning("could not queue %s: %r", execution.id, exc)
-        raise QueueUnavailable(exc) from exc
+    soft, hard = run_time_limits(execution.config)
+    run_enqueue(execution_id=execution.id, soft_time_limit=soft, time_limit=hard)
 
 
 def execution_cancel(*, execution_id: str) -> RecordedEvent:
@@ -227,10 +191,10 @@ def execution_cancel(*, execution_id: str) -> RecordedEvent:
 
     A pending one never runs (its task's claim fails); a running one's target is
     interrupted by its monitor within ``PROGRESS_CANCEL_POLL_SECONDS``.
-    Raises :class:`CannotCancel` when it has already ended.
+    Raises ``NotCancellableError`` when it has already ended.
     """
     recorded = event_record(execution_id=execution_id, event_type=EventType.CANCELLED)
     if recorded is None:
         status = Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
-        raise CannotCancel(status or "unknown")
+        raise NotCancellableError(status or "unknown")
     return recorded

@@ -1,4 +1,9 @@
-"""The targets the service always ships with (they drive the demo and the tests)."""
+"""The targets the service always ships with: ``demo_steps``, ``customer_service_flow`` and ``echo``.
+
+They drive the demo, the tests and the benchmarks, so their behaviour is part
+of the contract (steps, inputs, outputs, the simulated failure). Registered
+when the app is ready (``executions.apps``), like any deployment's targets.
+"""
 
 from __future__ import annotations
 

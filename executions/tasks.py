@@ -1,4 +1,9 @@
-"""Celery tasks: fetch by id, call one service. The logic lives in ``runner`` and ``webhooks``."""
+"""Celery tasks: each fetches by id and calls one service; the logic lives in ``runner`` and ``webhooks``.
+
+The run task's name is the broker's ``RUN_TASK``: the domain queues it by
+name and never imports this module. :class:`ExecutionRequest` runs in the
+worker's main process, so it can mark a run failed whose pool process died.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from celery import Task, shared_task
 from celery.worker.request import Request
 from django.dispatch import receiver
 
+from .broker import RUN_TASK
 from .events import RecordedEvent
 from .runner import execution_fail, execution_run
 from .signals import event_recorded
@@ -50,11 +56,14 @@ class ExecutionRequest(Request):
 
 
 class ExecutionTask(Task):
+    """The run task's class: its requests are :class:`ExecutionRequest`."""
+
     Request = ExecutionRequest
 
 
-@shared_task(bind=True, base=ExecutionTask, name="executions.run_execution", ignore_result=True)
+@shared_task(bind=True, base=ExecutionTask, name=RUN_TASK, ignore_result=True)
 def run_execution(self: Task, execution_id: str) -> str | None:
+    """Run one execution (the broker's ``RUN_TASK``); returns the status it recorded, or None."""
     return execution_run(execution_id=execution_id, worker=self.request.hostname or "")
 
 

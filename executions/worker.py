@@ -1,20 +1,10 @@
-"""What every Celery worker does besides running tasks: no extra process to deploy.
+"""What every Celery worker runs besides tasks, so that there is no extra process to deploy.
 
-* :class:`MaintenanceStep`, a worker bootstep (registered in ``config/celery.py``):
-  a thread in the worker's main process that beats (``WorkerBeat``), fails lost
-  runs, queues lost messages again every ``WORKER_SWEEP_SECONDS``, and prunes
-  old executions every ``EXECUTION_PRUNE_INTERVAL_SECONDS``. It sweeps once as
-  soon as the worker starts, so a worker restarted after a crash cleans up at once.
-* On a warm shutdown (SIGTERM to the main process: ``docker stop``, systemd
-  with ``KillMode=mixed``) the worker takes no new work; running executions get
-  ``WORKER_SHUTDOWN_GRACE_SECONDS`` to finish, then end ``failed``
-  (``WorkerShutdown``) and their targets stop at the next check.
-* The worker's main process forks a new pool process whenever one dies; a
-  fork waits until these threads are done with the database (:func:`install_fork_guard`).
-* A pool child told to stop by SIGTERM itself (systemd's default sends it to the
-  whole process group) records ``WorkerShutdown`` for the run it holds before it
-  dies: billiard turns the signal into ``SystemExit`` in the run, which the
-  runner records (``executions.runner``).
+* :class:`MaintenanceStep`, a bootstep (``config/celery.py``): a thread that beats and
+  sweeps (``executions.maintenance``) at start, then every ``WORKER_SWEEP_SECONDS``.
+* A warm shutdown gives running executions ``WORKER_SHUTDOWN_GRACE_SECONDS``, then fails them.
+* A fork of the main process waits while these threads use the database (:func:`install_fork_guard`).
+* A pool child stopped by SIGTERM records ``WorkerShutdown`` for its run (``executions.runner``).
 """
 
 from __future__ import annotations

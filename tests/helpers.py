@@ -27,11 +27,12 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from executions.errors import NotCancellableError
 from executions.events import event_record
 from executions.models import EventType, Execution, ProgressSnapshot
 from executions.registry import get_target
 from executions.selectors import UNENDED_STATUSES
-from executions.services import CannotCancel, execution_cancel, execution_create
+from executions.services import execution_cancel, execution_create
 
 #: Every test user's password (hashed fast, see tests/settings.py).
 PASSWORD = "correct horse battery staple"
@@ -254,7 +255,7 @@ def settle_executions(timeout: float = 30.0) -> None:
     def all_ended() -> bool:
         unended = list(Execution.objects.filter(status__in=UNENDED_STATUSES).values_list("pk", flat=True))
         for execution_id in unended:
-            with contextlib.suppress(CannotCancel):  # it ended meanwhile
+            with contextlib.suppress(NotCancellableError):  # it ended meanwhile
                 execution_cancel(execution_id=execution_id)
         return not unended
 

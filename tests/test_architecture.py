@@ -13,7 +13,9 @@ runs it before the test suite. Each failure names the module, file and line.
 * Dependencies point one way (``LAYERS``): ``core`` knows no first-party
   package; the domain (``executions`` without its edges) imports neither its
   edges (``api``, ``pages``, ``ops``, ``admin``, template tags, management commands) nor
-  ``progress``; no ``executions`` module imports ``progress``; only the entry
+  ``progress``, nor the running code (``EXECUTIONS_RUNNING``: tasks, runner, run context,
+  targets, sweepers, worker hooks, webhook delivery), which imports the domain (only
+  ``AppConfig.ready()`` loads it); no ``executions`` module imports ``progress``; only the entry
   points inside ``config``, and the tests, import ``config``; no app package
   imports the dev and test tooling or the examples, and the tooling knows the app only by its
   command lines; ``progress_client`` (a client of the running server) and the
@@ -52,6 +54,17 @@ EXECUTIONS_EDGES = (
     "executions.ops",
     "executions.pages",
     "executions.templatetags",
+)
+#: The running code of ``executions``: what a worker runs around a target. It imports the
+#: domain; the domain never imports it (it queues a run through ``executions.broker``, by name).
+EXECUTIONS_RUNNING = (
+    "executions.context",
+    "executions.maintenance",
+    "executions.runner",
+    "executions.targets",
+    "executions.tasks",
+    "executions.webhooks",
+    "executions.worker",
 )
 #: The modules of ``config`` that may import it: the entry points (the package's
 #: ``__init__`` loads the Celery app, Celery's convention). Settings are named in
@@ -195,9 +208,21 @@ def all_imports() -> tuple[tuple[Import, ImportSite], ...]:
     return tuple(found)
 
 
+def runtime_import_sites() -> list[tuple[Import, ImportSite]]:
+    """Imports that run (not under TYPE_CHECKING) of first-party modules, with where they stand."""
+    return [
+        (imp, site) for imp, site in all_imports() if not site.type_checking and in_package(imp.target, FIRST_PARTY)
+    ]
+
+
 def runtime_imports() -> list[Import]:
     """Imports that run (not under TYPE_CHECKING) of first-party modules."""
-    return [imp for imp, site in all_imports() if not site.type_checking and in_package(imp.target, FIRST_PARTY)]
+    return [imp for imp, _ in runtime_import_sites()]
+
+
+def is_domain_module(module: str) -> bool:
+    """A module of ``executions`` that is neither one of its edges nor its running code."""
+    return in_package(module, "executions") and not in_package(module, (*EXECUTIONS_EDGES, *EXECUTIONS_RUNNING))
 
 
 def nearest_module(target: str) -> str | None:
@@ -297,7 +322,7 @@ def test_no_function_local_imports() -> None:
 
 
 def layering_violations() -> Iterator[str]:
-    for imp in runtime_imports():
+    for imp, site in runtime_import_sites():
         source, target = imp.importer, imp.target
         if in_package(source, "core") and not in_package(target, "core"):
             yield f"core is the lowest layer and imports no first-party package: {imp}"
@@ -309,6 +334,8 @@ def layering_violations() -> Iterator[str]:
             and in_package(target, EXECUTIONS_EDGES)
         ):
             yield f"a domain module imports an edge of executions: {imp}"
+        if is_domain_module(source) and in_package(target, EXECUTIONS_RUNNING) and not site.in_ready:
+            yield f"a domain module imports the running code (tasks, runner, ...): {imp}"
         if in_package(target, "config") and not (source in CONFIG_ENTRY_POINTS or in_package(source, "tests")):
             yield f"only config's entry points (and the tests) import config: {imp}"
         if in_package(source, ("config", "core", "executions", "progress")) and in_package(target, TOOLING):
@@ -428,3 +455,9 @@ def test_a_cycle_is_reported_with_its_lines() -> None:
 )
 def test_suppression_comments_need_a_code_and_a_reason(comment: str, ok: bool) -> None:
     assert (not list(suppression_problems(f"x = 1  {comment}\n", "example.py"))) is ok
+
+
+def test_the_domain_is_executions_without_its_edges_and_its_running_code() -> None:
+    assert is_domain_module("executions.services") and is_domain_module("executions.broker")
+    assert not is_domain_module("executions.tasks") and not is_domain_module("executions.runner")
+    assert not is_domain_module("executions.api.views") and not is_domain_module("progress.hub")

@@ -1,23 +1,12 @@
-"""Async GETs of one execution: ``/executions/{id}`` and ``/executions/{id}/progress``.
+"""Async GETs of one execution (``/executions/{id}`` and ``.../progress``): the two that pollers hit.
 
-These two are what pollers hit, many times a second. Served by a sync DRF
-view, each request started a thread, crossed into it and back, went through
-DRF's whole dispatch and looked its token up in the database: 54 req/s with 50
-clients on one daphne process. Here the common request is answered on the
-event loop with one query, read in a pooled thread:
-
-* ``GET``, no query string, an ``Accept`` that JSON satisfies, and
-  ``Authorization: Token <key>`` whose token is in this process's cache
-  (``core.authentication``: at most ``AUTH_CACHE_SECONDS`` old, dropped at once
-  when the token or its user changes here);
-* the execution exists and the user may see it.
-
-Anything else (no or unknown token, a session, another method, a query
-string, a refused ``Accept``, a missing or someone else's execution) goes to
-the DRF view, unchanged, which answers as it always did and fills the token
-cache. The answers of this path are rendered by DRF's own ``JSONRenderer``
-with the headers DRF adds, so a client cannot tell the two apart (a test
-compares them).
+The common request is answered on the event loop with one query, read in a
+pooled thread: a ``GET`` with no query string, an ``Accept`` that JSON
+satisfies, a token this process has cached (``core.authentication``), and an
+execution the user may see. Anything else goes to the DRF view unchanged,
+which answers as it always did and fills the token cache. Answers are
+rendered by DRF's ``JSONRenderer`` with DRF's headers: a client cannot tell
+the two paths apart (a test compares them).
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
-"""Request validation, and the shapes of every answer and WebSocket frame for the
-OpenAPI schema (the README's "REST API" and "The WebSocket protocol" describe them)."""
+"""Request validation, and the shapes of every answer and WebSocket frame for the OpenAPI schema.
+
+The request serializers check what a client sends before any service runs.
+The others describe answers built elsewhere (``executions.frames``) and exist
+for the schema, where a serializer's docstring is its published description.
+The README's "REST API" and "The WebSocket protocol" describe the same shapes.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ MAX_TARGET_ID_LENGTH = 100
 
 
 class ProgressSerializer(serializers.Serializer):
+    """How far a run is: steps finished, the one running, percentage and time left."""
+
     current_step = serializers.IntegerField()
     total_steps = serializers.IntegerField()
     percentage = serializers.FloatField()
@@ -35,6 +42,8 @@ class ProgressSerializer(serializers.Serializer):
 
 
 class ErrorInfoSerializer(serializers.Serializer):
+    """Why an execution failed: the exception's class name, its message, and details or null."""
+
     type = serializers.CharField()
     message = serializers.CharField()
     details = serializers.DictField(allow_null=True)
@@ -135,6 +144,8 @@ class JSONObjectField(serializers.Field):
 
 
 class ExecutionSubmitSerializer(serializers.Serializer):
+    """The body of a submit: which target to run, with what inputs and config."""
+
     type = serializers.ChoiceField(choices=ExecutionType.choices)
     target_id = StrictCharField(max_length=MAX_TARGET_ID_LENGTH)
     inputs = JSONObjectField(max_bytes_setting="EXECUTION_INPUTS_MAX_BYTES", required=False, default=dict)
@@ -162,6 +173,8 @@ class ExecutionSubmitSerializer(serializers.Serializer):
 
 
 class ExecutionSubmittedSerializer(serializers.Serializer):
+    """The answer to a submit: the new execution's id, status and URLs."""
+
     execution_id = serializers.CharField()
     status = serializers.ChoiceField(choices=[ExecutionStatus.PENDING])
     message = serializers.CharField()
@@ -244,6 +257,8 @@ class FilterTextField(serializers.CharField):
 
 
 class ExecutionListQuerySerializer(serializers.Serializer):
+    """The list's filters, page and order."""
+
     status = serializers.ChoiceField(choices=ExecutionStatus.values, required=False)
     type = serializers.ChoiceField(choices=ExecutionType.values, required=False)
     target_id = FilterTextField(max_length=MAX_TARGET_ID_LENGTH, required=False)
@@ -254,6 +269,8 @@ class ExecutionListQuerySerializer(serializers.Serializer):
 
 
 class PaginationSerializer(serializers.Serializer):
+    """Where a page of the list stands among all pages."""
+
     page = serializers.IntegerField()
     page_size = serializers.IntegerField()
     total_items = serializers.IntegerField()
@@ -265,27 +282,37 @@ class PaginationSerializer(serializers.Serializer):
 
 
 class ExecutionListSerializer(serializers.Serializer):
+    """One page of executions, with its pagination."""
+
     executions = ExecutionSerializer(many=True)
     pagination = PaginationSerializer()
 
 
 class EventsQuerySerializer(serializers.Serializer):
+    """Which stored events to return: those after ``after_seq``."""
+
     after_seq = QueryIntegerField(min_value=0, max_value=MAX_QUERY_INTEGER, default=0)
 
 
 class CancelledDataSerializer(serializers.Serializer):
+    """The cancelled execution: its id, status and when it was cancelled."""
+
     execution_id = serializers.CharField()
     status = serializers.ChoiceField(choices=[ExecutionStatus.CANCELLED])
     cancelled_at = serializers.DateTimeField()
 
 
 class CancelResponseSerializer(serializers.Serializer):
+    """The answer to a cancel."""
+
     message = serializers.CharField()
     # A declared field named like Serializer.data: the metaclass moves it to _declared_fields.
     data = CancelledDataSerializer()  # type: ignore[assignment]  # see above
 
 
 class TargetSerializer(serializers.Serializer):
+    """A pipeline or agent that can be started: its steps and accepted inputs."""
+
     type = serializers.ChoiceField(choices=ExecutionType.choices)
     target_id = serializers.CharField()
     steps = serializers.ListField(child=serializers.CharField(), allow_null=True)
@@ -294,6 +321,8 @@ class TargetSerializer(serializers.Serializer):
 
 
 class TargetListSerializer(serializers.Serializer):
+    """Every target that can be started."""
+
     targets = TargetSerializer(many=True)
 
 
@@ -318,6 +347,8 @@ class StatusFrameSerializer(serializers.Serializer):
 
 
 class StartedFrameSerializer(serializers.Serializer):
+    """The execution began running (pending -> running)."""
+
     type = serializers.ChoiceField(choices=["started"])
     execution_id = serializers.CharField()
     status = serializers.ChoiceField(choices=[ExecutionStatus.RUNNING])
@@ -326,11 +357,15 @@ class StartedFrameSerializer(serializers.Serializer):
 
 
 class ProgressFrameSerializer(StartedFrameSerializer):
+    """The execution's progress changed."""
+
     type = serializers.ChoiceField(choices=["progress"])
     progress = ProgressSerializer()
 
 
 class TerminalFrameSerializer(StartedFrameSerializer):
+    """The execution ended: always the last event."""
+
     type = serializers.ChoiceField(choices=TERMINAL_TYPES)
     status = serializers.ChoiceField(choices=TERMINAL_TYPES, help_text="The same as type")
     progress = ProgressSerializer(allow_null=True)
@@ -396,6 +431,8 @@ EXECUTION_FEED_FRAME = PolymorphicProxySerializer(
 
 
 class EventsSerializer(serializers.Serializer):
+    """An execution's stored events."""
+
     events = serializers.ListField(
         child=PolymorphicProxySerializer(
             component_name="EventFrame",
@@ -410,6 +447,8 @@ class EventsSerializer(serializers.Serializer):
 
 
 class DetailSerializer(serializers.Serializer):
+    """An error: ``detail`` says what went wrong."""
+
     detail = serializers.CharField()
 
 

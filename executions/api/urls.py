@@ -1,5 +1,9 @@
-"""API routes. Each path is served with and without a trailing slash (no
-redirect: a redirected POST turns into a GET in many clients)."""
+"""The REST API's routes, under ``/api/v1/`` (``config/urls.py`` mounts them).
+
+Each path is served with and without a trailing slash, never redirected (a
+redirected POST turns into a GET in many clients). The two hot GETs go to
+``async_views`` first, which hands what it does not serve to the DRF view.
+"""
 
 from django.urls import re_path
 

@@ -1,12 +1,15 @@
-"""REST views (the README's "REST API"). Each parses input, calls one service or selector,
-and renders; the logic lives in the domain (``executions.services``, ``selectors``)."""
+"""REST views (the README's "REST API"): each parses input, calls one service or selector, and renders.
+
+The logic lives in the domain (``executions.services``, ``selectors``). No view
+catches a domain error: ``executions.api.errors`` answers each one, the same
+for every view.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -19,19 +22,11 @@ from rest_framework.views import APIView
 from core.parsers import SafeJSONParser
 from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
 from executions.frames import execution_dict, iso
-from executions.idempotency import IdempotencyConflict, idempotency_key_error, request_fingerprint
+from executions.idempotency import idempotency_key_error, request_fingerprint
 from executions.models import Execution, ExecutionStatus
-from executions.registry import InputsInvalid, all_targets
+from executions.registry import all_targets
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from executions.services import (
-    CannotCancel,
-    QueueUnavailable,
-    TargetNotFound,
-    execution_cancel,
-    execution_rerun,
-    execution_submit,
-)
-from executions.webhooks import UnsafeCallbackUrl
+from executions.services import execution_cancel, execution_rerun, execution_submit
 
 from .schema import (
     FEED_WEBSOCKET_DESCRIPTION,
@@ -86,6 +81,8 @@ SUBMIT_EXAMPLES = [
 
 
 class ExecutionNotFound(NotFound):
+    """The 404 of an execution that is missing or someone else's (the two are indistinguishable)."""
+
     def __init__(self, execution_id: str):
         super().__init__(f"Execution '{execution_id}' not found")
 
@@ -96,6 +93,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def execution_urls(execution_id: str) -> dict[str, str]:
+    """The absolute paths of an execution's status, progress and WebSocket."""
     base = f"{API_PREFIX}/executions/{execution_id}"
     return {"status_url": base, "progress_url": f"{base}/progress", "ws_url": f"{base}/progress/ws"}
 
@@ -109,14 +107,6 @@ def submitted_body(execution: Execution) -> dict[str, Any]:
         **execution_urls(execution.id),
         "created_at": iso(execution.created_at),
     }
-
-
-def queue_unavailable(exc: QueueUnavailable) -> Response:
-    return Response(
-        {"detail": str(exc)},
-        status=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(settings.BROKER_RETRY_AFTER_SECONDS)},
-    )
 
 
 def idempotency_key(request: Request) -> str:
@@ -144,7 +134,10 @@ def validated_query(request: Request, serializer_class: type) -> dict[str, Any]:
 
 
 class ExecutionScopedView(APIView):
+    """A view of one execution: the ones the user may not see are a 404."""
+
     def get_execution(self, request: Request, execution_id: str) -> Execution:
+        """The execution if the user may see it; :class:`ExecutionNotFound` otherwise."""
         execution = execution_get_for_user(user=request.user, execution_id=execution_id)
         if execution is None:
             raise ExecutionNotFound(execution_id)
@@ -152,6 +145,8 @@ class ExecutionScopedView(APIView):
 
 
 class ExecutionCollectionView(APIView):
+    """The executions: list them, or submit a new one."""
+
     throttle_classes = [SubmitThrottle]
     #: A submit hands a task to the broker: 503 while it is unreachable (documented by the schema).
     queues_work_on = ("POST",)
@@ -170,6 +165,7 @@ class ExecutionCollectionView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        """List the user's executions (staff: everyone's), filtered, sorted and paginated."""
         query = validated_query(request, ExecutionListQuerySerializer)
         page, page_size = query.pop("page"), query.pop("page_size")
         executions = execution_list_for_user(user=request.user, **query)
@@ -225,6 +221,7 @@ class ExecutionCollectionView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        """Submit an execution of a pipeline or agent; it runs in a worker."""
         key = idempotency_key(request)
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
@@ -232,38 +229,32 @@ class ExecutionCollectionView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         assert request.user.is_authenticated, "IsAuthenticated let it in"
-        try:
-            submission = execution_submit(
-                owner=request.user,
-                type=data["type"],
-                target_id=data["target_id"],
-                inputs=data["inputs"],
-                config=data["config"],
-                callback_url=data.get("callback_url") or "",
-                idempotency_key=key,
-                request_fingerprint=request_fingerprint(request.data) if key else "",
-            )
-        except IdempotencyConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except UnsafeCallbackUrl as exc:
-            raise ValidationError({"callback_url": [str(exc)]}) from exc
-        except TargetNotFound as exc:
-            raise NotFound(str(exc)) from exc
-        except InputsInvalid as exc:
-            raise ValidationError({"inputs": exc.errors}) from exc
-        except QueueUnavailable as exc:
-            return queue_unavailable(exc)
+        submission = execution_submit(
+            owner=request.user,
+            type=data["type"],
+            target_id=data["target_id"],
+            inputs=data["inputs"],
+            config=data["config"],
+            callback_url=data.get("callback_url") or "",
+            idempotency_key=key,
+            request_fingerprint=request_fingerprint(request.data) if key else "",
+        )
         headers = {REPLAYED_HEADER: "true"} if submission.replayed else None
         return Response(submitted_body(submission.execution), status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class ExecutionDetailView(ExecutionScopedView):
+    """One execution."""
+
     @extend_schema(operation_id="executions_retrieve", responses={200: ExecutionSerializer})
     def get(self, request: Request, execution_id: str) -> Response:
+        """The execution: its state, progress, outputs or error."""
         return Response(execution_dict(self.get_execution(request, execution_id)))
 
 
 class ExecutionProgressView(ExecutionScopedView):
+    """One execution's progress."""
+
     @extend_schema(
         operation_id="executions_progress",
         responses={
@@ -272,6 +263,7 @@ class ExecutionProgressView(ExecutionScopedView):
         },
     )
     def get(self, request: Request, execution_id: str) -> Response:
+        """The execution's progress; 204 while it has none."""
         execution = self.get_execution(request, execution_id)
         if execution.progress is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -279,6 +271,8 @@ class ExecutionProgressView(ExecutionScopedView):
 
 
 class ExecutionCancelView(ExecutionScopedView):
+    """Cancel one execution."""
+
     throttle_classes = [CancelThrottle]
 
     @extend_schema(
@@ -290,11 +284,9 @@ class ExecutionCancelView(ExecutionScopedView):
         },
     )
     def post(self, request: Request, execution_id: str) -> Response:
+        """Cancel a pending or running execution; a running step is interrupted."""
         execution = self.get_execution(request, execution_id)
-        try:
-            execution_cancel(execution_id=execution.id)
-        except CannotCancel as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        execution_cancel(execution_id=execution.id)
         execution.refresh_from_db(fields=["status", "cancelled_at"])
         return Response(
             {
@@ -309,6 +301,8 @@ class ExecutionCancelView(ExecutionScopedView):
 
 
 class ExecutionRerunView(ExecutionScopedView):
+    """Run one execution again."""
+
     throttle_classes = [SubmitThrottle]
     queues_work_on = ("POST",)
 
@@ -327,20 +321,16 @@ class ExecutionRerunView(ExecutionScopedView):
         },
     )
     def post(self, request: Request, execution_id: str) -> Response:
+        """Submit a new execution of the same target, with the original's inputs and config."""
         original = self.get_execution(request, execution_id)
         assert request.user.is_authenticated, "IsAuthenticated let it in"
-        try:
-            execution = execution_rerun(original=original, owner=request.user)
-        except TargetNotFound as exc:
-            raise NotFound(str(exc)) from exc
-        except InputsInvalid as exc:
-            raise ValidationError({"inputs": exc.errors}) from exc
-        except QueueUnavailable as exc:
-            return queue_unavailable(exc)
+        execution = execution_rerun(original=original, owner=request.user)
         return Response({**submitted_body(execution), "rerun_of": original.id}, status=status.HTTP_202_ACCEPTED)
 
 
 class ExecutionEventsView(ExecutionScopedView):
+    """One execution's stored events."""
+
     # Its events are the WebSocket's frames: its operation also publishes the schema of
     # every frame the WebSocket sends (executions.api.schema.ApiAutoSchema).
     websocket_frames = WEBSOCKET_FRAME
@@ -354,6 +344,7 @@ class ExecutionEventsView(ExecutionScopedView):
         },
     )
     def get(self, request: Request, execution_id: str) -> HttpResponse:
+        """The stored events, oldest first, each exactly its WebSocket frame; only those after ``after_seq``."""
         execution = self.get_execution(request, execution_id)
         after_seq = validated_query(request, EventsQuerySerializer)["after_seq"]
         frames = event_frames_after(execution_id=execution.id, after_seq=after_seq)
@@ -363,8 +354,11 @@ class ExecutionEventsView(ExecutionScopedView):
 
 
 class TargetListView(APIView):
+    """What can be started."""
+
     @extend_schema(operation_id="targets_list", responses={200: TargetListSerializer})
     def get(self, request: Request) -> Response:
+        """Every registered pipeline and agent: its steps and the JSON Schema of its inputs."""
         return Response(
             {
                 "targets": [
@@ -405,4 +399,5 @@ class TokenView(ObtainAuthToken):
         auth=[],
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Exchange a username and password for the user's API token."""
         return super().post(request, *args, **kwargs)

@@ -1,0 +1,1 @@
+"""Management commands of the app (``manage.py ensure_demo_user``, ``prune_executions``)."""

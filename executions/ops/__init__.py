@@ -1,1 +1,5 @@
-"""The operator's endpoints: liveness and readiness probes, the Prometheus scrape (README, "Operations")."""
+"""The operator's endpoints: liveness and readiness probes, and the Prometheus scrape.
+
+An edge of the domain, like the API: it reads through the selectors and the
+sweepers' heartbeat table, and writes nothing (the README's "Operations").
+"""

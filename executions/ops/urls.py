@@ -1,4 +1,8 @@
-"""Routes of the operator's endpoints, at the site root (with or without a trailing slash, no redirect)."""
+"""Routes of the operator's endpoints, at the site root: ``/healthz`` (and ``/health``), ``/readyz``, ``/metrics``.
+
+Each is served with or without a trailing slash, never redirected: a probe
+reads the first answer it gets.
+"""
 
 from django.urls import re_path
 

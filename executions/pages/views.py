@@ -1,20 +1,11 @@
-"""Server-rendered pages: the list, one execution, and the start form.
+"""Server-rendered pages: the list, one execution, and the start form; each view calls one selector or service.
 
-Each view parses the request, calls one selector or service and renders.
-
-Who presents what (the other side is ``static/js/execution-page.js``): the
-server renders the first page with raw values only -- the status label (the
-model's), the stored percentage, the step's name and
-``current_step/total_steps``, times as ISO ``<time>``, the JSON of inputs,
-outputs and error as it is, the stored events as a plain list -- so that a
-browser without JavaScript still shows the state. It embeds the same state as
-data (``#page-data``): the execution's public shape (``execution_dict``) and
-its stored events, the frames exactly as ``executions/frames.py`` built them
-(read through ``event_frames_after``; see the README, "The WebSocket
-protocol"). Every presentation rule -- durations, the step text, the timeline
-of steps, the remaining time, rounding, local times, indented JSON -- lives in
-the script only, which renders from that data at load and then from the
-stream. Nothing here formats a duration, words a step or builds a timeline.
+The server renders raw values only (the status label, the stored percentage,
+``current_step/total_steps``, ISO times, the JSON as stored), so that a page
+reads without JavaScript, and embeds the same state as data (``#page-data``):
+the execution's public shape and its stored frames. Every presentation rule
+(durations, step text, timeline, time left, local times) lives only in
+``static/js/execution-page.js``; nothing here formats or words a value.
 """
 
 from __future__ import annotations
@@ -31,25 +22,18 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from executions.errors import BrokerUnavailableError, ExecutionsError, InputsInvalidError, NotCancellableError
 from executions.frames import execution_dict
-from executions.models import Execution, ExecutionStatus
-from executions.registry import InputsInvalid, all_targets, get_target
+from executions.models import UNENDED_STATUSES, Execution, ExecutionStatus
+from executions.registry import all_targets, get_target
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
-from executions.services import (
-    CannotCancel,
-    QueueUnavailable,
-    TargetNotFound,
-    execution_cancel,
-    execution_create,
-    execution_rerun,
-)
+from executions.services import execution_cancel, execution_create, execution_rerun
 
 from .forms import ExecutionFilterForm, ExecutionStartForm, target_for_key, target_key
 
 PAGE_SIZE = 20
 #: The detail page renders at most this many of the latest events.
 TIMELINE_MAX_EVENTS = 500
-CANCELLABLE = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RUNNING})
 #: What the list's script needs of each execution's public shape (``execution_dict``).
 LIST_STATE_KEYS = (
     "execution_id",
@@ -100,6 +84,7 @@ def execution_or_404(request: HttpRequest, execution_id: str) -> Execution:
 @login_required
 @require_GET
 def execution_list(request: HttpRequest) -> HttpResponse:
+    """The user's executions (staff: everyone's), filtered and paginated, live."""
     assert request.user.is_authenticated, "login_required let it in"
     filters = ExecutionFilterForm(request.GET)
     executions = execution_list_for_user(user=request.user, **filters.selectors_kwargs())
@@ -147,6 +132,7 @@ def execution_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
+    """One execution, live: state, progress, timeline of events, outputs or error."""
     execution = execution_or_404(request, execution_id)
     # Events up to the execution's seq: the page shows exactly that state, and
     # the script resumes the stream after it (``after_seq``), so nothing is missed.
@@ -168,10 +154,10 @@ def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
                 "status_labels": STATUS_LABELS,
                 "execution": execution_dict(execution),
                 "events": events,
-                "planned_steps": planned_steps(execution) if execution.status in CANCELLABLE else None,
+                "planned_steps": planned_steps(execution) if execution.status in UNENDED_STATUSES else None,
             },
-            "can_cancel": execution.status in CANCELLABLE,
-            "can_rerun": execution.status not in CANCELLABLE,
+            "can_cancel": execution.status in UNENDED_STATUSES,
+            "can_rerun": execution.status not in UNENDED_STATUSES,
             "inputs_json": raw_json(execution.inputs),
             "config_json": raw_json(execution.config) if execution.config else "",
             "outputs_json": raw_json(execution.outputs) if execution.outputs is not None else "",
@@ -194,7 +180,7 @@ def execution_cancel_view(request: HttpRequest, execution_id: str) -> HttpRespon
     execution = execution_or_404(request, execution_id)
     try:
         execution_cancel(execution_id=execution.id)
-    except CannotCancel as exc:
+    except NotCancellableError as exc:
         messages.warning(request, str(exc))
     else:
         messages.success(request, "Execution cancelled.")
@@ -209,11 +195,11 @@ def execution_rerun_view(request: HttpRequest, execution_id: str) -> HttpRespons
     assert request.user.is_authenticated, "login_required let it in"
     try:
         execution = execution_rerun(original=original, owner=request.user)
-    except (TargetNotFound, QueueUnavailable) as exc:
-        messages.error(request, f"Not rerun: {exc}")
-    except InputsInvalid as exc:
+    except InputsInvalidError as exc:
         problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in exc.errors.items())
         messages.error(request, f"Not rerun: its inputs are no longer valid ({problems})")
+    except ExecutionsError as exc:
+        messages.error(request, f"Not rerun: {exc}")
     else:
         return redirect("execution-detail", execution_id=execution.id)
     return redirect("execution-detail", execution_id=original.id)
@@ -222,6 +208,7 @@ def execution_rerun_view(request: HttpRequest, execution_id: str) -> HttpRespons
 @login_required
 @require_http_methods(["GET", "POST"])
 def execution_start(request: HttpRequest) -> HttpResponse:
+    """The start form of a target (generated from its inputs); a valid POST submits and redirects."""
     assert request.user.is_authenticated, "login_required let it in"
     targets = all_targets()
     key = request.POST.get("target") if request.method == "POST" else request.GET.get("target")
@@ -243,9 +230,9 @@ def execution_start(request: HttpRequest) -> HttpResponse:
                         inputs=form.inputs(),
                         config=form.config(),
                     )
-                except InputsInvalid as exc:
+                except InputsInvalidError as exc:
                     form.add_input_errors(exc.errors)
-                except QueueUnavailable as exc:
+                except BrokerUnavailableError as exc:
                     # Nothing was stored: the form stays filled in for another try.
                     form.add_error(None, str(exc))
                     status = 503

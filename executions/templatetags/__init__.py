@@ -1,0 +1,1 @@
+"""Template tags of the app: ``{% load progress %}`` for the live progress widget."""

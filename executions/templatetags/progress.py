@@ -1,22 +1,13 @@
-"""The drop-in live progress widget, for any Django template of the project.
-
-::
+"""The drop-in live progress widget, for any Django template of the project::
 
     {% load progress %}
     {% execution_progress_assets %}        {# once per page, e.g. in <head> #}
     {% execution_progress execution %}     {# where the bar goes; as many as needed #}
 
-``execution_progress`` renders a progress bar, the step, the time left and the
-status of one execution (an ``Execution``, or its id: it is then looked up as
-the page's user may see it), with raw values that read without JavaScript, as the
-pages do. ``execution_progress_assets`` writes the widget's stylesheet and its
-script (``static/css/progress-widget.css``, ``static/js/progress-widget.js``),
-which words the values and keeps every widget live with the pages' stream
-client: the WebSocket, then Server-Sent Events, then polling.
-
-An edge of the domain, like the pages: it reads through the selectors, and the
-domain never imports it. The stream it opens checks access itself (a widget
-for an execution the browser's user may not see gets a 4404 and says so).
+The bar shows raw values that read without JavaScript (of an ``Execution``, or
+of an id looked up as the page's user may see it); the assets' script keeps it
+live with the pages' stream client. An edge, like the pages: it reads through
+the selectors, and the stream it opens checks access itself.
 """
 
 from __future__ import annotations

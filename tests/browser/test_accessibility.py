@@ -21,8 +21,9 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.urls import reverse
 
+from executions.errors import NotCancellableError
 from executions.models import Execution
-from executions.services import CannotCancel, execution_cancel, execution_create
+from executions.services import execution_cancel, execution_create
 from tests.browser.axe import axe_violations, describe, node_count
 from tests.browser.helpers import Account, log_in, screenshot_path
 
@@ -63,7 +64,7 @@ def three_executions(admin_account: Account) -> Iterator[dict[str, Execution]]:
         wait_until(executions["running"], lambda e: e.status == "running" and e.seq >= 3)
         yield executions
     finally:
-        with contextlib.suppress(CannotCancel):  # it may have ended already
+        with contextlib.suppress(NotCancellableError):  # it may have ended already
             execution_cancel(execution_id=executions["running"].id)
 
 

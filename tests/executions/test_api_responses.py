@@ -38,8 +38,8 @@ from rest_framework.test import APIClient
 
 from core.throttles import CancelThrottle, SubmitThrottle, TokenThrottle
 from executions.api import views as api_views
+from executions.errors import BrokerUnavailableError
 from executions.models import Execution
-from executions.services import QueueUnavailable
 from tests.frames import assert_matches_component, closed, published_schema
 
 from ..helpers import PASSWORD, token_client
@@ -258,7 +258,7 @@ def broker_down(world: World) -> None:
     """The service's refusal (tested for real in test_services): here only the answer's shape."""
 
     def refuse(**kwargs: Any) -> None:
-        raise QueueUnavailable(OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused."))
+        raise BrokerUnavailableError(OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused."))
 
     world.monkeypatch.setattr(api_views, "execution_submit", refuse)
     world.monkeypatch.setattr(api_views, "execution_rerun", refuse)

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
+from executions.errors import NotCancellableError
 from executions.events import RecordedEvent, event_record
 from executions.models import TERMINAL_EVENT_TYPES, EventType, Execution, ProgressSnapshot
-from executions.services import CannotCancel, execution_cancel
+from executions.services import execution_cancel
 
 from ..helpers import final_progress, step_progress, wait_for
 
@@ -104,7 +105,7 @@ def test_concurrent_reporters_and_cancels_number_the_history_without_gaps(make_e
         try:
             keep(execution_cancel(execution_id=execution.id))
             outcome = "won"
-        except CannotCancel as exc:
+        except NotCancellableError as exc:
             outcome = exc.status
         with lock:
             cancel_outcomes.append(outcome)

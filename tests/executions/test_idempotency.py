@@ -14,7 +14,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from executions import idempotency, services
-from executions.idempotency import IdempotencyConflict, idempotency_keys_prune, request_fingerprint
+from executions.errors import IdempotencyConflictError
+from executions.idempotency import idempotency_keys_prune, request_fingerprint
 from executions.maintenance import executions_prune
 from executions.models import Execution, IdempotencyKey
 from executions.services import execution_submit
@@ -138,7 +139,7 @@ def test_a_pruned_execution_takes_its_key_with_it(alice: Any, task_queue: Any) -
 def test_the_service_raises_a_conflict_for_another_fingerprint(alice: Any, task_queue: Any) -> None:
     echo = {"owner": alice, "type": "agent", "target_id": "echo", "inputs": {}, "config": {}}
     execution_submit(**echo, idempotency_key="k", request_fingerprint="a")
-    with pytest.raises(IdempotencyConflict):
+    with pytest.raises(IdempotencyConflictError):
         execution_submit(**echo, idempotency_key="k", request_fingerprint="b")
 
 

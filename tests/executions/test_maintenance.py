@@ -20,15 +20,12 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from io import StringIO
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-import redis
 from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery.contrib.testing.mocks import TaskMessage
@@ -40,6 +37,7 @@ from kombu.exceptions import OperationalError
 
 from config.celery import app
 from executions import maintenance
+from executions.errors import BrokerUnavailableError
 from executions.events import event_record
 from executions.frames import iso
 from executions.maintenance import (
@@ -51,20 +49,17 @@ from executions.maintenance import (
     workers_alive,
 )
 from executions.models import EventType, Execution, ProgressSnapshot, WebhookAttempt, WorkerBeat
-from executions.services import QueueUnavailable
 from executions.tasks import ExecutionRequest, run_execution
 from executions.worker import Maintenance, database_in_use, install_fork_guard, start_shutdown_grace
 
 from ..helpers import create_execution, start_progress, wait_for
+from .conftest import Broker
 
 WORKER = "w1@host"
 OTHER_WORKER = "w2@host"
 TIMEOUT = 30.0
 REQUEUE = 30.0
 RETENTION_DAYS = 30
-#: A Redis database of the test run's server that nothing else uses.
-BROKER_DB = 12
-QUEUE = "celery"
 
 
 @pytest.fixture(autouse=True)
@@ -218,39 +213,6 @@ def test_concurrent_sweepers_fail_a_run_exactly_once(alice: Any) -> None:
 # --- executions_requeue_lost ----------------------------------------------------------------------
 
 
-@dataclass
-class Broker:
-    """A Redis database of its own, which ``broker_held_text`` reads as the broker."""
-
-    url: str
-    client: redis.Redis
-
-    def publish(self, execution_id: str) -> None:
-        """A real task message for the run, as a submit queues it."""
-        with app.connection_for_write(self.url) as conn:
-            app.send_task("executions.run_execution", args=[execution_id], connection=conn)
-
-    def queued(self) -> int:
-        return int(self.client.llen(QUEUE))
-
-    def unacked(self) -> int:
-        return int(self.client.hlen("unacked"))
-
-
-@pytest.fixture
-def broker(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
-    url = urlsplit(redis_url)._replace(path=f"/{BROKER_DB}").geturl()
-    # What Celery's connection_for_read() uses, before any setting.
-    monkeypatch.setenv("CELERY_BROKER_READ_URL", url)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield Broker(url, client)
-    finally:
-        client.flushdb()
-        client.close()
-
-
 def enqueued_at(execution_id: str) -> datetime | None:
     return Execution.objects.values_list("enqueued_at", flat=True).get(pk=execution_id)
 
@@ -291,10 +253,8 @@ def test_only_the_execution_whose_message_is_missing_from_the_queue_is_queued_ag
 def test_a_message_a_worker_holds_unacknowledged_is_not_duplicated(alice: Any, task_queue: Any, broker: Broker) -> None:
     held, lost = create_execution(alice), create_execution(alice)
     broker.publish(held.id)
-    with app.connection_for_read(broker.url) as conn:
-        # A worker's prefetch: the message leaves the queue for the unacked hash.
-        message = conn.default_channel.basic_get(QUEUE, no_ack=False)
-        assert message is not None and message.payload[0] == [held.id]
+    with broker.prefetched() as message:
+        assert message.payload[0] == [held.id]
         assert (broker.queued(), broker.unacked()) == (0, 1)
         assert executions_requeue_lost(now=later(REQUEUE + 1)).execution_ids == [lost.id]
     assert task_queue.execution_ids == [lost.id]
@@ -315,16 +275,16 @@ def test_a_sweeper_that_lost_the_race_does_not_queue_again(
     """A second sweeper requeues between the first one's query and its compare-and-set on ``enqueued_at``."""
     executions = [create_execution(alice) for _ in range(3)]
     now = later(REQUEUE + 1)
-    held_text = maintenance.broker_held_text
+    runs_held = maintenance.runs_held
     other: list[list[str]] = []
 
-    def other_sweeper_first() -> bytes | None:
+    def other_sweeper_first(execution_ids: Iterable[str]) -> set[str] | None:
         if not other:
-            monkeypatch.setattr(maintenance, "broker_held_text", held_text)
+            monkeypatch.setattr(maintenance, "runs_held", runs_held)
             other.append(executions_requeue_lost(now=now).execution_ids)
-        return held_text()
+        return runs_held(execution_ids)
 
-    monkeypatch.setattr(maintenance, "broker_held_text", other_sweeper_first)
+    monkeypatch.setattr(maintenance, "runs_held", other_sweeper_first)
     assert executions_requeue_lost(now=now).execution_ids == []
     assert sorted(other[0]) == sorted(e.id for e in executions)
     assert sorted(task_queue.execution_ids) == sorted(e.id for e in executions)
@@ -363,7 +323,7 @@ def test_a_requeue_the_broker_refuses_is_tried_again_at_the_next_sweep(
     execution = create_execution(alice)
 
     def broker_down(execution: Execution) -> None:
-        raise QueueUnavailable(OperationalError("Connection refused"))
+        raise BrokerUnavailableError(OperationalError("Connection refused"))
 
     monkeypatch.setattr(maintenance, "execution_enqueue", broker_down)
     assert executions_requeue_lost(now=later(REQUEUE + 1)).execution_ids == []
@@ -378,7 +338,7 @@ def test_without_a_readable_broker_queue_age_alone_decides(
 ) -> None:
     """Another broker than Redis: a duplicate is harmless, since only one delivery can claim the run."""
     execution = create_execution(alice)
-    monkeypatch.setattr(maintenance, "broker_held_text", lambda: None)
+    monkeypatch.setattr(maintenance, "runs_held", lambda execution_ids: None)
     requeued = executions_requeue_lost(now=later(REQUEUE + 1))
     assert requeued.execution_ids == [execution.id] and not requeued.inspected
 
@@ -551,10 +511,10 @@ def test_a_sweep_outlives_a_broker_outage(alice: Any, task_queue: Any, monkeypat
     waiting = create_execution(alice)
     Execution.objects.filter(pk=waiting.id).update(enqueued_at=timezone.now() - timedelta(seconds=REQUEUE + 1))
 
-    def broker_down() -> bytes | None:
+    def broker_down(execution_ids: Iterable[str]) -> set[str] | None:
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(maintenance, "broker_held_text", broker_down)
+    monkeypatch.setattr(maintenance, "runs_held", broker_down)
     queued_before = list(task_queue.execution_ids)  # each once, by its submit
     Maintenance(WORKER).tick()  # logged, not raised: the next sweep tries again
     assert status_of(lost.id) == "failed"

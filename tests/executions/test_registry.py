@@ -10,12 +10,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from executions.errors import InputsInvalidError
 from executions.registry import (
     JSON_SCHEMA_DIALECT,
     MISSING,
     Boolean,
     FieldError,
-    InputsInvalid,
     Integer,
     Number,
     String,
@@ -156,7 +156,7 @@ def test_given_values_are_kept() -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    with pytest.raises(InputsInvalid) as caught:
+    with pytest.raises(InputsInvalidError) as caught:
         EVERY_FIELD.validate_inputs({"ratio": "1", "name": "", "flag": 1, "extra": 1, "other": None})
     errors = caught.value.errors
     assert set(errors) == {"count", "ratio", "name", "flag", "extra", "other"}
@@ -167,7 +167,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 @pytest.mark.parametrize("raw", [[], "x", 5, None, True, [{"count": 1}]])
 def test_inputs_must_be_an_object(raw: Any) -> None:
-    with pytest.raises(InputsInvalid) as caught:
+    with pytest.raises(InputsInvalidError) as caught:
         EVERY_FIELD.validate_inputs(raw)
     assert caught.value.errors == {"non_field_errors": ["Expected an object."]}
 
@@ -177,7 +177,7 @@ def test_any_object_when_no_inputs_are_declared() -> None:
     assert echo is not None and echo.inputs is None
     raw = {"anything": [1, {"x": None}], "": 1}
     assert echo.validate_inputs(raw) == raw
-    with pytest.raises(InputsInvalid):
+    with pytest.raises(InputsInvalidError):
         echo.validate_inputs(["not", "an", "object"])
 
 
@@ -185,13 +185,13 @@ def test_demo_steps_cross_check_runs_on_valid_inputs_only() -> None:
     demo = get_target("pipeline", "demo_steps")
     assert demo is not None
     assert demo.validate_inputs({"steps": 3, "fail_at_step": 3})["fail_at_step"] == 3
-    with pytest.raises(InputsInvalid) as caught:
+    with pytest.raises(InputsInvalidError) as caught:
         demo.validate_inputs({"steps": 3, "fail_at_step": 4})
     assert set(caught.value.errors) == {"fail_at_step"}
-    with pytest.raises(InputsInvalid) as caught:
+    with pytest.raises(InputsInvalidError) as caught:
         demo.validate_inputs({"steps": "3", "fail_at_step": 4})
     assert set(caught.value.errors) == {"steps"}
-    with pytest.raises(InputsInvalid) as caught:
+    with pytest.raises(InputsInvalidError) as caught:
         demo.validate_inputs({"fail_at_step": 6})
     assert set(caught.value.errors) == {"fail_at_step"}, "checked against the default of 5 steps"
 
@@ -336,7 +336,7 @@ def test_validate_inputs_raises_nothing_but_inputs_invalid(raw: Any, target_key:
     assert target is not None
     try:
         cleaned = target.validate_inputs(raw)
-    except InputsInvalid as exc:
+    except InputsInvalidError as exc:
         # A property, not one case: raising is allowed, then the errors must be well-formed.
         assert isinstance(exc.errors, dict) and exc.errors  # noqa: PT017 - see above
         for key, messages in exc.errors.items():

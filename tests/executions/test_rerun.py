@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from executions import services
 from executions.models import Execution
 from executions.services import execution_create, execution_rerun
+from executions.tasks import run_execution
 
 from .states import CALLBACK_URL
 
@@ -123,7 +124,7 @@ def test_with_the_broker_down_a_rerun_is_a_503_and_stores_nothing(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(services.run_execution, "apply_async", broken)
+    monkeypatch.setattr(run_execution, "apply_async", broken)
     response = alice_client.post(rerun_url(original.id))
     assert response.status_code == 503 and int(response["Retry-After"]) >= 1
     assert list(Execution.objects.values_list("id", flat=True)) == [original.id]

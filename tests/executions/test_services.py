@@ -9,22 +9,14 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import override_settings
 from kombu.exceptions import OperationalError
 
+from executions.errors import BrokerUnavailableError, InputsInvalidError, NotCancellableError, TargetNotFoundError
 from executions.events import event_record
+from executions.limits import HARD_LIMIT_GRACE_SECONDS
 from executions.models import EventType, Execution, ProgressSnapshot
-from executions.registry import InputsInvalid
 from executions.runner import execution_fail
-from executions.services import (
-    HARD_LIMIT_GRACE_SECONDS,
-    CannotCancel,
-    QueueUnavailable,
-    TargetNotFound,
-    celery_time_limits,
-    execution_cancel,
-    execution_create,
-)
+from executions.services import execution_cancel, execution_create
 from executions.tasks import run_execution
 
 from ..helpers import create_execution, final_progress, start_progress, step_progress
@@ -103,7 +95,7 @@ def test_create_refuses_and_stores_nothing_when_the_broker_is_down(alice: Any, m
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(run_execution, "apply_async", broken)
-    with pytest.raises(QueueUnavailable, match="task queue is unavailable"):
+    with pytest.raises(BrokerUnavailableError, match="task queue is unavailable"):
         execution_create(owner=alice, type="agent", target_id="echo", inputs={}, config={})
     assert not Execution.objects.exists()
     assert not ProgressSnapshot.objects.exists()
@@ -111,27 +103,19 @@ def test_create_refuses_and_stores_nothing_when_the_broker_is_down(alice: Any, m
 
 @pytest.mark.django_db
 def test_create_refuses_an_unknown_target(alice: Any) -> None:
-    with pytest.raises(TargetNotFound, match=r"^Pipeline 'nope' not found$"):
+    with pytest.raises(TargetNotFoundError, match=r"^Pipeline 'nope' not found$"):
         execution_create(owner=alice, type="pipeline", target_id="nope", inputs={}, config={})
-    with pytest.raises(TargetNotFound, match=r"^Agent 'demo_steps' not found$"):
+    with pytest.raises(TargetNotFoundError, match=r"^Agent 'demo_steps' not found$"):
         execution_create(owner=alice, type="agent", target_id="demo_steps", inputs={}, config={})
     assert not Execution.objects.exists()
 
 
 @pytest.mark.django_db
 def test_create_refuses_invalid_inputs_and_stores_nothing(alice: Any) -> None:
-    with pytest.raises(InputsInvalid) as caught:
+    with pytest.raises(InputsInvalidError) as caught:
         execution_create(owner=alice, type="pipeline", target_id="demo_steps", inputs={"steps": "5"}, config={})
     assert set(caught.value.errors) == {"steps"}
     assert not Execution.objects.exists()
-
-
-def test_celery_time_limits_are_backstops_behind_the_timeout() -> None:
-    with override_settings(EXECUTION_MAX_SECONDS=3600):
-        assert celery_time_limits({}) == (3600, 3600 + HARD_LIMIT_GRACE_SECONDS)
-        assert celery_time_limits({"timeout": None}) == (3600, 3600 + HARD_LIMIT_GRACE_SECONDS)
-        assert celery_time_limits({"timeout": 10}) == (12, 12 + HARD_LIMIT_GRACE_SECONDS)
-        assert celery_time_limits({"timeout": 99_999}) == (3600, 3600 + HARD_LIMIT_GRACE_SECONDS)
 
 
 # --- execution_cancel ------------------------------------------------------------------------------
@@ -166,7 +150,7 @@ def test_cancel_a_running_execution_keeps_its_progress(make_execution: Any, alic
 @pytest.mark.parametrize("status", sorted(TERMINAL))
 def test_cancel_refuses_a_terminal_execution(make_execution: Any, alice: Any, status: str) -> None:
     execution = make_execution(alice, status)
-    with pytest.raises(CannotCancel, match=f"^Cannot cancel execution with status '{status}'$") as caught:
+    with pytest.raises(NotCancellableError, match=f"^Cannot cancel execution with status '{status}'$") as caught:
         execution_cancel(execution_id=execution.id)
     assert caught.value.status == status
     after = Execution.objects.get(pk=execution.id)
@@ -175,7 +159,7 @@ def test_cancel_refuses_a_terminal_execution(make_execution: Any, alice: Any, st
 
 @pytest.mark.django_db
 def test_cancel_a_missing_execution(db: None) -> None:
-    with pytest.raises(CannotCancel):
+    with pytest.raises(NotCancellableError):
         execution_cancel(execution_id="exec_000000000000")
 
 
@@ -192,7 +176,7 @@ def test_concurrent_cancels_record_exactly_one_event(make_execution: Any, alice:
             try:
                 execution_cancel(execution_id=execution.id)
                 outcome = "cancelled"
-            except CannotCancel as exc:
+            except NotCancellableError as exc:
                 outcome = exc.status
             with lock:
                 outcomes.append(outcome)
@@ -314,7 +298,7 @@ def test_failed_without_progress_keeps_the_last_progress(make_execution: Any, al
 def test_a_pending_execution_can_fail_without_starting(make_execution: Any, alice: Any) -> None:
     execution = make_execution(alice)
     assert execution_fail(
-        execution_id=execution.id, error={"type": "QueueUnavailable", "message": "x", "details": None}
+        execution_id=execution.id, error={"type": "LookupError", "message": "x", "details": None}
     )
     execution.refresh_from_db()
     assert (execution.status, execution.seq, execution.progress, execution.started_at) == ("failed", 1, None, None)

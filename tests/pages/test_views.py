@@ -11,11 +11,11 @@ from django.contrib.admin.utils import quote
 from django.test import Client
 from kombu.exceptions import OperationalError
 
+from executions.errors import BrokerUnavailableError
 from executions.frames import iso
 from executions.models import Execution
 from executions.pages import views
 from executions.pages.views import PAGE_SIZE
-from executions.services import QueueUnavailable
 from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -352,7 +352,7 @@ def test_start_while_the_queue_is_down_keeps_the_form_and_stores_nothing(
     alice_page: Client, alice: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(**kwargs: Any) -> None:
-        raise QueueUnavailable(OperationalError("Connection refused"))
+        raise BrokerUnavailableError(OperationalError("Connection refused"))
 
     monkeypatch.setattr(views, "execution_create", refuse)
     response = alice_page.post("/executions/new", {"target": "pipeline:demo_steps", "input_steps": "7"})

@@ -1,14 +1,9 @@
-"""Create the local demo accounts, idempotently, and say how to log in.
+"""Create the local demo accounts, idempotently, and say how to log in (``dev.py run`` calls it).
 
-``dev.py run`` calls this on every start. The passwords are random (never a
-well-known default that could leak into a deployment) and kept in
-``var/<user>_password`` (mode 0600, ``var/`` is git-ignored) so every start
-prints the same credentials and the browser's saved login keeps working.
-
-The credentials are printed for a person (unless ``--verbosity 0``) and, with
-``--credentials-file PATH``, written there as JSON (mode 0600) for a program:
-that is how ``dev.py run`` gets them for its banner, as data rather than by
-reading this command's output.
+The passwords are random, never a well-known default, and kept in
+``var/<user>_password`` (mode 0600) so that every start prints the same ones.
+``--credentials-file PATH`` also writes them as JSON (mode 0600) for a
+program: ``dev.py run`` reads its banner's credentials there, not this output.
 """
 
 from __future__ import annotations
@@ -90,6 +85,8 @@ def ensure_account(account: Account, password_file: Path) -> tuple[AbstractBaseU
 
 
 class Command(BaseCommand):
+    """``manage.py ensure_demo_user`` (the module docstring)."""
+
     help = "Create the demo and admin users if missing (idempotent) and print their credentials."
     # dev.py runs migrate (which runs the checks) just before; once is enough.
     requires_system_checks = []

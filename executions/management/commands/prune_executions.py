@@ -15,6 +15,8 @@ from executions.maintenance import executions_prune
 
 
 class Command(BaseCommand):
+    """``manage.py prune_executions`` (the module docstring)."""
+
     help = "Delete ended executions older than EXECUTION_RETENTION_DAYS, with their events and webhook attempts."
 
     def add_arguments(self, parser: CommandParser) -> None:
