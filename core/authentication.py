@@ -4,7 +4,7 @@ Every API request and WebSocket handshake with ``Authorization: Token <key>``
 looked its token and user up in the database (a join, plus a new connection
 per request). Here the result is kept in the process for
 ``AUTH_CACHE_SECONDS`` (default 2 s, never more than
-``PROGRESS_WS_RESYNC_SECONDS``, the contract's bound for open sockets):
+``PROGRESS_RECHECK_SECONDS``, the contract's bound for open sockets):
 
 * Deleting a token (``post_delete``) or saving or deleting a user
   (``post_save`` / ``post_delete``: deactivation, password change) drops the
@@ -13,7 +13,7 @@ per request). Here the result is kept in the process for
   are seen at the latest when the entry expires, so a deleted token or a
   deactivated user loses access within ``AUTH_CACHE_SECONDS``. Open
   streams (WebSockets, event streams) are re-checked against the database
-  itself (never this cache) every ``PROGRESS_WS_RESYNC_SECONDS``.
+  itself (never this cache) every ``PROGRESS_RECHECK_SECONDS``.
 
 Only successful lookups are cached: a token created a moment ago works at
 once, and a bad token costs a query as before. Each caller gets its own copy
@@ -48,7 +48,7 @@ _tokens: dict[str, _Entry] = {}
 
 
 def cache_seconds() -> float:
-    return min(settings.AUTH_CACHE_SECONDS, settings.PROGRESS_WS_RESYNC_SECONDS)
+    return min(settings.AUTH_CACHE_SECONDS, settings.PROGRESS_RECHECK_SECONDS)
 
 
 def cached_token(key: str) -> Token | None:

@@ -47,6 +47,8 @@ class Frame(TypedDict):
     error: NotRequired[ErrorInfo | None]
     seq: NotRequired[int]
     message: NotRequired[str]
+    #: ``error``: the close code that follows it; None when the socket stays open.
+    code: NotRequired[int | None]
     timestamp: NotRequired[str]
     #: ``created``: the new execution, in its public shape (``execution_dict``).
     execution: NotRequired[dict[str, Any]]
@@ -108,8 +110,9 @@ def status_frame(
     }
 
 
-def error_frame(message: str) -> Frame:
-    return {"type": "error", "message": message, "timestamp": iso(datetime.now(UTC))}
+def error_frame(message: str, code: int | None) -> Frame:
+    """Why the stream cannot serve this request, and the close code that follows (None: no close)."""
+    return {"type": "error", "message": message, "code": code, "timestamp": iso(datetime.now(UTC))}
 
 
 def snapshot_frame(*, executions: list[dict[str, Any]], timestamp: datetime) -> Frame:

@@ -7,7 +7,7 @@ read. Both lookups run in a pooled thread (``core.db.read_db``), not on the
 one thread Channels' ``AuthMiddlewareStack`` uses for every socket of the
 process, and a token's comes from a short per-process cache
 (``core.authentication``; open sockets are re-checked against the database
-every ``PROGRESS_WS_RESYNC_SECONDS``).
+every ``PROGRESS_RECHECK_SECONDS``).
 
 A handshake for a path that no route serves is refused (HTTP 403, daphne's
 only refusal) before any credentials are looked up; Channels' router would

@@ -13,6 +13,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from core.params import MAX_QUERY_INTEGER, parse_seq
 from executions.frames import execution_dict
 from executions.limits import json_limit_error
 from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionType
@@ -208,24 +209,11 @@ class ExecutionSerializer(serializers.Serializer):
         return execution_dict(instance)
 
 
-# Query integers have at most 18 digits: every such value fits the database's
-# 64-bit integers, so a comparison with one can never overflow.
-MAX_QUERY_DIGITS = 18
-MAX_QUERY_INTEGER = 10**MAX_QUERY_DIGITS - 1
-
-
-def parse_non_negative_int(raw: str) -> int | None:
-    """Digits only: ``"5.0"``, ``"+5"``, ``" 5"`` and ``"-1"`` are not counts."""
-    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or len(raw) > MAX_QUERY_DIGITS:
-        return None
-    return int(raw)
-
-
 class QueryIntegerField(serializers.IntegerField):
-    """An integer query parameter written in plain digits."""
+    """An integer query parameter written in plain digits (``core.params``)."""
 
     def to_internal_value(self, data: Any) -> int:
-        value = parse_non_negative_int(data) if isinstance(data, str) else None
+        value = parse_seq(data)
         if value is None:
             self.fail("invalid")
         return super().to_internal_value(value)
@@ -342,7 +330,14 @@ class ErrorFrameSerializer(serializers.Serializer):
     """The socket cannot serve this request (then an application close code), or the client sent a message."""
 
     type = serializers.ChoiceField(choices=["error"])
-    message = serializers.CharField()
+    message = serializers.CharField(help_text="For people: clients read `code`, never this text")
+    code = serializers.IntegerField(
+        allow_null=True,
+        help_text=(
+            "The close code that follows (4400, 4401, 4403, 4404); null when the socket stays open "
+            '(the answer to a message from the client, "Unsupported message")'
+        ),
+    )
     timestamp = serializers.DateTimeField()
 
 

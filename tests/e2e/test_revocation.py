@@ -1,6 +1,6 @@
 """Revoked access closes open sockets on the real daphne, with the default settings.
 
-The consumer re-checks access every ``PROGRESS_WS_RESYNC_SECONDS`` (4 s by
+The consumer re-checks access every ``PROGRESS_RECHECK_SECONDS`` (4 s by
 default), so a socket of a user who lost access closes within 5 s of the
 change: an ``error`` frame, then the contract's close code.
 """
