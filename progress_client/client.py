@@ -338,9 +338,12 @@ class AsyncClient:
             except ConnectionClosed:
                 if error is None:
                     raise
-        code = connection.close_code
-        if error is not None and code is not None and code >= 4000:
-            raise error_from_close(error.get("message", "refused"), code)
+        if error is not None:
+            # The socket's close code is the truth when it arrived; the frame's ``code`` says the same.
+            close_code = connection.close_code
+            code = close_code if close_code is not None and close_code >= 4000 else error.get("code")
+            if code is not None:
+                raise error_from_close(error.get("message", "refused"), code)
 
     async def _sse_frames(self, execution_id: str, after_seq: int | None) -> AsyncGenerator[Frame, None]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -362,7 +365,7 @@ class AsyncClient:
                     for event in parser.feed(decoder.decode(chunk)):
                         frame = json.loads(event.data)
                         if frame.get("type") == "error":
-                            raise error_from_close(frame.get("message", "refused"), _close_code_of(frame))
+                            raise error_from_close(frame.get("message", "refused"), frame.get("code"))
                         yield frame
 
     async def _sse_refusal(self, execution_id: str, response: httpx.Response) -> None:
@@ -431,16 +434,6 @@ class AsyncClient:
                 logger.info("%s; polling again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 attempt += 1
-
-
-def _close_code_of(frame: Frame) -> int:
-    """The close code the socket would have used for an ``error`` frame's message."""
-    message = frame.get("message", "")
-    if message == "Authentication required":
-        return 4401
-    if message.startswith("Execution "):
-        return 4404
-    return 4400
 
 
 class _Tracker:
