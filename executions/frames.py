@@ -116,12 +116,12 @@ def error_frame(message: str, code: int | None) -> Frame:
 
 
 def snapshot_frame(*, executions: list[dict[str, Any]], timestamp: datetime) -> Frame:
-    """The first frame of the socket for many executions: those it follows, in their public shape."""
+    """The first frame of the execution feed: the executions it follows, in their public shape."""
     return {"type": "snapshot", "executions": executions, "timestamp": iso(timestamp)}
 
 
 def created_frame(*, execution: dict[str, Any], timestamp: datetime) -> Frame:
-    """An execution the socket for many executions starts to follow (submitted, usually), in its public shape."""
+    """An execution the execution feed starts to follow (submitted, usually), in its public shape."""
     return {
         "type": "created",
         "execution_id": execution["execution_id"],

@@ -10,7 +10,7 @@ from django.db.models import Count, F, QuerySet
 from .models import Execution, ExecutionStatus, ProgressSnapshot
 
 SORT_FIELDS = ("created_at", "started_at", "completed_at", "status")
-#: The statuses of executions that have not ended: what the socket for many executions follows.
+#: The statuses of executions that have not ended: what the execution feed follows.
 UNENDED_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 
 
@@ -32,7 +32,7 @@ def execution_feed_for_user(
     everyone: bool = False,
     statuses: Collection[str] = UNENDED_STATUSES,
 ) -> QuerySet[Execution]:
-    """The executions the socket for many executions shows ``user``: not ended, newest first.
+    """The executions the execution feed shows ``user``: not ended, newest first.
 
     The user's own, or (``everyone``, staff only) all they may see; only those
     in ``statuses`` (a subset of :data:`UNENDED_STATUSES`).

@@ -3,7 +3,7 @@
 ``execution_created`` is sent once per submitted execution, after the
 transaction that stored it has committed and its task was handed to the
 broker (never for a submit refused with 503); receiver: the streaming edge
-tells the sockets that follow many executions (``progress.broadcast``).
+tells the execution feed's sockets (``progress.broadcast``).
 
 ``event_recorded`` is sent once per event, after the transaction that stored it
 has committed (never for an event that rolled back). Receivers: the streaming

@@ -48,7 +48,7 @@ def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 def session_key_of(scope: dict[str, Any]) -> str | None:
     """The key of the session a socket authenticated with (None for a token socket):
-    the periodic re-check (progress/resync.py) verifies it is still logged in."""
+    the periodic re-check (progress/recheck.py) verifies it is still logged in."""
     session = scope.get("session")
     return getattr(session, "session_key", None) if session is not None else None
 

@@ -96,7 +96,7 @@ class _Publisher:
                 except Exception:  # the database already holds the events
                     metrics.publish_failed(len(batch))
                     logger.exception(
-                        "group_send of %d messages failed; clients will resync from the database", len(batch)
+                        "group_send of %d messages failed; streams repair from the database", len(batch)
                     )
                 continue
             for group, message in batch:
@@ -104,7 +104,7 @@ class _Publisher:
                     await layer.group_send(group, message)
                 except Exception:  # the database already holds the event
                     metrics.publish_failed()
-                    logger.exception("group_send to %s failed; clients will resync from the database", group)
+                    logger.exception("group_send to %s failed; streams repair from the database", group)
 
     def publish(self, group: str, message: Message) -> None:
         with self._guard:

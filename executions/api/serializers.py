@@ -342,7 +342,7 @@ class ErrorFrameSerializer(serializers.Serializer):
 
 
 class SnapshotFrameSerializer(serializers.Serializer):
-    """The first frame of the socket for many executions: those not ended yet, newest first (at most 100)."""
+    """The first frame of the execution feed: the executions not ended yet, newest first (at most 100)."""
 
     type = serializers.ChoiceField(choices=["snapshot"])
     executions = ExecutionSerializer(many=True)
@@ -350,7 +350,7 @@ class SnapshotFrameSerializer(serializers.Serializer):
 
 
 class CreatedFrameSerializer(serializers.Serializer):
-    """An execution the socket for many executions follows from now on: just submitted, as a rule."""
+    """An execution the execution feed follows from now on: just submitted, as a rule."""
 
     type = serializers.ChoiceField(choices=["created"])
     execution_id = serializers.CharField()
@@ -377,7 +377,7 @@ WEBSOCKET_FRAME = PolymorphicProxySerializer(
 )
 
 
-#: Every frame the socket for many executions (WS /api/v1/executions/ws) sends, by its ``type``.
+#: Every frame the execution feed (WS /api/v1/executions/ws) sends, by its ``type``.
 EXECUTION_FEED_FRAME = PolymorphicProxySerializer(
     component_name="ExecutionFeedFrame",
     serializers={
