@@ -68,6 +68,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Ask for the close frame; nothing is sent after it."""
         self.closed = True
         await super().close(code=code, reason=reason)
 
@@ -76,6 +77,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.send_frame(dumps(error_frame(UNSUPPORTED_MESSAGE, None)))
 
     async def disconnect(self, code: int) -> None:
+        """The socket is gone: send nothing more, leave the open-sockets gauge."""
         self.closed = True
         if self.counted:
             self.counted = False
@@ -136,6 +138,7 @@ class ExecutionProgressConsumer(StreamConsumer):
         await self.stream.start(opening)
 
     async def forward(self, frame: StreamFrame) -> None:
+        """The stream's way out: one frame, as the stream ordered it."""
         await self.send_frame(frame.text, frame.timestamp)
 
     async def finish(self) -> None:
@@ -149,11 +152,13 @@ class ExecutionProgressConsumer(StreamConsumer):
         await self.refuse(*refusal)
 
     async def leave_group(self) -> None:
+        """Leave the execution's group, once."""
         if self.group is not None:
             group, self.group = self.group, None
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
+        """Stop the stream (it leaves the re-check), then leave the group."""
         if self.stream is not None:
             self.stream.stop()
         await super().disconnect(code)

@@ -250,6 +250,7 @@ class ExecutionFeedConsumer(StreamConsumer):
         rechecker().add(self)
 
     async def disconnect(self, code: int) -> None:
+        """Leave the re-check, stop the held-back frames' timers and tasks, leave the group."""
         rechecker().discard(self)
         for task in getattr(self, "tasks", ()):
             if task is not asyncio.current_task():
@@ -323,6 +324,7 @@ class ExecutionFeedConsumer(StreamConsumer):
         return followed
 
     def forget(self, execution_id: str) -> None:
+        """Its terminal frame is out: follow it no more, and ignore late messages about it."""
         followed = self.followed.pop(execution_id, None)
         if followed is not None:
             followed.drop_pending()
@@ -331,6 +333,7 @@ class ExecutionFeedConsumer(StreamConsumer):
     # --- at most one progress frame per execution per interval --------------------------------
 
     async def offer_progress(self, execution_id: str, followed: Followed, message: FeedMessage) -> None:
+        """Send a progress frame now if the interval is over, else hold the latest until it is."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         interval = settings.PROGRESS_FEED_INTERVAL_SECONDS
@@ -346,6 +349,7 @@ class ExecutionFeedConsumer(StreamConsumer):
             followed.timer = loop.call_later(delay, lambda: self.spawn(self.send_held_progress(execution_id)))
 
     async def send_held_progress(self, execution_id: str) -> None:
+        """The interval is over: send the progress frame held back, unless something newer went out."""
         async with self.order:
             followed = self.followed.get(execution_id)
             if followed is None or self.closed:
@@ -359,6 +363,7 @@ class ExecutionFeedConsumer(StreamConsumer):
             followed.progress_sent_at = asyncio.get_running_loop().time()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` as a task of this socket (cancelled when it disconnects)."""
         task = asyncio.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

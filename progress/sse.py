@@ -271,6 +271,7 @@ class ExecutionProgressStreamView(View):
     http_method_names = ["get", "options"]
 
     async def get(self, request: HttpRequest, execution_id: str) -> HttpResponseBase:
+        """401, 400, 404 (in that order), or the event stream."""
         authenticated = await authenticate(request)
         if isinstance(authenticated, HttpResponse):
             return authenticated

@@ -1,18 +1,11 @@
 """``AsyncClient`` and ``Client``: the executions API, and ``watch`` that never loses or repeats a frame.
 
-One implementation, asynchronous (httpx for HTTP, websockets for the
-socket); ``Client`` runs it on a private event loop, so both behave the same.
-
-``watch`` follows an execution through the first transport that works, in
-the order WebSocket, Server-Sent Events, REST polling (``/events?after_seq=``):
-
-* every disconnect is followed by a reconnect with the last ``seq`` seen,
-  with exponential backoff (with jitter) while nothing gets through;
-* a transport that is refused (a proxy answering the WebSocket upgrade with
-  403/404/426, or several handshakes failing in a row) gives way to the next;
-* frames are checked by ``seq``: a repeat is dropped, a gap is filled from
-  ``/events`` (the server does not leave gaps; a client should not trust
-  every hop between), and the watch ends after the terminal frame.
+One asynchronous implementation (httpx, websockets); ``Client`` runs it on a
+private event loop. ``watch`` uses the first transport that works (WebSocket,
+Server-Sent Events, polling ``/events``), reconnects after the last ``seq``
+seen with backoff, gives way to the next transport when one is refused, drops
+repeats, fills gaps from ``/events``, and ends after the terminal frame. A
+refusal becomes a typed error by its ``code``, never by its message text.
 """
 
 from __future__ import annotations
