@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
@@ -29,6 +30,7 @@ from executions.runner import execution_run
 from executions.selectors import event_frame_at
 from executions.services import execution_cancel
 from progress import broadcast
+from progress.protocol import execution_group, layer_reconnected_message
 from tests.frames import (
     TERMINAL_TYPES,
     assert_frame_shape,
@@ -306,6 +308,21 @@ async def test_a_dropped_group_message_is_filled_from_the_database_in_order(new_
     assert received[0]["progress"] == step_progress(1, 3)
     await expect_close(comm, 1000)
     await expect_silence(comm)
+    await comm.disconnect()
+
+
+async def test_the_layers_reconnect_message_makes_the_socket_catch_up(new_execution, token, drop_publish):
+    """What was published while Redis was away is lost: the hub's ``layer.reconnected``
+    message makes the socket read it from the database."""
+    execution = await database_sync_to_async(new_execution)(steps=1)
+    comm = await open_socket(execution.id, token=token)
+    await next_frame(comm)
+    drop_publish.update({1, 2})
+    await record_started(execution.id, 1)
+    await record_steps(execution.id, [1], 1)
+    await expect_silence(comm)
+    await get_channel_layer().group_send(execution_group(execution.id), layer_reconnected_message())
+    assert [f["seq"] for f in await frames(comm, 2)] == [1, 2]
     await comm.disconnect()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 
@@ -23,6 +24,7 @@ from executions.events import event_record
 from executions.models import Execution
 from executions.services import execution_cancel, execution_create
 from progress import broadcast, feed
+from progress.protocol import feed_group_of_user, layer_reconnected_message
 from tests.frames import assert_feed_frame_shape, final_progress, step_progress
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -421,6 +423,24 @@ async def test_a_submit_whose_created_message_was_lost_is_announced_by_the_reche
     assert (frame["type"], frame["execution_id"], frame["execution"]["status"]) == ("created", execution.id, "pending")
     await asyncio.sleep(3 * fast_recheck)
     await expect_silence(comm)
+    await comm.disconnect()
+
+
+async def test_the_layers_reconnect_message_repairs_at_once(
+    user: Any, feed_user_token: str, task_queue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without waiting for a re-check round (the default 4 s): the hub's ``layer.reconnected``
+    message makes the socket send each followed execution's latest stored frame."""
+    execution = await submit(user, steps=2)
+    comm = await open_feed(feed_user_token)
+    assert [e["execution_id"] for e in await snapshot(comm)] == [execution.id]
+    monkeypatch.setattr(broadcast, "publish_to_feeds", lambda **kwargs: None)  # published while Redis was away
+    await start(execution.id, 2)
+    await record(execution.id, "progress", progress=step_progress(1, 2))
+    await expect_silence(comm)
+    await get_channel_layer().group_send(feed_group_of_user(user.pk), layer_reconnected_message())
+    frame = await next_frame(comm)
+    assert (frame["type"], frame["execution_id"], frame["seq"]) == ("progress", execution.id, 2)
     await comm.disconnect()
 
 
