@@ -3,7 +3,7 @@
 Declares a one-step pipeline whose step calls ``ctx.report(i / N)`` N times
 (100,000 by default) with a strictly rising fraction, so every call takes the
 coalescing path of ``executions/runner.py`` (``RunContext._record_progress``):
-at most one ``progress`` event per ``PROGRESS_COALESCE_MS``, the rest folded
+at most one ``progress`` event per ``PROGRESS_COALESCE_SECONDS``, the rest folded
 into the next one. The execution runs in this process through
 ``execution_run`` (the code a Celery worker runs), with its monitor thread, on
 a throw-away SQLite file; the publish goes to Redis (``REDIS_URL``, or an
@@ -13,7 +13,7 @@ Run::
 
     .venv/bin/python -m bench.report_loop
     .venv/bin/python -m bench.report_loop --reports 1000000
-    PROGRESS_COALESCE_MS=20 .venv/bin/python -m bench.report_loop
+    PROGRESS_COALESCE_SECONDS=0.02 .venv/bin/python -m bench.report_loop
 """
 
 from __future__ import annotations

@@ -17,11 +17,48 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 TRUE_VALUES = {"1", "true", "yes", "on"}
+#: What each renamed environment variable was called before (still read until the next
+#: release, with a DeprecationWarning), and the factor from its unit to the new one.
+RENAMED_ENV: dict[str, tuple[str, float | None]] = {
+    "PROGRESS_COALESCE_SECONDS": ("PROGRESS_COALESCE_MS", 0.001),
+    "PROGRESS_CANCEL_POLL_SECONDS": ("PROGRESS_CANCEL_POLL_MS", 0.001),
+    "PROGRESS_FEED_INTERVAL_SECONDS": ("PROGRESS_FEED_INTERVAL_MS", 0.001),
+    "PROGRESS_RECHECK_SECONDS": ("PROGRESS_WS_RESYNC_SECONDS", None),
+    "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": ("DJANGO_MAX_BODY_BYTES", None),
+    "DJANGO_SECURE_HSTS_SECONDS": ("DJANGO_HSTS_SECONDS", None),
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": ("DJANGO_HSTS_INCLUDE_SUBDOMAINS", None),
+    "DJANGO_SECURE_HSTS_PRELOAD": ("DJANGO_HSTS_PRELOAD", None),
+}
+DEPRECATED_ENV_MESSAGE = "The environment variable {old} is deprecated: set {new}{unit} instead"
+# Shown once per variable in every process's output (daphne's, Celery's), whatever
+# Python's default of hiding DeprecationWarning outside __main__.
+warnings.filterwarnings("default", message="The environment variable ", category=DeprecationWarning)
+
+
+def env(name: str) -> str | None:
+    """The variable's value; for a renamed one set only under its old name, that value
+    in the new unit, with a ``DeprecationWarning`` naming the new variable."""
+    value = os.environ.get(name)
+    if value is not None or name not in RENAMED_ENV:
+        return value
+    old, scale = RENAMED_ENV[name]
+    value = os.environ.get(old)
+    if value is None:
+        return None
+    unit = ""
+    if scale is not None and value.strip():
+        try:
+            value = repr(float(value) * scale)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{old} must be a number, got {value!r} (set {name} instead)") from exc
+        unit = " (in seconds, not milliseconds)"
+    warnings.warn(DEPRECATED_ENV_MESSAGE.format(old=old, new=name, unit=unit), DeprecationWarning, stacklevel=2)
+    return value
 
 
 def env_bool(name: str, default: bool = False) -> bool:
     """Contract: ``1/true/yes/on`` in any case are on, anything else is off."""
-    value = os.environ.get(name)
+    value = env(name)
     if value is None:
         return default
     return value.strip().lower() in TRUE_VALUES
@@ -32,7 +69,7 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+    raw = env(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -130,6 +167,8 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
 # per 700 requests on one daphne). A process with long-lived threads only (a
 # Celery worker) may set DATABASE_CONN_MAX_AGE in its own environment.
 DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 0)
+# The SQLite file used when DATABASE_URL is not set.
+SQLITE_PATH = os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
@@ -137,12 +176,7 @@ if DATABASE_URL:
         )
     }
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
-        }
-    }
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
     # Keep each thread's connection (as for PostgreSQL above): opening one,
@@ -197,14 +231,15 @@ if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
     raise ImproperlyConfigured(
         f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, got {CHANNEL_LAYER!r}"
     )
+# A watcher that falls this far behind misses the next messages; the consumer
+# repairs the gap from the database, so nothing is lost.
+CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
         "CONFIG": {
             "hosts": [REDIS_URL],
-            # A watcher that falls this far behind misses the next messages; the
-            # consumer repairs the gap from the database, so nothing is lost.
-            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
+            "capacity": CHANNEL_LAYER_CAPACITY,
         },
     }
 }
@@ -264,21 +299,21 @@ IDEMPOTENCY_KEY_HOURS = env_float("IDEMPOTENCY_KEY_HOURS", 24)
 # --- Progress ---------------------------------------------------------------------
 # At most one progress event per execution per interval; step boundaries are
 # always recorded and a coalesced report is flushed at the latest one interval later.
-PROGRESS_COALESCE_SECONDS = env_float("PROGRESS_COALESCE_MS", 100) / 1000
+PROGRESS_COALESCE_SECONDS = env_float("PROGRESS_COALESCE_SECONDS", 0.1)
 # How often a running target looks for a cancel made through the API.
-PROGRESS_CANCEL_POLL_SECONDS = env_float("PROGRESS_CANCEL_POLL_MS", 100) / 1000
-# Each server process re-checks all its open streams this often, in one round:
-# revoked access ends a stream, and a terminal frame the channel layer dropped
-# still reaches the client (progress/resync.py).
-PROGRESS_WS_RESYNC_SECONDS = env_float("PROGRESS_WS_RESYNC_SECONDS", 4)
+PROGRESS_CANCEL_POLL_SECONDS = env_float("PROGRESS_CANCEL_POLL_SECONDS", 0.1)
+# Each server process re-checks all its open streams (WebSocket, SSE, feed) this
+# often, in one round: revoked access ends a stream, and a terminal frame the
+# channel layer dropped still reaches the client (progress/recheck.py).
+PROGRESS_RECHECK_SECONDS = env_float("PROGRESS_RECHECK_SECONDS", 4)
 # How long a process reuses a token lookup (token -> active user) before asking
-# the database again; capped at PROGRESS_WS_RESYNC_SECONDS. A deleted token or
+# the database again; capped at PROGRESS_RECHECK_SECONDS. A deleted token or
 # a deactivated user loses access within this bound everywhere, at once in the
 # process that made the change (core/authentication.py). 0 turns the cache off.
 AUTH_CACHE_SECONDS = env_float("AUTH_CACHE_SECONDS", 2)
-# The socket for many executions (WS /api/v1/executions/ws) sends at most one
-# progress frame per execution per interval (the latest state wins).
-PROGRESS_FEED_INTERVAL_SECONDS = env_float("PROGRESS_FEED_INTERVAL_MS", 250) / 1000
+# The execution feed (WS /api/v1/executions/ws) sends at most one progress
+# frame per execution per interval (the latest state wins).
+PROGRESS_FEED_INTERVAL_SECONDS = env_float("PROGRESS_FEED_INTERVAL_SECONDS", 0.25)
 # How long daphne waits for a client's close reply before dropping the
 # connection; frames still queued for a slow reader are lost when it does.
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)
@@ -301,7 +336,7 @@ EXECUTION_INPUTS_MAX_BYTES = env_int("EXECUTION_INPUTS_MAX_BYTES", 64 * 1024)
 EXECUTION_CONFIG_MAX_BYTES = env_int("EXECUTION_CONFIG_MAX_BYTES", 64 * 1024)
 EXECUTION_JSON_MAX_DEPTH = env_int("EXECUTION_JSON_MAX_DEPTH", 32)
 # A request body larger than this is refused with 413 before it is parsed.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 256 * 1024)
 # Largest WebSocket message a client may send (clients have nothing to send).
 WEBSOCKET_MAX_MESSAGE_BYTES = env_int("WEBSOCKET_MAX_MESSAGE_BYTES", 4096)
 
@@ -319,17 +354,20 @@ READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 1)
 
 # --- Throttling ----------------------------------------------------------------------
 # Rates like "120/min" ("s", "min", "hour", "day"); empty disables a throttle.
+# THROTTLE_<SCOPE>_RATE sets one entry each.
 EXECUTION_THROTTLE_RATES = {
     "submit": os.environ.get("THROTTLE_SUBMIT_RATE", "120/min") or None,
     "cancel": os.environ.get("THROTTLE_CANCEL_RATE", "120/min") or None,
     "token": os.environ.get("THROTTLE_TOKEN_RATE", "20/min") or None,
     "login": os.environ.get("THROTTLE_LOGIN_RATE", "10/min") or None,
 }
+# Prefixes every cache key (throttle counters), so that several sites may share a Redis.
+CACHE_KEY_PREFIX = os.environ.get("CACHE_KEY_PREFIX", "executions")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "executions"),
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
     }
 }
 
@@ -400,12 +438,14 @@ SPECTACULAR_SETTINGS = {
 # (W008) stay the operator's decision, and W001 of ours (no WEBHOOK_SECRET).
 # Cookies are HTTPS-only unless debug is on or DJANGO_SECURE_COOKIES=0 says
 # the site is served over plain HTTP (as `dev.py run` on 127.0.0.1 does).
+# One variable for both cookies' settings.
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT")
-SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS")
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD")
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD")
+# One variable for the two settings a TLS-terminating proxy needs.
 if env_bool("DJANGO_BEHIND_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
@@ -413,11 +453,13 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# The root logger's level (the console handler of every process).
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -2,7 +2,7 @@
 
 :class:`CachedTokenAuthentication` gives DRF's answers without a query for a
 token seen within ``AUTH_CACHE_SECONDS`` (never more than
-``PROGRESS_WS_RESYNC_SECONDS``, the contract's bound for open sockets).
+``PROGRESS_RECHECK_SECONDS``, the contract's bound for open sockets).
 Deleting a token or saving a user drops its entries at once in this process;
 other processes, and changes that send no signal (``QuerySet.update``), are
 seen when the entry expires. Open streams are re-checked against the
@@ -38,7 +38,7 @@ _tokens: dict[str, _Entry] = {}
 
 
 def cache_seconds() -> float:
-    return min(settings.AUTH_CACHE_SECONDS, settings.PROGRESS_WS_RESYNC_SECONDS)
+    return min(settings.AUTH_CACHE_SECONDS, settings.PROGRESS_RECHECK_SECONDS)
 
 
 def cached_token(key: str) -> Token | None:

@@ -4,7 +4,7 @@ The pipeline, ``batch_resize``: three steps (``fetch``, ``resize``, ``upload``);
 one, ``resize``, reports after every image how far through it is (``ctx.report(done /
 total)``), so the bar moves smoothly between the step boundaries (33.33 % and 66.67 %
 here) instead of jumping once per step. Reports are cheap: the run context records at
-most one per ``PROGRESS_COALESCE_MS`` (100 ms) and folds the others into it; entering a
+most one per ``PROGRESS_COALESCE_SECONDS`` (0.1 s) and folds the others into it; entering a
 step is always recorded.
 
 **Registering it.** Declaring it here is enough for a process that imports this module.

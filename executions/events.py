@@ -59,7 +59,7 @@ class LockedRow(NamedTuple):
     seq: int
     progress: Progress | None
     callback_url: str
-    #: The socket for many executions is fed per owner (``progress.broadcast``).
+    #: The execution feed is fed per owner (``progress.broadcast``).
     owner_id: int
     #: The ETA is extrapolated from the time since the run started (``executions.eta``).
     started_at: datetime | None
@@ -75,7 +75,7 @@ class RecordedEvent:
     callback_url: str = ""
     #: When it was recorded (the frame's ``timestamp``), ISO 8601.
     timestamp: str = ""
-    #: Who owns the execution: the socket for many executions is fed per user.
+    #: Who owns the execution: the execution feed is fed per user.
     owner_id: int | None = None
 
     @property

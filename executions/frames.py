@@ -47,6 +47,8 @@ class Frame(TypedDict):
     error: NotRequired[ErrorInfo | None]
     seq: NotRequired[int]
     message: NotRequired[str]
+    #: ``error``: the close code that follows it; None when the socket stays open.
+    code: NotRequired[int | None]
     timestamp: NotRequired[str]
     #: ``created``: the new execution, in its public shape (``execution_dict``).
     execution: NotRequired[dict[str, Any]]
@@ -108,17 +110,18 @@ def status_frame(
     }
 
 
-def error_frame(message: str) -> Frame:
-    return {"type": "error", "message": message, "timestamp": iso(datetime.now(UTC))}
+def error_frame(message: str, code: int | None) -> Frame:
+    """Why the stream cannot serve this request, and the close code that follows (None: no close)."""
+    return {"type": "error", "message": message, "code": code, "timestamp": iso(datetime.now(UTC))}
 
 
 def snapshot_frame(*, executions: list[dict[str, Any]], timestamp: datetime) -> Frame:
-    """The first frame of the socket for many executions: those it follows, in their public shape."""
+    """The first frame of the execution feed: the executions it follows, in their public shape."""
     return {"type": "snapshot", "executions": executions, "timestamp": iso(timestamp)}
 
 
 def created_frame(*, execution: dict[str, Any], timestamp: datetime) -> Frame:
-    """An execution the socket for many executions starts to follow (submitted, usually), in its public shape."""
+    """An execution the execution feed starts to follow (submitted, usually), in its public shape."""
     return {
         "type": "created",
         "execution_id": execution["execution_id"],

@@ -1,3 +1,5 @@
+"""The streaming edge's app: its publisher listens to the domain's signals once the app is ready."""
+
 from django.apps import AppConfig
 
 

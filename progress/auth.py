@@ -1,19 +1,12 @@
-"""WebSocket authentication: ``Authorization: Token <key>`` or the session.
+"""WebSocket authentication: ``Authorization: Token <key>`` or the session, and unrouted paths refused.
 
 A token header, when present, decides (as in DRF, where TokenAuthentication
-comes first): a bad token is anonymous even if a session cookie is also sent.
-Only the credentials given are looked up: a token socket's session is never
-read. Both lookups run in a pooled thread (``core.db.read_db``), not on the
-one thread Channels' ``AuthMiddlewareStack`` uses for every socket of the
-process, and a token's comes from a short per-process cache
-(``core.authentication``; open sockets are re-checked against the database
-every ``PROGRESS_WS_RESYNC_SECONDS``).
-
-A handshake for a path that no route serves is refused (HTTP 403, daphne's
-only refusal) before any credentials are looked up; Channels' router would
-raise ``ValueError`` instead, which daphne logs as a traceback and answers with
-a 500 (``/api/v1/executions/a%2Fb/progress/ws`` decodes to a path with one
-segment too many).
+comes first): a bad token is anonymous even if a session cookie is also sent,
+and a token socket's session is never read. Lookups run in a pooled thread
+(``core.db.read_db``), a token's through the per-process cache
+(``core.authentication``); open streams are re-checked against the database
+every ``PROGRESS_RECHECK_SECONDS`` (``progress.recheck``). A handshake for a
+path no route serves is refused (HTTP 403) before any credentials are read.
 """
 
 from __future__ import annotations
@@ -48,7 +41,7 @@ def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 def session_key_of(scope: dict[str, Any]) -> str | None:
     """The key of the session a socket authenticated with (None for a token socket):
-    the periodic re-check (progress/resync.py) verifies it is still logged in."""
+    the periodic re-check (progress/recheck.py) verifies it is still logged in."""
     session = scope.get("session")
     return getattr(session, "session_key", None) if session is not None else None
 
@@ -84,7 +77,12 @@ class TokenOrSessionMiddleware(BaseMiddleware):
 
 
 class RefuseUnroutedPaths:
-    """Refuse the handshake of a path that none of ``router``'s routes match."""
+    """Refuse the handshake of a path that none of ``router``'s routes match.
+
+    Channels' router would raise ``ValueError`` instead, which daphne logs as a
+    traceback and answers with a 500 (``/api/v1/executions/a%2Fb/progress/ws``
+    decodes to a path with one segment too many).
+    """
 
     def __init__(self, application: Any, router: Any) -> None:
         self.application = application

@@ -1,21 +1,11 @@
-"""Group names and the only ``group_send`` of the project.
+"""The only ``group_send`` of the project: every recorded event and submit, to the channel layer.
 
-The domain announces every recorded event with ``executions.signals.event_recorded``
-(after commit); :func:`publish_recorded_event` below is the receiver that hands
-it to the channel layer: to the execution's group (its sockets), and to the
-groups of the sockets that follow many executions (``progress.dashboard``):
-its owner's, and the one of staff sockets that follow everyone's. A submitted
-execution (``executions.signals.execution_created``) goes to those two as well
-(:func:`publish_created_execution`). A socket therefore joins one group and
-hears only about executions it may show, without a subscription per execution.
-
-Sync code (a Celery task, a DRF view) publishes through one long-lived event
-loop per process, running in a daemon thread, so the channel layer keeps its
-pooled Redis connections: ``async_to_sync(group_send)`` per event opens a new
-connection each call (about 10 ms against 0.7 ms measured here).
-
-Publishing is best effort by design: the database is the truth, every frame
-carries its ``seq``, and the consumer repairs gaps from the stored history.
+Receivers of the domain's signals (sent after commit): an event goes to its
+execution's group and, with every submit, to the feed groups of its owner and
+of staff (``progress.protocol`` names the groups and builds the messages).
+Sync code publishes through one long-lived event loop per process, in a daemon
+thread, so the channel layer keeps its pooled Redis connections. Publishing is
+best effort by design: the database is the truth and streams repair by ``seq``.
 """
 
 from __future__ import annotations
@@ -36,49 +26,20 @@ from executions.events import RecordedEvent
 from executions.services import CreatedExecution
 from executions.signals import event_recorded, execution_created
 
+from .protocol import (
+    FEED_GROUP_EVERYONE,
+    EventMessage,
+    FeedMessage,
+    event_message,
+    execution_group,
+    feed_group_of_user,
+    feed_message,
+)
+
 logger = logging.getLogger(__name__)
 
-#: The consumer handler that receives these messages is ``progress_event``.
-MESSAGE_TYPE = "progress.event"
-#: The handler of the sockets that follow many executions: ``feed_frame``.
-FEED_MESSAGE_TYPE = "feed.frame"
-#: The group of the staff sockets that follow every execution (``?scope=all``).
-FEED_GROUP_EVERYONE = "feed.everyone"
-
-
-def group_name(execution_id: str) -> str:
-    return f"execution.{execution_id}"
-
-
-def feed_group_of_user(user_id: Any) -> str:
-    """The group of the sockets that follow the executions of one user."""
-    return f"feed.user.{user_id}"
-
-
-def feed_message(
-    *, execution_id: str, seq: int, event_type: str, status: str, frame_text: str, timestamp: str | None = None
-) -> dict[str, Any]:
-    """The channel-layer message to the sockets that follow many executions: primitives, the
-    frame as ready JSON text. ``event_type`` is the frame's type (``created`` for a submit, seq 0)."""
-    return {
-        "type": FEED_MESSAGE_TYPE,
-        "execution_id": execution_id,
-        "seq": seq,
-        "event": event_type,
-        "status": status,
-        "frame": frame_text,
-        "timestamp": timestamp,
-    }
-
-
-def event_message(*, seq: int, event_type: str, frame_text: str, timestamp: str | None = None) -> dict[str, Any]:
-    """The channel-layer message: primitives only, the frame as ready JSON text.
-
-    ``timestamp`` (the frame's own, ISO 8601) rides along so the consumer can
-    measure event-to-frame latency without parsing the frame.
-    """
-    return {"type": MESSAGE_TYPE, "seq": seq, "event": event_type, "frame": frame_text, "timestamp": timestamp}
-
+#: A channel-layer message of this module (``progress.protocol``).
+Message = EventMessage | FeedMessage
 
 #: The most messages one round trip to the channel layer carries.
 MAX_BATCH = 500
@@ -88,8 +49,8 @@ class _Publisher:
     """A per-process event loop thread that sends messages in submission order.
 
     Messages wait in a queue; the loop thread is woken once per burst, not once
-    per message (a thread hop, a future and a wake-up write each: about a tenth
-    of a recorded event's cost, with three messages per event). One drain runs
+    per message (each wake-up is a thread hop, a future and a write, and an
+    event makes three messages). One drain runs
     at a time and takes the queue in order, so frames of one execution leave in
     the order they were recorded.
     """
@@ -97,7 +58,7 @@ class _Publisher:
     def __init__(self) -> None:
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._queue: collections.deque[tuple[str, Message]] = collections.deque()
         self._draining: concurrent.futures.Future[None] | None = None
         self._last: concurrent.futures.Future[None] | None = None
         self._guard = threading.Lock()
@@ -135,7 +96,7 @@ class _Publisher:
                 except Exception:  # the database already holds the events
                     metrics.publish_failed(len(batch))
                     logger.exception(
-                        "group_send of %d messages failed; clients will resync from the database", len(batch)
+                        "group_send of %d messages failed; streams repair from the database", len(batch)
                     )
                 continue
             for group, message in batch:
@@ -143,9 +104,9 @@ class _Publisher:
                     await layer.group_send(group, message)
                 except Exception:  # the database already holds the event
                     metrics.publish_failed()
-                    logger.exception("group_send to %s failed; clients will resync from the database", group)
+                    logger.exception("group_send to %s failed; streams repair from the database", group)
 
-    def publish(self, group: str, message: dict[str, Any]) -> None:
+    def publish(self, group: str, message: Message) -> None:
         with self._guard:
             loop = self._ensure_started()
             self._queue.append((group, message))
@@ -172,18 +133,19 @@ def publish_event(
 ) -> None:
     """Send one recorded event to everyone watching the execution (call after commit)."""
     _publisher.publish(
-        group_name(execution_id),
+        execution_group(execution_id),
         event_message(seq=seq, event_type=event_type, frame_text=frame_text, timestamp=timestamp),
     )
 
 
-def publish_to_feeds(*, owner_id: Any, message: dict[str, Any]) -> None:
-    """Send a feed message to the owner's sockets and to the staff sockets that follow everyone."""
+def publish_to_feeds(*, owner_id: Any, message: FeedMessage) -> None:
+    """Send a feed message to the owner's feed sockets and to the staff ones that follow everyone."""
     _publisher.publish(feed_group_of_user(owner_id), message)
     _publisher.publish(FEED_GROUP_EVERYONE, message)
 
 
 def flush(timeout: float = 5.0) -> None:
+    """Wait until everything published so far has been handed to the layer."""
     _publisher.flush(timeout)
 
 
@@ -212,7 +174,7 @@ def publish_recorded_event(sender: type[RecordedEvent], *, event: RecordedEvent,
 
 @receiver(execution_created, dispatch_uid="progress.publish_created_execution")
 def publish_created_execution(sender: type[CreatedExecution], *, execution: CreatedExecution, **kwargs: Any) -> None:
-    """Tell the sockets that follow many executions about a new one."""
+    """Tell the feed sockets about a new execution."""
     publish_to_feeds(
         owner_id=execution.owner_id,
         message=feed_message(

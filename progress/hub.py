@@ -1,31 +1,12 @@
 """The channel layer: one Redis subscription per group per process, delivered locally.
 
-channels-redis's default layer stores every group message once per member
-channel in Redis, and each consumer pulls its own copy: 1,000 watchers of one
-execution cost 1,000 Redis writes and 1,000 reads per event. Here a server
-process subscribes once to each group one of its sockets is in (Redis
-``SUBSCRIBE``), and a message that arrives is put on the local queue of each
-member: one ``PUBLISH`` per event, whatever the number of watchers.
-``RedisPubSubChannelLayer`` (channels-redis) works the same way; this one
-differs where it matters here (README, "Performance", has the measurements):
-
-* **No Redis round trip to connect.** A consumer's own channel is a local
-  queue (nothing here sends to a single consumer across processes), so
-  ``new_channel`` never waits on Redis; ``group_add`` subscribes only the
-  first member of a group in the process.
-* **It outlives Redis.** While Redis is away nothing raises into the
-  consumers: membership is kept locally, the reader reconnects with backoff,
-  subscribes again to every group it still has members in, and then puts a
-  ``progress.resync`` message on every member's queue, because whatever was
-  published meanwhile is lost (pub/sub keeps no backlog). The consumer answers
-  it by reading the missed events from the database.
-
-Delivery stays best effort (at most once), as with every channels-redis layer:
-the database is the truth and the consumer repairs gaps by ``seq``.
-
-Messages are msgpack, primitives only, like channels-redis's. A layer object
-holds one connection set per event loop (daphne has one; a Celery worker's
-publisher thread has its own; tests make many).
+A server process subscribes once to each group one of its sockets is in (Redis
+``SUBSCRIBE``) and puts each message on the local queue of every member: one
+``PUBLISH`` per event whatever the number of watchers, and no Redis round trip
+to connect a socket. It outlives Redis: membership is kept locally, the reader
+reconnects and subscribes again, then puts a ``layer.reconnected`` message
+(``progress.protocol``) on every member's queue, since pub/sub keeps no backlog.
+Delivery is best effort (at most once), messages are msgpack of primitives.
 """
 
 from __future__ import annotations
@@ -44,13 +25,12 @@ import msgpack
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .protocol import layer_reconnected_message
+
 logger = logging.getLogger(__name__)
 
-#: The message put on every member's queue once the subscriptions are back after
-#: a lost connection: events published meanwhile were not received.
-RESYNC_MESSAGE = {"type": "progress.resync"}
 RECONNECT_BACKOFF_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
-#: How long ``group_add`` waits for Redis before relying on the resync message.
+#: How long ``group_add`` waits for Redis before relying on the ``layer.reconnected`` message.
 SUBSCRIBE_WAIT_SECONDS = 2.0
 
 
@@ -166,7 +146,7 @@ class HubChannelLayer:
         Returns once the subscription is active, so that nothing published
         afterwards is missed; while Redis is unreachable it returns at once
         (after ``SUBSCRIBE_WAIT_SECONDS`` at most), and the member gets a
-        ``progress.resync`` message when the subscription is back.
+        ``layer.reconnected`` message when the subscription is back.
         """
         state = self._state()
         self._queue(state, channel)
@@ -288,9 +268,10 @@ class HubChannelLayer:
                     # was lost (pub/sub keeps no backlog): members check the
                     # database. (On a first connection group_add waited for
                     # it, so nothing was missed.)
-                    logger.warning("channel layer reconnected to Redis; members resync from the database")
+                    logger.warning("channel layer reconnected to Redis; members catch up from the database")
+                    reconnected = dict(layer_reconnected_message())
                     for group in wanted:
-                        self._deliver(state, group, RESYNC_MESSAGE)
+                        self._deliver(state, group, reconnected)
                 attempt = 0
                 while True:
                     if state.wanted_changed.is_set():

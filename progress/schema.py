@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.params import MAX_QUERY_INTEGER
 from executions.api.schema import WWW_AUTHENTICATE
-from executions.api.serializers import MAX_QUERY_INTEGER
+from executions.models import EventType
 
 STREAM_PATH = "/api/v1/executions/{execution_id}/progress/stream"
 OPERATION_ID = "executions_progress_stream"
@@ -29,9 +30,12 @@ DESCRIPTION = (
     "stored events after it, then live ones, without `status`; when nothing is stored after "
     "it, a `status` event first (and the end of the response if the execution has ended). "
     "A `: keep-alive` comment goes out every 15 s (`PROGRESS_SSE_KEEPALIVE_SECONDS`). If the "
-    "user's access goes while the stream is open, an `error` event ends it."
+    "user's access goes while the stream is open, an `error` event ends it; its `code` is the "
+    "WebSocket's close code for the same case (4401, 4404)."
 )
 SEQ_DESCRIPTION = "Resume after this event: digits only, 0 to 10^18-1"
+#: The ``event:`` field of each event: the frame types of the stream, from the domain's event types.
+EVENT_TYPES = ["status", *EventType.values, "error"]
 #: One event of the stream, as SSE clients (and Schemathesis) read it: its fields, with
 #: the frame as JSON text in ``data`` (what OpenAPI 3.2 calls the stream's ``itemSchema``).
 EVENT_SCHEMA: dict[str, Any] = {
@@ -39,10 +43,7 @@ EVENT_SCHEMA: dict[str, Any] = {
     "required": ["event", "data"],
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The frame's `seq` (absent on `error`)"},
-        "event": {
-            "type": "string",
-            "enum": ["status", "started", "progress", "completed", "failed", "cancelled", "error"],
-        },
+        "event": {"type": "string", "enum": EVENT_TYPES},
         "data": {
             "type": "string",
             "description": "The WebSocket frame, byte for byte",
@@ -62,6 +63,7 @@ def _json(ref: str, description: str, **extra: Any) -> dict[str, Any]:
 
 
 def stream_operation() -> dict[str, Any]:
+    """The operation of ``GET .../progress/stream``, with exactly the answers the view gives."""
     return {
         "operationId": OPERATION_ID,
         "description": DESCRIPTION,

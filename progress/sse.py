@@ -1,25 +1,12 @@
-"""Server-Sent Events: an execution's frames over plain HTTP, for clients and proxies
-that cannot use WebSockets (README, "Server-Sent Events").
+"""Server-Sent Events: an execution's frames over plain HTTP (README, "Server-Sent Events").
 
 ``GET /api/v1/executions/{id}/progress/stream[?after_seq=N]`` answers
-``text/event-stream``; each frame of the WebSocket, byte for byte, is one event::
-
-    id: <seq>
-    event: <type>
-    data: <the frame's JSON>
-
-with the WebSocket's guarantees, kept by the same code (``progress.streams``):
-``status`` first, then every later event once in ``seq`` order, one terminal
-event and the end of the response; resume with ``Last-Event-ID`` (what a
-browser's ``EventSource`` sends when it reconnects) or ``after_seq``. A
-``: keep-alive`` comment goes out every ``PROGRESS_SSE_KEEPALIVE_SECONDS``.
-Refusals happen before the stream starts, as the REST API's JSON answers
-(401, 400, 404 in that order, as on the socket).
-
-It is served asynchronously: an async view returns a ``StreamingHttpResponse``
-over an async generator, which waits on the channel layer (``progress.hub``'s
-local delivery, the consumer's path) in the event loop; no thread is held
-while a stream is open, database reads borrow a pool thread (``read_db``).
+``text/event-stream``: each WebSocket frame, byte for byte, is one event
+(``id: <seq>``, ``event: <type>``, ``data: <the frame's JSON>``), with the
+WebSocket's guarantees, kept by the same code (``progress.streams``).
+Refusals before the stream starts are the REST API's JSON answers (401, 400,
+404, in the socket's order); once it streams, an ``error`` event carrying the
+close code ends it. Served asynchronously: an open stream holds no thread.
 """
 
 from __future__ import annotations
@@ -27,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
@@ -39,12 +26,20 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from core.db import read_db
+from core.params import parse_seq
 from executions.frames import dumps, error_frame
 from executions.selectors import execution_get_for_user
 
-from .broadcast import MESSAGE_TYPE, group_name
-from .hub import RESYNC_MESSAGE
-from .streams import GROUPABLE_ID, ExecutionStream, StreamFrame, parse_seq, read_opening
+from .protocol import (
+    EVENT_MESSAGE_TYPE,
+    GROUPABLE_ID,
+    LAYER_RECONNECTED_TYPE,
+    EventMessage,
+    Refusal,
+    execution_group,
+    not_found,
+)
+from .streams import ExecutionStream, StreamFrame, read_opening
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +58,9 @@ def sse_event(frame: StreamFrame) -> str:
     return f"{head}event: {frame.type}\ndata: {frame.text}\n\n"
 
 
-def error_event(message: str) -> str:
-    return sse_event(StreamFrame(dumps(error_frame(message)), None, "error"))
+def error_frame_of(refusal: Refusal) -> StreamFrame:
+    """The ``error`` event that ends an open stream: the WebSocket's frame, with its close code."""
+    return StreamFrame(dumps(error_frame(refusal.message, refusal.code)), None, "error")
 
 
 # --- refusals: the REST API's JSON answers ------------------------------------------------
@@ -75,14 +71,17 @@ JSON_STYLE = {"separators": (",", ":"), "ensure_ascii": False}
 
 
 def refusal(status: int, detail: str, **extra: Any) -> JsonResponse:
+    """A JSON answer with ``detail``, as the REST API gives."""
     return JsonResponse({"detail": detail, **extra}, status=status, json_dumps_params=JSON_STYLE)
 
 
-def not_found(execution_id: str) -> JsonResponse:
-    return refusal(404, f"Execution '{execution_id}' not found")
+def execution_not_found(execution_id: str) -> JsonResponse:
+    """The 404 of an unknown execution, or someone else's."""
+    return refusal(404, not_found(execution_id).message)
 
 
 def invalid(name: str) -> JsonResponse:
+    """The 400 of a resume point that is not plain digits."""
     return refusal(400, f"Invalid {name}", errors={name: [INVALID_SEQ_MESSAGE]})
 
 
@@ -143,8 +142,8 @@ def release_request_thread() -> None:
     Django serves each ASGI request inside an ``asgiref`` ``ThreadSensitiveContext``:
     the request's first thread-sensitive sync call (its ``request_started``
     receivers, at least) starts a one-thread executor that lives until the
-    request ends; for a stream, until the stream ends, so each open stream kept
-    an idle thread (measured: 40 streams, 40 more threads in daphne). Nothing
+    request ends; for a stream, until the stream ends, so each open stream would
+    keep an idle thread. Nothing
     here needs it once streaming starts (reads go to the shared pool,
     ``read_db``), so it is shut down; a thread-sensitive call after this
     (Django's ``request_finished`` receivers) gets a fresh one for that moment,
@@ -165,7 +164,7 @@ async def event_stream(
 
     The stream (``progress.streams.ExecutionStream``) puts its frames in
     ``ready`` and sets ``woken``: from the channel layer's messages handled
-    here, and from the process's periodic re-check (``progress.resync``),
+    here, and from the process's periodic re-check (``progress.recheck``),
     which runs in its own task and may send stored events or end the stream
     (access lost: an ``error`` event) while this generator waits.
 
@@ -175,7 +174,7 @@ async def event_stream(
     """
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    group = group_name(execution_id)
+    group = execution_group(execution_id)
     ready: list[StreamFrame] = []
     woken = asyncio.Event()
 
@@ -186,8 +185,8 @@ async def event_stream(
     async def ended() -> None:
         """The terminal event is among ``ready``: the loop below sends it and stops."""
 
-    async def lost(message: str, code: int) -> None:
-        await collect(StreamFrame(dumps(error_frame(message)), None, "error"))
+    async def lost(refusal: Refusal) -> None:
+        await collect(error_frame_of(refusal))
 
     def flush() -> str:
         text = "".join(sse_event(frame) for frame in ready)
@@ -210,7 +209,7 @@ async def event_stream(
         await layer.group_add(group, channel)
         opening = await read_db(read_opening)(user=user, execution_id=execution_id, after_seq=after_seq)
         if opening is None:  # gone since the view looked (deleted, or access revoked)
-            yield error_event(f"Execution '{execution_id}' not found")
+            yield sse_event(error_frame_of(not_found(execution_id)))
             return
         await stream.start(opening)  # joins the re-check unless the opening ended the stream
 
@@ -259,9 +258,10 @@ async def received(receiving: asyncio.Future[dict[str, Any]]) -> dict[str, Any] 
 
 
 async def dispatch(stream: ExecutionStream, message: dict[str, Any]) -> None:
-    if message.get("type") == MESSAGE_TYPE:
-        await stream.event(message)
-    elif message.get("type") == RESYNC_MESSAGE["type"]:
+    """A channel-layer message, to the stream: a recorded event, or the layer's reconnect."""
+    if message.get("type") == EVENT_MESSAGE_TYPE:
+        await stream.event(cast(EventMessage, message))
+    elif message.get("type") == LAYER_RECONNECTED_TYPE:
         await stream.catch_up()
 
 
@@ -271,6 +271,7 @@ class ExecutionProgressStreamView(View):
     http_method_names = ["get", "options"]
 
     async def get(self, request: HttpRequest, execution_id: str) -> HttpResponseBase:
+        """401, 400, 404 (in that order), or the event stream."""
         authenticated = await authenticate(request)
         if isinstance(authenticated, HttpResponse):
             return authenticated
@@ -279,9 +280,9 @@ class ExecutionProgressStreamView(View):
         if refused is not None:
             return refused
         if not GROUPABLE_ID.fullmatch(execution_id):
-            return not_found(execution_id)  # no execution has such an id
+            return execution_not_found(execution_id)  # no execution has such an id
         if await read_db(execution_get_for_user)(user=user, execution_id=execution_id) is None:
-            return not_found(execution_id)
+            return execution_not_found(execution_id)
         session_key = None if token_key is not None else request.session.session_key
         response = StreamingHttpResponse(
             event_stream(

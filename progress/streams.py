@@ -1,31 +1,18 @@
 """One execution's live stream, whatever carries it: the WebSocket consumer and the SSE view.
 
-Both transports make the same promises (README, "The WebSocket protocol"): a
+Both transports keep the same promises (README, "The WebSocket protocol"): a
 ``status`` snapshot first, then every later event exactly once in ``seq``
-order, exactly one terminal frame, and resume with ``after_seq``. The logic
-that keeps them lives here, once:
-
-* :func:`read_opening`: the first frames, read *after* joining the
-  execution's group, so that no event can fall between the read and the
-  subscription;
-* :class:`ExecutionStream`: drops what was already sent (by ``seq``), fills a
-  gap from the database before a frame that skips ahead (channel layers drop
-  messages under load), catches up from the database when the channel layer
-  reconnects (``progress.resync``), and takes part in its process's periodic
-  re-check (``progress.resync.resyncer``: one round of a few queries for all
-  open streams, WebSocket and SSE alike), which ends a stream whose access is
-  gone and sends the stored events the layer dropped, the terminal one above
-  all (nothing follows it to reveal the gap).
-
-A transport supplies how a frame goes out (``send``), what to do once the
-terminal frame is out (``on_terminal``: close the socket, end the response)
-and once access is lost (``on_lost``: an error frame, then close or end).
+order, exactly one terminal frame, and resume with ``after_seq``. The stream
+drops what was already sent, fills a gap from the database before a frame
+that skips ahead, catches up when the channel layer reconnects, and takes
+part in its process's re-check (``progress.recheck``). A transport supplies
+how a frame goes out (``send``), what to do after the terminal frame
+(``on_terminal``) and once access is lost (``on_lost``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -34,35 +21,21 @@ from urllib.parse import parse_qs
 from django.utils import timezone
 
 from core.db import read_db
+from core.params import parse_seq
 from executions.frames import dumps, status_frame
 from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
 from executions.selectors import event_frame_at, event_frames_after, execution_get_for_user
 
-from .resync import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, Resyncer, Verdict, Watch, resyncer
+from .protocol import EventMessage, Refusal
+from .recheck import Rechecker, StreamAccess, Verdict, rechecker
 
 __all__ = [
-    "CLOSE_BAD_REQUEST",
-    "CLOSE_NORMAL",
-    "CLOSE_NOT_FOUND",
-    "CLOSE_UNAUTHENTICATED",
-    "GROUPABLE_ID",
     "ExecutionStream",
     "Opening",
     "StreamFrame",
     "parse_after_seq",
-    "parse_seq",
     "read_opening",
 ]
-
-#: What a group name may hold (Channels' rule), within an execution id's length.
-GROUPABLE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-#: A resume point has at most this many digits (as the REST ``after_seq``).
-MAX_SEQ_DIGITS = 18
-
-# WebSocket close codes (the SSE view answers the same cases with HTTP statuses, or
-# an ``error`` event once streaming). The re-check's own two come from progress.resync.
-CLOSE_NORMAL = 1000
-CLOSE_BAD_REQUEST = 4400
 
 
 class StreamFrame(NamedTuple):
@@ -86,13 +59,6 @@ class Opening:
     finished: bool = False
 
 
-def parse_seq(raw: str) -> int | None:
-    """A resume point: plain ASCII digits (``"+5"``, ``" 5"``, ``"5.0"`` are not), else None."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_SEQ_DIGITS:
-        return None
-    return int(raw)
-
-
 def parse_after_seq(query_string: bytes) -> tuple[bool, int | None]:
     """(valid, value): ``after_seq`` must be plain digits, given once; absent is valid (None)."""
     values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("after_seq")
@@ -104,7 +70,11 @@ def parse_after_seq(query_string: bytes) -> tuple[bool, int | None]:
 
 def read_opening(*, user: Any, execution_id: str, after_seq: int | None) -> Opening | None:
     """The first frames of a stream (README, "The WebSocket protocol", 1, 2 and 4);
-    None when the user may not see the execution (missing or someone else's)."""
+    None when the user may not see the execution (missing or someone else's).
+
+    Read *after* joining the execution's group, so that no event can fall
+    between the read and the subscription.
+    """
     execution = execution_get_for_user(user=user, execution_id=execution_id)
     if execution is None:
         return None
@@ -141,7 +111,7 @@ class ExecutionStream:
     channel-layer message, a catch-up, a re-check and a gap fill never
     interleave. Once ``finished`` is set (terminal frame sent, access lost, or
     the transport stopped) nothing more goes out. From :meth:`start` until then
-    the stream is a member of its process's re-check (``progress.resync``).
+    the stream is a member of its process's re-check (``progress.recheck``).
     """
 
     def __init__(
@@ -153,20 +123,21 @@ class ExecutionStream:
         session_key: str | None,
         send: Callable[[StreamFrame], Awaitable[None]],
         on_terminal: Callable[[], Awaitable[None]],
-        on_lost: Callable[[str, int], Awaitable[None]],
+        on_lost: Callable[[Refusal], Awaitable[None]],
     ) -> None:
         self.execution_id = execution_id
-        #: On whose behalf it streams: what the re-check verifies every round.
-        self.viewer = Watch(user_pk=user_pk, token_key=token_key, session_key=session_key, execution_id=execution_id)
+        self._access = StreamAccess(
+            user_pk=user_pk, token_key=token_key, session_key=session_key, execution_id=execution_id
+        )
         self.send = send
         self.on_terminal = on_terminal
         self.on_lost = on_lost
         self.last_seq = 0
         self.finished = False
         #: The stored seq the last re-check saw ahead of this stream (0: none).
-        self.resync_target = 0
+        self.recheck_target = 0
         #: The re-check of the event loop this stream started on (None before, or if it never joined).
-        self.resyncer: Resyncer | None = None
+        self.rechecker: Rechecker | None = None
         self.order = asyncio.Lock()
 
     async def start(self, opening: Opening) -> None:
@@ -178,17 +149,17 @@ class ExecutionStream:
             if opening.finished:
                 await self._finish()
                 return
-        self.resyncer = resyncer()
-        self.resyncer.add(self)
+        self.rechecker = rechecker()
+        self.rechecker.add(self)
 
     def stop(self) -> None:
         """The transport is gone (client disconnected): send nothing more, leave the re-check."""
         self.finished = True
-        self._leave_resync()
+        self._leave_recheck()
 
-    async def event(self, message: dict[str, Any]) -> None:
-        """A ``progress.event`` from the channel layer (``progress.broadcast.event_message``)."""
-        seq = int(message["seq"])
+    async def event(self, message: EventMessage) -> None:
+        """A recorded event from the channel layer."""
+        seq = message["seq"]
         async with self.order:
             if self.finished or seq <= self.last_seq:
                 return
@@ -196,41 +167,43 @@ class ExecutionStream:
                 await self._send_stored(before_seq=seq)
                 if self.finished:
                     return
-            await self.send(StreamFrame(message["frame"], seq, message.get("event") or "", message.get("timestamp")))
+            await self.send(StreamFrame(message["frame"], seq, message["event"], message["timestamp"]))
             self.last_seq = seq
-            if message.get("event") in TERMINAL_EVENT_TYPES:
+            if message["event"] in TERMINAL_EVENT_TYPES:
                 await self._finish()
 
     async def catch_up(self) -> None:
         """Send what is stored after the last frame sent: after the channel layer
-        reconnected (``progress.resync`` from the hub), everything published
-        meanwhile is lost."""
+        reconnected (``layer.reconnected``), everything published meanwhile is lost."""
         async with self.order:
             if not self.finished:
                 await self._send_stored()
 
-    # --- the periodic re-check (progress.resync.Watcher) -------------------------------------
+    # --- the periodic re-check (progress.recheck.RecheckedStream) ------------------------------
 
-    def watch(self) -> Watch | None:
-        """What the round checks for this stream; None once it has ended."""
-        return None if self.finished else self.viewer
+    @property
+    def access(self) -> StreamAccess | None:
+        """What the stream shows and on whose behalf (what each round verifies); None once it has ended."""
+        return None if self.finished else self._access
 
-    async def apply_resync(self, verdict: Verdict) -> None:
+    async def apply_verdict(self, verdict: Verdict) -> None:
         """End the stream if access is gone; send what the layer dropped (the terminal frame above all)."""
         async with self.order:
             if self.finished:
                 return
             if verdict.lost is not None:
                 self.finished = True
-                self._leave_resync()
-                await self.on_lost(*verdict.lost)
+                self._leave_recheck()
+                await self.on_lost(verdict.lost)
                 return
             # Behind the database: the frames may still be on their way (a busy
-            # process delivers them late), so read them only once the gap has
-            # lasted a whole round, i.e. the layer really dropped them.
-            if self.last_seq < self.resync_target:
+            # process delivers them late, and reading them again for every
+            # lagging stream slows it down further), so read them only once the
+            # gap has lasted a whole round, i.e. the layer really dropped them.
+            # A dropped terminal frame therefore arrives within two intervals.
+            if self.last_seq < self.recheck_target:
                 await self._send_stored()
-            self.resync_target = verdict.stored_seq if verdict.stored_seq > self.last_seq else 0
+            self.recheck_target = verdict.stored_seq if verdict.stored_seq > self.last_seq else 0
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -249,9 +222,9 @@ class ExecutionStream:
     async def _finish(self) -> None:
         """Exactly one terminal frame has been sent."""
         self.finished = True
-        self._leave_resync()
+        self._leave_recheck()
         await self.on_terminal()
 
-    def _leave_resync(self) -> None:
-        if self.resyncer is not None:
-            self.resyncer.discard(self)
+    def _leave_recheck(self) -> None:
+        if self.rechecker is not None:
+            self.rechecker.discard(self)

@@ -1,18 +1,11 @@
 """``AsyncClient`` and ``Client``: the executions API, and ``watch`` that never loses or repeats a frame.
 
-One implementation, asynchronous (httpx for HTTP, websockets for the
-socket); ``Client`` runs it on a private event loop, so both behave the same.
-
-``watch`` follows an execution through the first transport that works, in
-the order WebSocket, Server-Sent Events, REST polling (``/events?after_seq=``):
-
-* every disconnect is followed by a reconnect with the last ``seq`` seen,
-  with exponential backoff (with jitter) while nothing gets through;
-* a transport that is refused (a proxy answering the WebSocket upgrade with
-  403/404/426, or several handshakes failing in a row) gives way to the next;
-* frames are checked by ``seq``: a repeat is dropped, a gap is filled from
-  ``/events`` (the server does not leave gaps; a client should not trust
-  every hop between), and the watch ends after the terminal frame.
+One asynchronous implementation (httpx, websockets); ``Client`` runs it on a
+private event loop. ``watch`` uses the first transport that works (WebSocket,
+Server-Sent Events, polling ``/events``), reconnects after the last ``seq``
+seen with backoff, gives way to the next transport when one is refused, drops
+repeats, fills gaps from ``/events``, and ends after the terminal frame. A
+refusal becomes a typed error by its ``code``, never by its message text.
 """
 
 from __future__ import annotations
@@ -338,9 +331,12 @@ class AsyncClient:
             except ConnectionClosed:
                 if error is None:
                     raise
-        code = connection.close_code
-        if error is not None and code is not None and code >= 4000:
-            raise error_from_close(error.get("message", "refused"), code)
+        if error is not None:
+            # The socket's close code is the truth when it arrived; the frame's ``code`` says the same.
+            close_code = connection.close_code
+            code = close_code if close_code is not None and close_code >= 4000 else error.get("code")
+            if code is not None:
+                raise error_from_close(error.get("message", "refused"), code)
 
     async def _sse_frames(self, execution_id: str, after_seq: int | None) -> AsyncGenerator[Frame, None]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -362,7 +358,7 @@ class AsyncClient:
                     for event in parser.feed(decoder.decode(chunk)):
                         frame = json.loads(event.data)
                         if frame.get("type") == "error":
-                            raise error_from_close(frame.get("message", "refused"), _close_code_of(frame))
+                            raise error_from_close(frame.get("message", "refused"), frame.get("code"))
                         yield frame
 
     async def _sse_refusal(self, execution_id: str, response: httpx.Response) -> None:
@@ -431,16 +427,6 @@ class AsyncClient:
                 logger.info("%s; polling again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 attempt += 1
-
-
-def _close_code_of(frame: Frame) -> int:
-    """The close code the socket would have used for an ``error`` frame's message."""
-    message = frame.get("message", "")
-    if message == "Authentication required":
-        return 4401
-    if message.startswith("Execution "):
-        return 4404
-    return 4400
 
 
 class _Tracker:

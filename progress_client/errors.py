@@ -3,8 +3,9 @@
 The API answers every error with JSON holding a human-readable ``detail``
 string (400s add an ``errors`` field map); callers catch the class they can
 handle (``NotFound``, ``Throttled`` ...) instead of comparing status codes.
-WebSocket refusals (an ``error`` frame, then close 4401/4400/4404) map to the
-same classes, so a watch fails the same way whatever carried it.
+Stream refusals (an ``error`` frame whose ``code`` is the close code that
+follows: 4400, 4401, 4403, 4404) map to the same classes by that code, never by
+the message text, so a watch fails the same way whatever carried it.
 """
 
 from __future__ import annotations
@@ -113,8 +114,10 @@ BY_STATUS: dict[int, type[ApiError]] = {
         ValidationFailed, AuthenticationFailed, PermissionDenied, NotFound, Conflict, Throttled, ServiceUnavailable
     )
 }
-#: The WebSocket's application close codes (README, "The WebSocket protocol", 3).
-BY_CLOSE_CODE: dict[int, type[ApiError]] = {4400: ValidationFailed, 4401: AuthenticationFailed, 4404: NotFound}
+#: The streams' application close codes (README, "The WebSocket protocol", 3): 4000 + the HTTP status.
+BY_CLOSE_CODE: dict[int, type[ApiError]] = {
+    4400: ValidationFailed, 4401: AuthenticationFailed, 4403: PermissionDenied, 4404: NotFound
+}
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -142,6 +145,6 @@ def error_from_response(response: httpx.Response) -> ApiError:
 
 
 def error_from_close(message: str, code: int | None) -> ApiError:
-    """The typed error for a WebSocket refusal (its ``error`` frame's message and close code)."""
+    """The typed error for a stream's refusal: chosen by ``code``, ``message`` kept as the detail."""
     cls = BY_CLOSE_CODE.get(code or 0, ApiError)
     return cls(message, status=cls.status_code or (code or 0))

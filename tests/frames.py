@@ -29,6 +29,9 @@ from tests.helpers import ANY_ETA
 
 #: The frame types that end a stream (the server's constant: the schema checks its frames).
 TERMINAL_TYPES = TERMINAL_FRAME_TYPES
+#: The close codes an ``error`` frame may announce (README, "The WebSocket protocol", 3);
+#: None for the one after which the socket stays open ("Unsupported message").
+ERROR_CODES = frozenset({None, 4400, 4401, 4403, 4404})
 COMPONENT_REF = "#/components/schemas/{}"
 #: drf-spectacular loads its extensions' classes during the first generation, and two
 #: generations at once race there (one sees the other's half-loaded class): the live
@@ -113,17 +116,20 @@ def assert_progress_is_consistent(progress: dict[str, Any]) -> None:
 
 def assert_frame_shape(frame: dict[str, Any]) -> None:
     """The frame is one the published ``WebSocketFrame`` describes (no other key), with a
-    UTC timestamp, a consistent progress, and a terminal status equal to its type."""
+    UTC timestamp, a consistent progress, a terminal status equal to its type, and an
+    error's ``code`` one of the contract's close codes."""
     assert_matches_component(frame, "WebSocketFrame")
     assert_timestamp_is_utc(frame["timestamp"])
     if frame.get("progress") is not None:
         assert_progress_is_consistent(frame["progress"])
     if frame["type"] in TERMINAL_TYPES:
         assert frame["status"] == frame["type"], frame
+    if frame["type"] == "error":
+        assert frame["code"] in ERROR_CODES, frame
 
 
 def assert_feed_frame_shape(frame: dict[str, Any]) -> None:
-    """A frame of the socket for many executions, as the published ``ExecutionFeedFrame`` describes
+    """A frame of the execution feed, as the published ``ExecutionFeedFrame`` describes
     it (no other key); the event frames among them are also exactly per-execution frames."""
     assert_matches_component(frame, "ExecutionFeedFrame")
     assert_timestamp_is_utc(frame["timestamp"])

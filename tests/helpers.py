@@ -29,9 +29,8 @@ from rest_framework.test import APIClient
 
 from executions.errors import NotCancellableError
 from executions.events import event_record
-from executions.models import EventType, Execution, ProgressSnapshot
+from executions.models import UNENDED_STATUSES, EventType, Execution, ProgressSnapshot
 from executions.registry import get_target
-from executions.selectors import UNENDED_STATUSES
 from executions.services import execution_cancel, execution_create
 
 #: Every test user's password (hashed fast, see tests/settings.py).

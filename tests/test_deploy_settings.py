@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: What ``check --deploy`` may still report with debug off and only the required
 #: variables set; each is explained in the README's "Deployment" section.
 DELIBERATE = {
-    "security.W004": "HSTS is irreversible for browsers: DJANGO_HSTS_SECONDS is the operator's decision",
+    "security.W004": "HSTS is irreversible for browsers: DJANGO_SECURE_HSTS_SECONDS is the operator's decision",
     "security.W008": "the HTTPS redirect usually belongs to the proxy: DJANGO_SECURE_SSL_REDIRECT=1 turns it on here",
     "executions.W001": "no WEBHOOK_SECRET: webhooks are sent unsigned (the contract's start-up warning)",
 }
@@ -71,9 +71,9 @@ def test_check_deploy_is_clean_with_a_full_https_configuration() -> None:
     env = production_env(
         WEBHOOK_SECRET=secrets.token_hex(32),
         DJANGO_SECURE_SSL_REDIRECT="1",
-        DJANGO_HSTS_SECONDS="31536000",
-        DJANGO_HSTS_INCLUDE_SUBDOMAINS="yes",
-        DJANGO_HSTS_PRELOAD="on",
+        DJANGO_SECURE_HSTS_SECONDS="31536000",
+        DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="yes",
+        DJANGO_SECURE_HSTS_PRELOAD="on",
         DJANGO_BEHIND_PROXY="true",
     )
     result = manage("check", "--deploy", "--fail-level", "WARNING", **env)

@@ -41,17 +41,18 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 WEBSOCKET_PATH = "/api/v1/executions/{execution_id}/progress/ws"
 WEBSOCKET_DESCRIPTION = (
     "The WebSocket that streams this execution's frames: a `status` frame, then each event as "
-    "this operation returns it, or an `error` frame before a refusal (see the README, "
+    "this operation returns it, or an `error` frame whose `code` is the close code that follows (see the README, "
     '"The WebSocket protocol"). OpenAPI has no WebSocket operations: this names its path and '
     "the schema of every frame it sends."
 )
 FEED_WEBSOCKET_PATH = "/api/v1/executions/ws"
 FEED_WEBSOCKET_DESCRIPTION = (
-    "The WebSocket that follows many executions at once (`?status=pending,running`, `?scope=all` for staff): "
-    "a `snapshot` frame of those not ended yet (at most 100, newest first, each as this operation lists it), "
-    "then `created` frames for new ones and the event frames of each (progress at most about 4 per second "
-    'per execution), or an `error` frame before a refusal (see the README, "One socket for many executions"). '
-    "OpenAPI has no WebSocket operations: this names its path and the schema of every frame it sends."
+    "The execution feed, one WebSocket for many executions (`?status=pending,running`, `?scope=all` for "
+    "staff): a `snapshot` frame of those not ended yet (at most 100, newest first, each as this operation "
+    "lists it), then `created` frames for new ones and the event frames of each (progress at most about 4 per "
+    "second per execution), or an `error` frame whose `code` is the close code that follows (see the README, "
+    '"The execution feed"). OpenAPI has no WebSocket operations: this names its path and the schema of every '
+    "frame it sends."
 )
 
 
@@ -95,7 +96,7 @@ class ApiAutoSchema(AutoSchema):
 
         if method in BODY_METHODS and self.get_request_serializer() is not None:
             add(400, "The body is not a JSON object of the documented shape", ValidationErrorSerializer)
-            add(413, "Request body larger than the limit (DJANGO_MAX_BODY_BYTES)")
+            add(413, "Request body larger than the limit (DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE)")
             add(415, "Content-Type is not application/json")
         if requires_auth:
             add(401, "Missing or invalid credentials", headers=WWW_AUTHENTICATE)

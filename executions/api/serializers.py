@@ -18,6 +18,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from core.params import MAX_QUERY_INTEGER, parse_seq
 from executions.frames import execution_dict
 from executions.limits import json_limit_error
 from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionType
@@ -221,24 +222,11 @@ class ExecutionSerializer(serializers.Serializer):
         return execution_dict(instance)
 
 
-# Query integers have at most 18 digits: every such value fits the database's
-# 64-bit integers, so a comparison with one can never overflow.
-MAX_QUERY_DIGITS = 18
-MAX_QUERY_INTEGER = 10**MAX_QUERY_DIGITS - 1
-
-
-def parse_non_negative_int(raw: str) -> int | None:
-    """Digits only: ``"5.0"``, ``"+5"``, ``" 5"`` and ``"-1"`` are not counts."""
-    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or len(raw) > MAX_QUERY_DIGITS:
-        return None
-    return int(raw)
-
-
 class QueryIntegerField(serializers.IntegerField):
-    """An integer query parameter written in plain digits."""
+    """An integer query parameter written in plain digits (``core.params``)."""
 
     def to_internal_value(self, data: Any) -> int:
-        value = parse_non_negative_int(data) if isinstance(data, str) else None
+        value = parse_seq(data)
         if value is None:
             self.fail("invalid")
         return super().to_internal_value(value)
@@ -377,12 +365,19 @@ class ErrorFrameSerializer(serializers.Serializer):
     """The socket cannot serve this request (then an application close code), or the client sent a message."""
 
     type = serializers.ChoiceField(choices=["error"])
-    message = serializers.CharField()
+    message = serializers.CharField(help_text="For people: clients read `code`, never this text")
+    code = serializers.IntegerField(
+        allow_null=True,
+        help_text=(
+            "The close code that follows (4400, 4401, 4403, 4404); null when the socket stays open "
+            '(the answer to a message from the client, "Unsupported message")'
+        ),
+    )
     timestamp = serializers.DateTimeField()
 
 
 class SnapshotFrameSerializer(serializers.Serializer):
-    """The first frame of the socket for many executions: those not ended yet, newest first (at most 100)."""
+    """The first frame of the execution feed: the executions not ended yet, newest first (at most 100)."""
 
     type = serializers.ChoiceField(choices=["snapshot"])
     executions = ExecutionSerializer(many=True)
@@ -390,7 +385,7 @@ class SnapshotFrameSerializer(serializers.Serializer):
 
 
 class CreatedFrameSerializer(serializers.Serializer):
-    """An execution the socket for many executions follows from now on: just submitted, as a rule."""
+    """An execution the execution feed follows from now on: just submitted, as a rule."""
 
     type = serializers.ChoiceField(choices=["created"])
     execution_id = serializers.CharField()
@@ -417,7 +412,7 @@ WEBSOCKET_FRAME = PolymorphicProxySerializer(
 )
 
 
-#: Every frame the socket for many executions (WS /api/v1/executions/ws) sends, by its ``type``.
+#: Every frame the execution feed (WS /api/v1/executions/ws) sends, by its ``type``.
 EXECUTION_FEED_FRAME = PolymorphicProxySerializer(
     component_name="ExecutionFeedFrame",
     serializers={

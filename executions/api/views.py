@@ -150,7 +150,7 @@ class ExecutionCollectionView(APIView):
     throttle_classes = [SubmitThrottle]
     #: A submit hands a task to the broker: 503 while it is unreachable (documented by the schema).
     queues_work_on = ("POST",)
-    # The socket for many executions streams this list live: its frames are
+    # The execution feed streams this list live: its frames are
     # published with the list operation (executions.api.schema.ApiAutoSchema).
     websocket_frames = EXECUTION_FEED_FRAME
     websocket_path = FEED_WEBSOCKET_PATH

@@ -108,7 +108,7 @@ def execution_list(request: HttpRequest) -> HttpResponse:
                     {key: value for key, value in execution_dict(execution).items() if key in LIST_STATE_KEYS}
                     for execution in executions_shown
                 ],
-                # The socket for many executions: which executions it follows, and
+                # The execution feed: which executions it follows, and
                 # which of those the page shows as new rows (its first page only,
                 # those the filters let through).
                 "feed": {

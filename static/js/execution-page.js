@@ -17,13 +17,12 @@
 // to stop, only this module looks inside a frame.
 
 import { formatDuration, percentOf, remainingText, stepText } from "./progress-format.js";
-import { FeedClient, StreamClient } from "./stream-client.js";
+import { FeedClient, StreamClient, TERMINAL } from "./stream-client.js";
 
 // The rules shared with the drop-in widget live in progress-format.js; re-exported so that
 // one module offers every rule of the pages.
 export { formatDuration, percentOf, remainingText, stepText };
 
-const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
 const STEP_END_STATE = { completed: "done", failed: "failed", cancelled: "cancelled" };
 // How many of the steps not reached yet are listed (the rest are counted).

@@ -20,9 +20,8 @@
 // data-transport ("websocket" | "sse") while live, for a page's own styling or tests.
 
 import { percentOf, remainingText, stepText } from "./progress-format.js";
-import { StreamClient } from "./stream-client.js";
+import { StreamClient, TERMINAL } from "./stream-client.js";
 
-const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const SELECTOR = "[data-execution-progress]";
 const WAITING_TEXT = "Waiting to start";
 

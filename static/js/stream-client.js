@@ -1,5 +1,5 @@
 // StreamClient: follows one execution's events, from any page (no build step, no dependencies).
-// FeedClient (below): follows many executions on one socket, for a list or a dashboard.
+// FeedClient (below): follows the execution feed, every execution the user may see on one socket.
 //
 // The protocol is the README's "The WebSocket protocol": every event has a seq,
 // `?after_seq=N` resumes after N, GET .../events?after_seq=N returns the stored
@@ -27,7 +27,9 @@
 // streams are retried with backoff. Every (re)connection resumes after the last seq
 // delivered (?after_seq=N), whichever transport makes it.
 
-const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+// The statuses (and event types) after which nothing happens to an execution: the one copy the
+// scripts share (execution-page.js and progress-widget.js import it).
+export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const POLL_INTERVAL_MS = 1500;
 const FAILURES_BEFORE_FALLBACK = 2;
 const RECONNECT_BASE_MS = 250;
@@ -41,16 +43,24 @@ function parseFrame(text) {
   }
 }
 
+// What the page says for each refusal, by the close code an error frame carries (its `code`)
+// and the socket closes with; an error frame's message text is never read.
 const FATAL_MESSAGES = {
   4400: "The live stream refused this request.",
   4401: "Your session has ended. Reload the page to log in again.",
+  4403: "This view is for staff only.",
   4404: "This execution is not available to you any more.",
 };
 const FATAL_HTTP = { 401: 4401, 403: 4401, 404: 4404 };
 // An event stream's refusals are plain HTTP answers (README, "Server-Sent Events").
 const SSE_FATAL_HTTP = { ...FATAL_HTTP, 400: 4400 };
-// The error event that ends an open event stream whose access went (it has no close code).
-const SSE_ERROR_CODES = { "Authentication required": 4401, "Invalid after_seq": 4400 };
+
+// The close code a refusal ends with: the socket's own when it closed with one, else the error
+// frame's `code` (null for an error after which the stream stays open).
+export function refusalCode(closeCode, errorFrame) {
+  if (closeCode >= 4000) return closeCode;
+  return errorFrame?.code ?? null;
+}
 
 // How long a 429/503 answer asks us to wait (Retry-After: seconds or an HTTP date), or null.
 function retryAfterMs(response) {
@@ -74,13 +84,18 @@ export const STREAM_TRANSPORTS = {
       if (afterSeq !== null) url.searchParams.set("after_seq", String(afterSeq));
       const socket = new window.WebSocket(url);
       let delivered = false;
+      let error = null;
       socket.onmessage = (message) => {
         const frame = parseFrame(message.data);
         if (frame === null) return;
+        if (frame.type === "error") {
+          error = frame; // its close code follows
+          return;
+        }
         delivered = true;
         onFrame(frame);
       };
-      socket.onclose = (event) => onEnd({ delivered, fatal: FATAL_MESSAGES[event.code] || null });
+      socket.onclose = (event) => onEnd({ delivered, fatal: FATAL_MESSAGES[refusalCode(event.code, error)] || null });
       return {
         close() {
           socket.onclose = null;
@@ -114,7 +129,7 @@ export const STREAM_TRANSPORTS = {
         const frame = parseFrame(data);
         if (frame === null) return;
         if (frame.type === "error") {
-          end(FATAL_MESSAGES[SSE_ERROR_CODES[frame.message] ?? 4404]);
+          if (frame.code !== null) end(FATAL_MESSAGES[frame.code] || null);
           return;
         }
         delivered = true;
@@ -395,9 +410,9 @@ export class StreamClient extends Follower {
 
 // --- many executions on one socket ------------------------------------------------------------
 //
-// FeedClient follows every execution the user may see on WS /api/v1/executions/ws (the README's
-// "One socket for many executions"): a snapshot of those not ended yet, then a created frame for
-// each new one and the event frames of each.
+// FeedClient follows the execution feed, every execution the user may see on one socket,
+// WS /api/v1/executions/ws (the README's "The execution feed"): a snapshot of those not ended
+// yet, then a created frame for each new one and the event frames of each.
 //
 //   const feed = new FeedClient({
 //     executions: [...],                   // what the page already shows ({execution_id, status,
@@ -479,16 +494,20 @@ export class FeedClient extends Follower {
     }
     this.socket = socket;
     let delivered = false;
+    let error = null;
     socket.onmessage = (message) => {
       const frame = parseFrame(message.data);
       if (frame === null) return;
-      if (frame.type === "error") return; // its close code follows
+      if (frame.type === "error") {
+        error = frame; // its close code follows
+        return;
+      }
       delivered = true;
       this.receive(frame);
     };
     socket.onclose = (event) => {
       if (this.socket === socket) this.socket = null;
-      this.connectionLost(delivered, FEED_FATAL_MESSAGES[event.code] || null);
+      this.connectionLost(delivered, FEED_FATAL_MESSAGES[refusalCode(event.code, error)] || null);
     };
   }
 

@@ -1,4 +1,4 @@
-"""The drop-in progress widget live in a plain template, and the stream client's SSE transport.
+"""The drop-in progress widget live in a plain template, and the stream client's transports.
 
 The page is ``/widget-demo/`` of the test-only app ``tests/widget_site``: a template of
 "another app" with the README's three lines and nothing of the project's pages.
@@ -6,6 +6,7 @@ The page is ``/widget-demo/`` of the test-only app ``tests/widget_site``: a temp
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -180,6 +181,71 @@ def test_the_sse_transport_reports_a_refusal_and_stops(user_page: Page) -> None:
         }"""
     )
     assert result == "This execution is not available to you any more."
+
+
+#: An error frame whose message is another refusal's text: the client must read ``code`` alone.
+MISLEADING_ERROR = json.dumps(
+    {
+        "type": "error",
+        "message": "Execution 'exec_000000000000' not found",
+        "code": 4401,
+        "timestamp": "2026-01-01T00:00:00Z",
+    }
+)
+SESSION_ENDED = "Your session has ended. Reload the page to log in again."
+
+
+def test_the_sse_transport_reads_the_error_events_code_not_its_message(user_page: Page) -> None:
+    """Access lost mid-stream: the error event's ``code`` (4401) decides, whatever its text says."""
+    page = user_page
+    body = f"event: error\ndata: {MISLEADING_ERROR}\n\n"
+    page.route(
+        re.compile(r"/progress/stream"),
+        lambda route: route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body),
+    )
+    result = page.evaluate(
+        """async () => {
+            const { StreamClient } = await import("/static/js/stream-client.js");
+            return await new Promise((resolve) => {
+                new StreamClient("exec_000000000000", {
+                    transports: ["sse"],
+                    onConnection: (mode, message) => { if (mode === "closed") resolve(message); },
+                }).start();
+            });
+        }"""
+    )
+    assert result == SESSION_ENDED
+
+
+def test_the_websocket_transport_reads_the_error_frames_code_when_the_close_has_none(user_page: Page) -> None:
+    """The error frame arrives, then the connection drops (1006, no close code of its own):
+    the frame's ``code`` decides, whatever its text says."""
+    result = user_page.evaluate(
+        """async (errorFrame) => {
+            window.WebSocket = class {
+              constructor() {
+                this.readyState = 0;
+                setTimeout(() => {
+                  this.readyState = 1;
+                  this.onmessage?.({ data: errorFrame });
+                  this.readyState = 3;
+                  this.onclose?.({ code: 1006, reason: "", wasClean: false });
+                }, 20);
+              }
+              send() {}
+              close() { this.readyState = 3; }
+            };
+            const { StreamClient } = await import("/static/js/stream-client.js");
+            return await new Promise((resolve) => {
+                new StreamClient("exec_000000000000", {
+                    transports: ["websocket"],
+                    onConnection: (mode, message) => { if (mode === "closed") resolve(message); },
+                }).start();
+            });
+        }""",
+        MISLEADING_ERROR,
+    )
+    assert result == SESSION_ENDED
 
 
 def test_the_event_stream_parser(user_page: Page) -> None:

@@ -1,4 +1,4 @@
-"""The socket for many executions end to end: daphne, a Celery worker, Redis.
+"""The execution feed end to end: daphne, a Celery worker, Redis.
 
 Several users submit over HTTP while each follows ``WS /api/v1/executions/ws``
 (staff also with ``?scope=all``); every frame is checked against the published
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 @dataclass
 class Feed:
-    """What one client of the socket for many executions received."""
+    """What one client of the execution feed received."""
 
     ws: ClientConnection
     frames: list[dict[str, Any]] = field(default_factory=list)
@@ -196,7 +196,7 @@ def test_refusals_are_an_error_frame_then_a_close_code(
 ) -> None:
     feed = open_feed(live_stack, tokens[who] if who else None, query)
     frame = feed.read()
-    assert frame is not None and (frame["type"], frame["message"]) == ("error", message)
+    assert frame is not None and (frame["type"], frame["message"], frame["code"]) == ("error", message, code)
     assert feed.read() is None and feed.close_code == code
 
 

@@ -1,6 +1,6 @@
 """Revoked access closes open sockets on the real daphne, with the default settings.
 
-The consumer re-checks access every ``PROGRESS_WS_RESYNC_SECONDS`` (4 s by
+The consumer re-checks access every ``PROGRESS_RECHECK_SECONDS`` (4 s by
 default), so a socket of a user who lost access closes within 5 s of the
 change: an ``error`` frame, then the contract's close code.
 """
@@ -83,17 +83,19 @@ def test_losing_access_closes_the_socket_within_5_s(
         revoke(how, user, token, cookie)
         revoked_at = time.monotonic()
         frame = read_frame(ws, stream, timeout=CLOSE_WITHIN + 2)
-        assert frame == {"type": "error", "message": message.format(id=execution.id), "timestamp": frame["timestamp"]}
+        assert frame == {
+            "type": "error", "message": message.format(id=execution.id), "code": code, "timestamp": frame["timestamp"]
+        }
         assert read_frame(ws, stream, timeout=CLOSE_WITHIN) is None
         took = time.monotonic() - revoked_at
     assert stream.close_code == code
     assert took < CLOSE_WITHIN, f"closed {took:.2f} s after the revocation"
 
 
-def test_a_socket_whose_access_is_intact_stays_open_across_resyncs(
+def test_a_socket_whose_access_is_intact_stays_open_across_rechecks(
     live_stack: Any, api_user: tuple[Any, str], pending_execution: Callable[[Any], Execution]
 ) -> None:
-    """The control: without a revocation, two resync ticks pass and nothing is sent."""
+    """The control: without a revocation, two re-check rounds pass and nothing is sent."""
     user, token = api_user
     execution = pending_execution(user)
     stream = Stream()

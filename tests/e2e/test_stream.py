@@ -296,7 +296,7 @@ def test_refusals_send_an_error_frame_and_an_application_close_code(live_stack, 
     for target, key, query, message, code in cases:
         with open_ws(live_stack.ws_url, target, key, query=query) as ws:
             stream = read_to_close(ws)
-        assert [(f["type"], f["message"]) for f in stream.frames] == [("error", message)], (query, key)
+        assert [(f["type"], f["message"], f["code"]) for f in stream.frames] == [("error", message, code)], (query, key)
         assert stream.close_code == code
     api.wait_until_ended(execution_id)
 
@@ -306,7 +306,9 @@ def test_someone_elses_execution_is_not_found(live_stack, api):
     execution_id = demo(api, steps=1, step_seconds=0)
     with open_ws(live_stack.ws_url, execution_id, stranger_token) as ws:
         stream = read_to_close(ws)
-    assert [(f["type"], f["message"]) for f in stream.frames] == [("error", f"Execution '{execution_id}' not found")]
+    assert [(f["type"], f["message"], f["code"]) for f in stream.frames] == [
+        ("error", f"Execution '{execution_id}' not found", 4404)
+    ]
     assert stream.close_code == 4404
     api.wait_until_ended(execution_id)
 

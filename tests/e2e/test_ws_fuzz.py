@@ -14,7 +14,7 @@ no consumer may have stayed in its execution's channel-layer group.
 What the server answers (measured here, asserted below):
 
 * a message it can read (text, binary, empty, fragmented, up to the limit):
-  one ``{"type": "error", "message": "Unsupported message"}`` frame each, and
+  one ``{"type": "error", "message": "Unsupported message", "code": null}`` frame each, and
   the stream goes on (contract guarantee 7);
 * a message over the limit, as one frame or as fragments adding up to more:
   close ``1009`` (message too big) as soon as its size is known; the rest is
@@ -78,7 +78,7 @@ OBSERVED_STEP_SECONDS = 0.15
 FRAME_TIMEOUT = 10.0
 #: The whole barrage, observer included.
 BARRAGE_TIMEOUT = 45.0
-UNSUPPORTED = {"type": "error", "message": "Unsupported message"}
+UNSUPPORTED = {"type": "error", "message": "Unsupported message", "code": None}
 MAX_BYTES: int = settings.WEBSOCKET_MAX_MESSAGE_BYTES
 
 
@@ -613,7 +613,7 @@ class Barrage:
         frame = json.loads(texts[0])
         assert_frame_shape(frame)
         assert frame["type"] == "error"
-        assert code is not None
+        assert code is not None and frame["code"] == code, "the error frame names the close code that follows"
         return raw, frame, code
 
     async def expect_refusal(self, category: str, path: bytes, headers: list[bytes], message: str, code: int) -> None:

@@ -158,7 +158,7 @@ def test_without_a_signal_the_cache_forgets_within_auth_cache_seconds(
     assert get(path, key).status_code == 401
 
 
-def test_the_cache_never_outlives_the_socket_resync_interval(settings: Any) -> None:
+def test_the_cache_never_outlives_the_recheck_interval(settings: Any) -> None:
     settings.AUTH_CACHE_SECONDS = 60
-    settings.PROGRESS_WS_RESYNC_SECONDS = 4
+    settings.PROGRESS_RECHECK_SECONDS = 4
     assert authentication.cache_seconds() == 4

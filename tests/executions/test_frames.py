@@ -26,11 +26,13 @@ from .states import EXECUTION_STATES
 pytestmark = pytest.mark.django_db
 
 #: What the consumer says in an error frame (progress/consumers.py), one of each kind.
-ERROR_MESSAGES = [
-    "Authentication required",
-    "Invalid after_seq",
-    "Execution 'exec_000000000000' not found",
-    "Unsupported message",
+#: (message, the close code that follows; None: the socket stays open).
+ERRORS = [
+    ("Authentication required", 4401),
+    ("Invalid after_seq", 4400),
+    ("Execution 'exec_000000000000' not found", 4404),
+    ("scope=all is for staff only", 4403),
+    ("Unsupported message", None),
 ]
 
 
@@ -82,9 +84,10 @@ def test_every_frame_the_builders_emit_is_published(executions: dict[str, Execut
                     nulls.add((key, "null" if frame[key] is None else "set"))
         for frame in others:
             assert schema_errors(frame, "EventFrame"), f"a {frame['type']} frame is not a stored event"
-    for message in ERROR_MESSAGES:
-        frame = on_the_wire(error_frame(message))
+    for message, code in ERRORS:
+        frame = on_the_wire(error_frame(message, code))
         assert_frame_shape(frame)
+        assert frame["code"] == code
         assert schema_errors(frame, "EventFrame"), "an error frame is not a stored event"
         built["error"] = built.get("error", 0) + 1
 

@@ -20,8 +20,8 @@ from rest_framework.exceptions import Throttled
 from rest_framework.test import APIClient
 
 from core.api_errors import exception_handler
+from core.params import MAX_QUERY_INTEGER
 from executions.api import urls as api_urls
-from executions.api.serializers import MAX_QUERY_INTEGER
 from progress import urls as progress_urls
 from tests.frames import published_schema
 
@@ -195,10 +195,11 @@ def test_every_websocket_frame_is_published(schema: dict[str, Any]) -> None:
     assert set(components["StatusFrame"]["required"]) == {
         "type", "execution_id", "status", "progress", "seq", "timestamp"
     }
-    assert set(components["ErrorFrame"]["required"]) == {"type", "message", "timestamp"}
+    assert set(components["ErrorFrame"]["required"]) == {"type", "message", "code", "timestamp"}
+    assert components["ErrorFrame"]["properties"]["code"]["type"] == ["integer", "null"]
 
 
-def test_the_socket_for_many_executions_is_published(schema: dict[str, Any]) -> None:
+def test_the_execution_feed_is_published(schema: dict[str, Any]) -> None:
     """Its frames are a component of their own, named from the list operation it streams."""
     components = schema["components"]["schemas"]
     feed = schema["paths"][f"{API}/executions"]["get"]["x-websocket"]

@@ -31,7 +31,7 @@ from executions.maintenance import (
 )
 from executions.models import EventType
 from executions.services import execution_create
-from progress import broadcast
+from progress import broadcast, protocol
 
 TOKEN = "metrics-scraper-token-for-tests"
 
@@ -188,7 +188,7 @@ def test_open_sockets_go_up_and_down() -> None:
 
 
 def test_the_channel_layer_message_carries_the_event_timestamp() -> None:
-    message = broadcast.event_message(
+    message = protocol.event_message(
         seq=3, event_type="progress", frame_text="{}", timestamp="2026-01-01T00:00:00.000000Z"
     )
     assert message["timestamp"] == "2026-01-01T00:00:00.000000Z"
@@ -216,7 +216,12 @@ def test_a_refused_batch_counts_each_of_its_messages(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(broadcast, "get_channel_layer", FailingHub)
     before = sample("executions_publish_failures_total")
     broadcast.publish_event(execution_id="exec_000000000000", seq=1, event_type="started", frame_text="{}")
-    broadcast.publish_to_feeds(owner_id=alice.pk, message={"type": "feed.frame"})
+    broadcast.publish_to_feeds(
+        owner_id=alice.pk,
+        message=protocol.feed_message(
+            execution_id="exec_000000000000", seq=0, event_type="created", status="pending", frame_text="{}"
+        ),
+    )
     broadcast.flush()
     assert sample("executions_publish_failures_total") == before + 3
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
@@ -29,6 +30,7 @@ from executions.runner import execution_run
 from executions.selectors import event_frame_at
 from executions.services import execution_cancel
 from progress import broadcast
+from progress.protocol import execution_group, layer_reconnected_message
 from tests.frames import (
     TERMINAL_TYPES,
     assert_frame_shape,
@@ -100,6 +102,7 @@ async def expect_refusal(comm: WebsocketCommunicator, message: str, code: int) -
     frame = await next_frame(comm)
     assert frame["type"] == "error"
     assert frame["message"] == message
+    assert frame["code"] == code, "the error frame carries the close code that follows"
     await expect_close(comm, code)
     await expect_silence(comm)
     await comm.disconnect()
@@ -155,8 +158,8 @@ def drop_publish(monkeypatch: pytest.MonkeyPatch) -> set[int]:
 
 
 @pytest.fixture
-def fast_resync(settings: Any) -> float:
-    settings.PROGRESS_WS_RESYNC_SECONDS = 0.2
+def fast_recheck(settings: Any) -> float:
+    settings.PROGRESS_RECHECK_SECONDS = 0.2
     return 0.2
 
 
@@ -308,6 +311,21 @@ async def test_a_dropped_group_message_is_filled_from_the_database_in_order(new_
     await comm.disconnect()
 
 
+async def test_the_layers_reconnect_message_makes_the_socket_catch_up(new_execution, token, drop_publish):
+    """What was published while Redis was away is lost: the hub's ``layer.reconnected``
+    message makes the socket read it from the database."""
+    execution = await database_sync_to_async(new_execution)(steps=1)
+    comm = await open_socket(execution.id, token=token)
+    await next_frame(comm)
+    drop_publish.update({1, 2})
+    await record_started(execution.id, 1)
+    await record_steps(execution.id, [1], 1)
+    await expect_silence(comm)
+    await get_channel_layer().group_send(execution_group(execution.id), layer_reconnected_message())
+    assert [f["seq"] for f in await frames(comm, 2)] == [1, 2]
+    await comm.disconnect()
+
+
 async def test_many_dropped_messages_never_cause_a_gap_or_a_repeat(new_execution, token, drop_publish):
     total = 30
     execution = await database_sync_to_async(new_execution)(steps=total)
@@ -327,7 +345,7 @@ async def test_many_dropped_messages_never_cause_a_gap_or_a_repeat(new_execution
     await comm.disconnect()
 
 
-async def test_a_dropped_terminal_frame_arrives_through_the_resync(new_execution, token, drop_publish, fast_resync):
+async def test_a_dropped_terminal_frame_arrives_through_the_recheck(new_execution, token, drop_publish, fast_recheck):
     execution = await database_sync_to_async(new_execution)(steps=1)
     comm = await open_socket(execution.id, token=token)
     await next_frame(comm)
@@ -587,7 +605,7 @@ async def test_client_frames_get_an_unsupported_message_error_and_the_socket_sta
     await comm.send_to(bytes_data=b"\x00\x01")
     for _ in range(3):
         frame = await next_frame(comm)
-        assert (frame["type"], frame["message"]) == ("error", "Unsupported message")
+        assert (frame["type"], frame["message"], frame["code"]) == ("error", "Unsupported message", None)
 
     await record_started(execution.id, 1)
     assert (await next_frame(comm))["type"] == "started"  # still streaming
@@ -610,7 +628,7 @@ async def test_nothing_is_sent_after_the_close_even_when_the_client_speaks(new_e
 
 
 @pytest.mark.parametrize("how", ["deactivate_user", "delete_token"])
-async def test_losing_access_closes_the_socket_with_an_error_frame(new_execution, user, token, fast_resync, how):
+async def test_losing_access_closes_the_socket_with_an_error_frame(new_execution, user, token, fast_recheck, how):
     execution = await database_sync_to_async(new_execution)()
     comm = await open_socket(execution.id, token=token)
     await next_frame(comm)
@@ -621,26 +639,26 @@ async def test_losing_access_closes_the_socket_with_an_error_frame(new_execution
         await database_sync_to_async(Token.objects.filter(key=token).delete)()
     started = time.monotonic()
     frame = await next_frame(comm, timeout=5.0)
-    assert (frame["type"], frame["message"]) == ("error", "Authentication required")
+    assert (frame["type"], frame["message"], frame["code"]) == ("error", "Authentication required", 4401)
     await expect_close(comm, 4401)
     assert time.monotonic() - started < 5.0
     await comm.disconnect()
 
 
-async def test_deactivating_a_session_user_closes_the_socket(new_execution, user, session_cookie, fast_resync):
+async def test_deactivating_a_session_user_closes_the_socket(new_execution, user, session_cookie, fast_recheck):
     execution = await database_sync_to_async(new_execution)()
     comm = await open_socket(execution.id, headers=[(b"cookie", session_cookie.encode())])
     await next_frame(comm)
 
     await database_sync_to_async(get_user_model().objects.filter(pk=user.pk).update)(is_active=False)
     frame = await next_frame(comm, timeout=5.0)
-    assert (frame["type"], frame["message"]) == ("error", "Authentication required")
+    assert (frame["type"], frame["message"], frame["code"]) == ("error", "Authentication required", 4401)
     await expect_close(comm, 4401)
     await comm.disconnect()
 
 
 async def test_an_execution_handed_to_someone_else_closes_the_socket_with_4404(
-    new_execution, other_user, token, fast_resync
+    new_execution, other_user, token, fast_recheck
 ):
     execution = await database_sync_to_async(new_execution)()
     comm = await open_socket(execution.id, token=token)
@@ -648,13 +666,13 @@ async def test_an_execution_handed_to_someone_else_closes_the_socket_with_4404(
 
     await database_sync_to_async(Execution.objects.filter(pk=execution.id).update)(owner=other_user)
     frame = await next_frame(comm, timeout=5.0)
-    assert (frame["type"], frame["message"]) == ("error", f"Execution '{execution.id}' not found")
+    assert (frame["type"], frame["message"], frame["code"]) == ("error", f"Execution '{execution.id}' not found", 4404)
     await expect_close(comm, 4404)
     await comm.disconnect()
 
 
-async def test_no_terminal_frame_is_sent_twice_when_the_resync_and_the_layer_race(new_execution, token, fast_resync):
-    """The resync tick and the live message may both carry the terminal event."""
+async def test_no_terminal_frame_is_sent_twice_when_the_recheck_and_the_layer_race(new_execution, token, fast_recheck):
+    """The re-check and the live message may both carry the terminal event."""
     execution = await database_sync_to_async(new_execution)(steps=1)
     comm = await open_socket(execution.id, token=token)
     await next_frame(comm)
@@ -666,5 +684,5 @@ async def test_no_terminal_frame_is_sent_twice_when_the_resync_and_the_layer_rac
     assert_sequence(received, 1)
     assert sum(f["type"] in TERMINAL_TYPES for f in received) == 1
     await expect_close(comm, 1000)
-    await expect_silence(comm, timeout=0.6)  # longer than a resync tick
+    await expect_silence(comm, timeout=0.6)  # longer than a re-check round
     await comm.disconnect()

@@ -2,7 +2,7 @@
 
 One subscription per group per process, local delivery to every member, no
 Redis round trip for a consumer's own channel, nothing left behind by a closed
-socket, and a ``progress.resync`` message to every member once a lost
+socket, and a ``layer.reconnected`` message to every member once a lost
 subscription is back.
 """
 
@@ -15,7 +15,8 @@ import pytest
 import pytest_asyncio
 import redis
 
-from progress.hub import RESYNC_MESSAGE, HubChannelLayer
+from progress.hub import HubChannelLayer
+from progress.protocol import layer_reconnected_message
 
 pytestmark = pytest.mark.asyncio
 
@@ -177,7 +178,7 @@ async def test_a_full_member_queue_drops_instead_of_growing(layer: HubChannelLay
     assert received == list(range(1, 11))  # capacity 10: the rest were dropped, the consumer repairs by seq
 
 
-async def test_members_are_told_to_resync_once_a_lost_subscription_is_back(
+async def test_members_are_told_the_layer_reconnected_once_a_lost_subscription_is_back(
     layer: HubChannelLayer, redis_url: str
 ) -> None:
     channel = await layer.new_channel()
@@ -188,7 +189,7 @@ async def test_members_are_told_to_resync_once_a_lost_subscription_is_back(
     finally:
         client.close()
     assert killed >= 1
-    assert await receive(layer, channel) == RESYNC_MESSAGE
+    assert await receive(layer, channel) == layer_reconnected_message()
     # And the subscription is live again.
     await layer.group_send("execution.f", {"type": "progress.event", "seq": 2})
     assert (await receive(layer, channel))["seq"] == 2
@@ -209,7 +210,7 @@ async def test_joining_while_the_subscription_connection_breaks_neither_raises_n
             group = f"execution.h{round_}"
             await layer.group_add(group, channel)  # must not raise
             # Published until it arrives: a message sent before the resubscription is
-            # lost by design (the member gets a resync message and reads the database).
+            # lost by design (the member is told the layer reconnected and reads the database).
             async with asyncio.timeout(TIMEOUT):
                 while True:
                     await layer.group_send(group, {"type": "progress.event", "seq": round_})
@@ -218,7 +219,7 @@ async def test_joining_while_the_subscription_connection_breaks_neither_raises_n
                             message = await layer.receive(channel)
                     except TimeoutError:
                         continue
-                    if message != RESYNC_MESSAGE:
+                    if message != layer_reconnected_message():
                         break
             assert message["seq"] == round_
             await layer.group_discard(group, channel)

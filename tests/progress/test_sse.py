@@ -25,7 +25,8 @@ from rest_framework.authtoken.models import Token
 from executions.events import event_record
 from executions.selectors import event_frames_after
 from progress import broadcast
-from progress.resync import resyncer
+from progress.protocol import execution_group, layer_reconnected_message
+from progress.recheck import rechecker
 from progress.sse import sse_event
 from progress.streams import ExecutionStream, StreamFrame
 from tests.frames import assert_frame_shape, final_progress, step_progress
@@ -136,8 +137,8 @@ def drop_publish(monkeypatch: pytest.MonkeyPatch) -> set[int]:
 
 
 @pytest.fixture
-def fast_resync(settings: Any) -> None:
-    settings.PROGRESS_WS_RESYNC_SECONDS = 0.2
+def fast_recheck(settings: Any) -> None:
+    settings.PROGRESS_RECHECK_SECONDS = 0.2
 
 
 # --- the format -------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ async def test_a_dropped_message_is_filled_from_the_database(new_execution, toke
     await events.expect_end()
 
 
-async def test_a_dropped_terminal_event_arrives_through_the_resync(new_execution, token, drop_publish, fast_resync):
+async def test_a_dropped_terminal_event_arrives_through_the_recheck(new_execution, token, drop_publish, fast_recheck):
     execution = await database_sync_to_async(new_execution)(steps=1)
     events = await open_stream(execution.id, token=token)
     await events.frame()
@@ -207,7 +208,7 @@ async def test_a_dropped_terminal_event_arrives_through_the_resync(new_execution
     await events.expect_end()
 
 
-async def test_a_resync_message_after_a_redis_reconnect_catches_up(new_execution, token, drop_publish):
+async def test_the_layers_reconnect_message_after_redis_was_away_catches_up(new_execution, token, drop_publish):
     execution = await database_sync_to_async(new_execution)(steps=1)
     events = await open_stream(execution.id, token=token)
     await events.frame()
@@ -216,7 +217,7 @@ async def test_a_resync_message_after_a_redis_reconnect_catches_up(new_execution
     await record(execution.id, "started", progress=start)
     await record(execution.id, "progress", progress=step_progress(1, 1))
     # What the hub tells every member once its subscription is back (progress/hub.py).
-    await get_channel_layer().group_send(broadcast.group_name(execution.id), {"type": "progress.resync"})
+    await get_channel_layer().group_send(execution_group(execution.id), layer_reconnected_message())
     received = await events.frames(2)
     assert [f["seq"] for f in received] == [1, 2]
     await events.close()
@@ -295,20 +296,20 @@ async def test_refusals_are_the_rest_apis_json_answers(new_execution, other_user
         assert (response.status_code, response.json()) == (404, {"detail": f"Execution '{execution_id}' not found"})
 
 
-async def test_losing_access_ends_the_stream_with_an_error_event(new_execution, user, token, fast_resync):
+async def test_losing_access_ends_the_stream_with_an_error_event(new_execution, user, token, fast_recheck):
     execution = await database_sync_to_async(new_execution)()
     events = await open_stream(execution.id, token=token)
     await events.frame()
     await database_sync_to_async(get_user_model().objects.filter(pk=user.pk).update)(is_active=False)
     frame = await events.frame()
-    assert (frame["type"], frame["message"]) == ("error", "Authentication required")
+    assert (frame["type"], frame["message"], frame["code"]) == ("error", "Authentication required", 4401)
     await events.expect_end()
 
 
 async def test_a_client_that_goes_away_leaves_no_membership_behind(new_execution, token):
     execution = await database_sync_to_async(new_execution)()
     layer = get_channel_layer()
-    group = broadcast.group_name(execution.id)
+    group = execution_group(execution.id)
     events = await open_stream(execution.id, token=token)
     await events.frame()
     state = layer._state()  # the hub's per-loop state (progress/hub.py)
@@ -318,11 +319,11 @@ async def test_a_client_that_goes_away_leaves_no_membership_behind(new_execution
 
 
 async def test_an_open_stream_is_checked_by_the_process_re_check_not_a_loop_of_its_own(new_execution, token):
-    """One member of the running loop's re-check (progress/resync.py) while open, gone once closed."""
+    """One member of the running loop's re-check (progress/recheck.py) while open, gone once closed."""
     execution = await database_sync_to_async(new_execution)()
     events = await open_stream(execution.id, token=token)
     await events.frame()
-    members = [m for m in resyncer().members if isinstance(m, ExecutionStream)]
+    members = [m for m in rechecker().members if isinstance(m, ExecutionStream)]
     assert [m.execution_id for m in members] == [execution.id]
     await events.close()
-    assert not [m for m in resyncer().members if isinstance(m, ExecutionStream)]
+    assert not [m for m in rechecker().members if isinstance(m, ExecutionStream)]

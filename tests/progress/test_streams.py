@@ -1,4 +1,4 @@
-"""``progress.streams.ExecutionStream`` as a member of the per-process re-check (``progress.resync``).
+"""``progress.streams.ExecutionStream`` as a member of the per-process re-check (``progress.recheck``).
 
 The transports (tests/progress/test_consumer.py, test_sse.py) show the
 guarantees end to end; here the stream's own rules, with the verdicts a round
@@ -16,7 +16,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from executions.events import event_record
-from progress.resync import CLOSE_UNAUTHENTICATED, Verdict, resyncer
+from progress.protocol import CLOSE_UNAUTHENTICATED, EventMessage, Refusal, event_message
+from progress.recheck import StreamAccess, Verdict, rechecker
 from progress.streams import ExecutionStream, Opening, StreamFrame
 from tests.frames import final_progress, step_progress
 
@@ -29,7 +30,7 @@ class Transport:
     def __init__(self) -> None:
         self.frames: list[StreamFrame] = []
         self.ended = False
-        self.lost: tuple[str, int] | None = None
+        self.lost: Refusal | None = None
 
     async def send(self, frame: StreamFrame) -> None:
         self.frames.append(frame)
@@ -37,8 +38,8 @@ class Transport:
     async def on_terminal(self) -> None:
         self.ended = True
 
-    async def on_lost(self, message: str, code: int) -> None:
-        self.lost = (message, code)
+    async def on_lost(self, refusal: Refusal) -> None:
+        self.lost = refusal
 
     @property
     def seqs(self) -> list[int | None]:
@@ -68,8 +69,8 @@ def record_run(execution_id: str, total: int) -> None:
     assert event_record(execution_id=execution_id, event_type="completed", **completed)
 
 
-def live(seq: int, event: str = "progress") -> dict[str, Any]:
-    return {"type": "progress.event", "seq": seq, "event": event, "frame": f'{{"seq": {seq}}}', "timestamp": None}
+def live(seq: int, event: str = "progress") -> EventMessage:
+    return event_message(seq=seq, event_type=event, frame_text=f'{{"seq": {seq}}}')
 
 
 async def test_a_gap_is_read_only_once_it_has_outlived_a_round(user: Any, new_execution: Any) -> None:
@@ -79,12 +80,12 @@ async def test_a_gap_is_read_only_once_it_has_outlived_a_round(user: Any, new_ex
     stream = open_stream(execution.id, user, transport)
     await stream.start(Opening(last_seq=1))
 
-    await stream.apply_resync(Verdict(stored_seq=4))
+    await stream.apply_verdict(Verdict(stored_seq=4))
     assert transport.seqs == [], "behind the database for the first time: the frames may still be on their way"
-    await stream.apply_resync(Verdict(stored_seq=4))
+    await stream.apply_verdict(Verdict(stored_seq=4))
     assert transport.seqs == [2, 3, 4], "still behind a round later: the layer dropped them"
-    assert transport.ended and stream.watch() is None
-    assert stream not in resyncer().members
+    assert transport.ended and stream.access is None
+    assert stream not in rechecker().members
 
 
 async def test_frames_that_arrive_late_are_not_read_again(user: Any, new_execution: Any) -> None:
@@ -94,15 +95,15 @@ async def test_frames_that_arrive_late_are_not_read_again(user: Any, new_executi
     stream = open_stream(execution.id, user, transport)
     await stream.start(Opening(last_seq=1))
 
-    await stream.apply_resync(Verdict(stored_seq=3))
+    await stream.apply_verdict(Verdict(stored_seq=3))
     await stream.event(live(2))
     await stream.event(live(3))  # late, but delivered
-    await stream.apply_resync(Verdict(stored_seq=3))
+    await stream.apply_verdict(Verdict(stored_seq=3))
     assert transport.seqs == [2, 3]
     assert all(frame.timestamp is None and frame.text == f'{{"seq": {frame.seq}}}' for frame in transport.frames)
-    assert not transport.ended and stream in resyncer().members
+    assert not transport.ended and stream in rechecker().members
     stream.stop()
-    assert stream not in resyncer().members and stream.watch() is None
+    assert stream not in rechecker().members and stream.access is None
 
 
 async def test_lost_access_ends_the_stream_through_its_transport(user: Any, new_execution: Any) -> None:
@@ -110,11 +111,11 @@ async def test_lost_access_ends_the_stream_through_its_transport(user: Any, new_
     transport = Transport()
     stream = open_stream(execution.id, user, transport)
     await stream.start(Opening(last_seq=0))
-    assert stream.watch() == stream.viewer and stream.viewer.execution_id == execution.id
-    lost = ("Authentication required", CLOSE_UNAUTHENTICATED)
-    await stream.apply_resync(Verdict(lost=lost))
+    assert stream.access == StreamAccess(user_pk=user.pk, token_key="key", session_key=None, execution_id=execution.id)
+    lost = Refusal("Authentication required", CLOSE_UNAUTHENTICATED)
+    await stream.apply_verdict(Verdict(lost=lost))
     assert transport.lost == lost and not transport.ended and transport.frames == []
-    assert stream.finished and stream not in resyncer().members
+    assert stream.finished and stream not in rechecker().members
     await stream.event(live(1, "started"))
     await stream.catch_up()
     assert transport.frames == [], "nothing goes out once the stream is finished"
@@ -127,4 +128,4 @@ async def test_an_opening_that_ends_the_stream_never_joins_the_re_check(user: An
     terminal = StreamFrame("{}", 3, "completed")
     await stream.start(Opening(frames=[terminal], last_seq=3, finished=True))
     assert transport.frames == [terminal] and transport.ended
-    assert stream not in resyncer().members
+    assert stream not in rechecker().members

@@ -536,7 +536,7 @@ def check_ws_error(cell: Cell, message: str, code: int) -> None:
     assert cell.answer.transcript[0] == ("accept", True)
     assert [kind for kind, _ in cell.answer.transcript] == ["accept", "text", "close"], cell.answer.transcript
     frame = cell.answer.transcript[1][1]
-    assert frame["type"] == "error" and frame["message"] == message, frame
+    assert frame["type"] == "error" and frame["message"] == message and frame["code"] == code, frame
     assert cell.answer.transcript[2] == ("close", code)
 
 

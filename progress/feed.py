@@ -1,82 +1,52 @@
-"""The socket that follows many executions: ``WS /api/v1/executions/ws[?status=...][&scope=all]``.
+"""The execution feed: one socket for many executions, ``WS /api/v1/executions/ws``.
 
-A dashboard (the list page, a team's monitor) watches every execution a user
-may see on one connection, instead of one socket per execution. The protocol
-is in the README ("One socket for many executions"); in short:
-
-* first a ``snapshot`` frame: the executions not ended yet (``status``
-  narrows them to ``pending`` and/or ``running``), newest first, at most
-  :data:`SNAPSHOT_MAX`, in the REST shape;
-* then, for each execution the socket follows, its frames: ``created`` when it
-  is submitted, ``started``, ``progress`` (at most one per
-  ``PROGRESS_FEED_INTERVAL_SECONDS`` per execution, the latest state winning;
-  ``started`` and the terminal frame are never held back or dropped), and its
-  terminal frame, after which it is no longer followed.
-
-Fan-out: the writer's receiver (``progress.broadcast``) publishes every event
-and every submit to the owner's feed group and to the group of staff sockets
-that follow everyone, so this socket joins exactly one group, whatever the
-number of executions, and never hears of one it may not show.
-
-Unlike the per-execution socket, this one does not repair gaps: a frame the
-channel layer drops is simply superseded by a later one. What must not be lost
-is repaired from the database by the process's periodic re-check
-(``progress.resync``, every ``PROGRESS_WS_RESYNC_SECONDS``, one round for all
-of the process's streams), and at once when the channel layer reconnects: the
-latest stored frame of a followed execution that moved on (its terminal frame
-above all, so a row always settles), and executions submitted since the
-snapshot whose ``created`` message was lost. As for an execution's stream, a
-followed execution's frame is read only once the socket has stayed behind it
-for a whole round (frames under load arrive late, and a held-back progress
-frame is sent by its timer), so a lost frame arrives within two rounds. The
-same round's verdict closes the socket when the user's access is gone (4401),
-or their staff rights for ``scope=all`` (4403).
-
-An event of an execution the socket does not follow yet (its ``created``
-message arrives after its ``started`` one, or it was beyond the snapshot's
-cap, or it has just reached a status the socket asked for) makes the socket
-read that execution and send a ``created`` frame with its current state first:
-every execution appears in the snapshot or a ``created`` frame before any of
-its other frames, and each frame of an execution has a higher ``seq`` than
-what was sent of it before.
+A ``snapshot`` frame of the executions not ended yet, then for each execution
+the socket follows: ``created``, ``started``, ``progress`` (at most one per
+``PROGRESS_FEED_INTERVAL_SECONDS``, the latest state winning) and its terminal
+frame (README, "The execution feed"). The socket joins one group (its user's,
+or everyone's for staff) and never hears of an execution it may not show.
+Every execution appears in the snapshot or a ``created`` frame before any of
+its other frames, and each frame of it has a higher ``seq`` than the last.
+Gaps are not filled frame by frame: the re-check sends what is overdue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from core import metrics
-from core.db import read_db
-from executions.frames import created_frame, dumps, error_frame, execution_dict, snapshot_frame
-from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, Execution
-from executions.selectors import UNENDED_STATUSES, event_frame_at, execution_feed_for_user, execution_visible_to
+from core.db import chunks, read_db
+from executions.frames import created_frame, dumps, execution_dict, snapshot_frame
+from executions.models import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, UNENDED_STATUSES, Execution
+from executions.selectors import event_frame_at, execution_feed_for_user, execution_visible_to
 
 from .auth import session_key_of
-from .broadcast import FEED_GROUP_EVERYONE, feed_group_of_user
-from .resync import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, STAFF_ONLY, Verdict, Watch, resyncer
-from .streams import CLOSE_BAD_REQUEST
-
-logger = logging.getLogger(__name__)
+from .consumers import StreamConsumer
+from .protocol import (
+    CLOSE_BAD_REQUEST,
+    FEED_GROUP_EVERYONE,
+    STAFF_ONLY,
+    UNAUTHENTICATED,
+    FeedMessage,
+    LayerReconnectedMessage,
+    feed_group_of_user,
+)
+from .recheck import StreamAccess, Verdict, rechecker
 
 #: The most executions a snapshot holds (the newest).
 SNAPSHOT_MAX = 100
 #: How many ended executions a socket remembers, so that a late message about one is ignored.
 ENDED_MEMORY = 1000
-#: The resync looks for submits it missed from this long before the snapshot was read.
-RESYNC_SINCE_MARGIN = timedelta(seconds=5)
-#: Rows per query when the resync reads the followed executions.
-RESYNC_CHUNK = 500
+#: The re-check looks for submits it missed from this long before the snapshot was read.
+MISSED_SUBMITS_MARGIN = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -89,7 +59,7 @@ class FeedRequest:
 
 
 def parse_feed_query(query_string: bytes) -> FeedRequest | str:
-    """The request, or the message of the refusal (closed with 4400).
+    """The request, or the message of the refusal (closed with ``CLOSE_BAD_REQUEST``).
 
     ``status``: comma-separated ``pending`` / ``running`` (the socket only
     carries executions that have not ended); ``scope``: ``own`` (the default)
@@ -117,13 +87,16 @@ def parse_feed_query(query_string: bytes) -> FeedRequest | str:
 
 @dataclass
 class Snapshot:
+    """The first frame, and the seq of each execution it holds."""
+
     frame: str
     seqs: dict[str, int]
-    #: When it was read: the resync looks for submits made after it.
+    #: When it was read: the re-check looks for submits made after it.
     read_at: datetime
 
 
 def read_snapshot(*, user: Any, request: FeedRequest) -> Snapshot:
+    """The executions not ended yet that the socket shows, newest first (at most ``SNAPSHOT_MAX``)."""
     now = timezone.now()
     executions = list(
         execution_feed_for_user(user=user, everyone=request.everyone, statuses=request.statuses)[:SNAPSHOT_MAX]
@@ -186,9 +159,8 @@ def read_repair(
     sent; only those in ``overdue`` get their frame read (the others are only reported ahead)."""
     result = Repair()
     scope = _feed_scope(user, request.everyone)
-    ids = list(followed)
-    for start in range(0, len(ids), RESYNC_CHUNK):
-        rows = scope.filter(pk__in=ids[start : start + RESYNC_CHUNK]).values_list("id", "seq", "status")
+    for chunk in chunks(followed):
+        rows = scope.filter(pk__in=chunk).values_list("id", "seq", "status")
         for execution_id, seq, status in rows:
             if seq <= followed[execution_id]:
                 continue
@@ -198,7 +170,7 @@ def read_repair(
                 if frame is not None:
                     result.updates.append((execution_id, seq, frame, status in TERMINAL_STATUSES))
     recent = execution_feed_for_user(user=user, everyone=request.everyone, statuses=request.statuses).filter(
-        created_at__gte=since - RESYNC_SINCE_MARGIN
+        created_at__gte=since - MISSED_SUBMITS_MARGIN
     )
     recent_ids = recent.values_list("id", flat=True)[:SNAPSHOT_MAX]
     unknown = [pk for pk in recent_ids if pk not in followed and pk not in ended]
@@ -216,10 +188,11 @@ class Followed:
 
     last_seq: int = 0
     #: The stored seq the last re-check saw ahead of ``last_seq`` (0: none).
-    resync_target: int = 0
+    recheck_target: int = 0
     #: ``loop.time()`` of the last progress frame sent.
     progress_sent_at: float = float("-inf")
-    pending: dict[str, Any] | None = None
+    #: The progress message held back until the interval is over (the latest wins).
+    pending: FeedMessage | None = None
     timer: asyncio.TimerHandle | None = None
 
     def drop_pending(self) -> None:
@@ -245,30 +218,26 @@ class RecentlyEnded:
         return execution_id in self.ids
 
 
-class ExecutionFeedConsumer(AsyncWebsocketConsumer):
-    #: True once the close frame has been asked for: nothing may be sent after it.
-    closed: bool = False
-    #: True while this socket counts in the open-sockets gauge.
-    counted: bool = False
+class ExecutionFeedConsumer(StreamConsumer):
+    """``WS /api/v1/executions/ws``: the execution feed of one user (or everyone's, for staff)."""
+
     feed_group: str | None = None
 
     async def connect(self) -> None:
+        """Check the request, join the feed group, then send the snapshot and join the re-check."""
         self.followed: dict[str, Followed] = {}
         self.ended = RecentlyEnded()
         self.order = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
-        # Accept first: every refusal is an error frame and an application close code.
-        await self.accept()
-        self.counted = True
-        metrics.socket_opened()
+        await self.open()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            return await self.refuse("Authentication required", CLOSE_UNAUTHENTICATED)
+            return await self.refuse(*UNAUTHENTICATED)
         request = parse_feed_query(self.scope.get("query_string", b""))
         if isinstance(request, str):
             return await self.refuse(request, CLOSE_BAD_REQUEST)
         if request.everyone and not user.is_staff:
-            return await self.refuse(STAFF_ONLY, CLOSE_FORBIDDEN)
+            return await self.refuse(*STAFF_ONLY)
         self.request = request
         # Join before reading the snapshot, so that nothing falls between the two.
         self.feed_group = FEED_GROUP_EVERYONE if request.everyone else feed_group_of_user(user.pk)
@@ -278,76 +247,52 @@ class ExecutionFeedConsumer(AsyncWebsocketConsumer):
         async with self.order:
             await self.send_frame(snapshot.frame)
             self.followed = {execution_id: Followed(last_seq=seq) for execution_id, seq in snapshot.seqs.items()}
-        # Re-checked with the process's other streams every PROGRESS_WS_RESYNC_SECONDS.
-        resyncer().add(self)
-
-    # --- sending -----------------------------------------------------------------------------
-
-    async def send_frame(self, text: str, event_timestamp: str | None = None) -> None:
-        if self.closed:
-            return
-        await self.send(text_data=text)
-        metrics.frame_sent(event_timestamp)
-
-    async def refuse(self, message: str, code: int) -> None:
-        await self.send_frame(dumps(error_frame(message)))
-        await self.close(code=code)
-
-    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
-        self.closed = True
-        await super().close(code=code, reason=reason)
+        rechecker().add(self)
 
     async def disconnect(self, code: int) -> None:
-        self.closed = True
-        resyncer().discard(self)
+        """Leave the re-check, stop the held-back frames' timers and tasks, leave the group."""
+        rechecker().discard(self)
         for task in getattr(self, "tasks", ()):
             if task is not asyncio.current_task():
                 task.cancel()
         for followed in getattr(self, "followed", {}).values():
             followed.drop_pending()
-        if self.counted:
-            self.counted = False
-            metrics.socket_closed()
+        await super().disconnect(code)
         if self.feed_group is not None:
             group, self.feed_group = self.feed_group, None
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # As on the per-execution socket: client frames are not part of the protocol.
-        if not self.closed:
-            await self.send_frame(dumps(error_frame("Unsupported message")))
-
     # --- messages from the channel layer -------------------------------------------------------
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Channels' dispatch without a thread hop per message (see ``ExecutionProgressConsumer.dispatch``)."""
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
-    async def feed_frame(self, message: dict[str, Any]) -> None:
+    async def feed_frame(self, message: FeedMessage) -> None:
+        """An event or a submit of an execution this user may see."""
         async with self.order:
             if not self.closed:
                 await self.forward(message)
 
-    async def progress_resync(self, message: dict[str, Any]) -> None:
+    async def layer_reconnected(self, message: LayerReconnectedMessage) -> None:
         """The channel layer is back after Redis was away: what was published meanwhile is lost."""
         if not self.closed:
             self.spawn(self.repair(force=True))
 
-    async def forward(self, message: dict[str, Any]) -> None:
-        execution_id, event = message["execution_id"], message["event"]
-        seq = int(message["seq"])
+    async def forward(self, message: FeedMessage) -> None:
+        """Send the message's frame if the socket follows its execution and has not sent it yet.
+
+        An event of an execution the socket does not follow yet (its ``created``
+        message came late, it was beyond the snapshot's cap, or it has just
+        reached a status the socket asked for) makes the socket read that
+        execution and announce it with a ``created`` frame of its state first.
+        """
+        execution_id, event, seq = message["execution_id"], message["event"], message["seq"]
         if execution_id in self.ended:
             return
         followed = self.followed.get(execution_id)
         if followed is None:
-            if message.get("status") not in self.request.statuses:
+            if message["status"] not in self.request.statuses:
                 return
             if event == "created":
                 self.followed[execution_id] = Followed()
-                await self.send_frame(message["frame"], message.get("timestamp"))
+                await self.send_frame(message["frame"], message["timestamp"])
                 return
             learned = await read_db(read_learned)(
                 user=self.scope["user"], everyone=self.request.everyone, execution_id=execution_id
@@ -363,7 +308,7 @@ class ExecutionFeedConsumer(AsyncWebsocketConsumer):
             await self.offer_progress(execution_id, followed, message)
             return
         followed.drop_pending()
-        await self.send_frame(message["frame"], message.get("timestamp"))
+        await self.send_frame(message["frame"], message["timestamp"])
         followed.last_seq = seq
         if event in TERMINAL_EVENT_TYPES:
             self.forget(execution_id)
@@ -379,6 +324,7 @@ class ExecutionFeedConsumer(AsyncWebsocketConsumer):
         return followed
 
     def forget(self, execution_id: str) -> None:
+        """Its terminal frame is out: follow it no more, and ignore late messages about it."""
         followed = self.followed.pop(execution_id, None)
         if followed is not None:
             followed.drop_pending()
@@ -386,46 +332,50 @@ class ExecutionFeedConsumer(AsyncWebsocketConsumer):
 
     # --- at most one progress frame per execution per interval --------------------------------
 
-    async def offer_progress(self, execution_id: str, followed: Followed, message: dict[str, Any]) -> None:
+    async def offer_progress(self, execution_id: str, followed: Followed, message: FeedMessage) -> None:
+        """Send a progress frame now if the interval is over, else hold the latest until it is."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         interval = settings.PROGRESS_FEED_INTERVAL_SECONDS
         if followed.pending is None and now - followed.progress_sent_at >= interval:
-            await self.send_frame(message["frame"], message.get("timestamp"))
-            followed.last_seq = int(message["seq"])
+            await self.send_frame(message["frame"], message["timestamp"])
+            followed.last_seq = message["seq"]
             followed.progress_sent_at = now
             return
-        if followed.pending is None or int(message["seq"]) > int(followed.pending["seq"]):
+        if followed.pending is None or message["seq"] > followed.pending["seq"]:
             followed.pending = message  # the latest state wins
         if followed.timer is None:
             delay = max(0.0, followed.progress_sent_at + interval - now)
             followed.timer = loop.call_later(delay, lambda: self.spawn(self.send_held_progress(execution_id)))
 
     async def send_held_progress(self, execution_id: str) -> None:
+        """The interval is over: send the progress frame held back, unless something newer went out."""
         async with self.order:
             followed = self.followed.get(execution_id)
             if followed is None or self.closed:
                 return
             followed.timer = None
             message, followed.pending = followed.pending, None
-            if message is None or int(message["seq"]) <= followed.last_seq:
+            if message is None or message["seq"] <= followed.last_seq:
                 return
-            await self.send_frame(message["frame"], message.get("timestamp"))
-            followed.last_seq = int(message["seq"])
+            await self.send_frame(message["frame"], message["timestamp"])
+            followed.last_seq = message["seq"]
             followed.progress_sent_at = asyncio.get_running_loop().time()
 
-    def spawn(self, coroutine: Any) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` as a task of this socket (cancelled when it disconnects)."""
         task = asyncio.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    # --- the periodic re-check (progress/resync.py) and repair from the database -----------------
+    # --- the periodic re-check (progress.recheck.RecheckedStream) ------------------------------
 
-    def watch(self) -> Watch | None:
+    @property
+    def access(self) -> StreamAccess | None:
         """What the round checks for this socket (the credentials, and staff for ``scope=all``)."""
         if self.closed:
             return None
-        return Watch(
+        return StreamAccess(
             user_pk=self.scope["user"].pk,
             token_key=self.scope.get("auth_token"),
             session_key=session_key_of(self.scope),
@@ -433,7 +383,7 @@ class ExecutionFeedConsumer(AsyncWebsocketConsumer):
             staff_only=self.request.everyone,
         )
 
-    async def apply_resync(self, verdict: Verdict) -> None:
+    async def apply_verdict(self, verdict: Verdict) -> None:
         """Close if access is gone; otherwise repair what the channel layer lost."""
         if verdict.lost is not None:
             async with self.order:
@@ -443,9 +393,16 @@ class ExecutionFeedConsumer(AsyncWebsocketConsumer):
         await self.repair()
 
     async def repair(self, *, force: bool = False) -> None:
-        """Send the frames the channel layer lost: every followed execution's latest frame
-        when ``force`` (after a reconnect to Redis, everything published meanwhile is
-        gone), else only those the socket has stayed behind for a whole round."""
+        """Send what the channel layer lost, read from the database.
+
+        The latest stored frame of each followed execution the socket has
+        stayed behind for a whole round (frames under load arrive late, and a
+        held-back progress frame is sent by its timer), so a lost frame arrives
+        within two rounds; of every followed one when ``force`` (after a
+        reconnect to Redis, everything published meanwhile is gone). Then a
+        ``created`` frame for each execution submitted since the snapshot
+        whose announcement was lost.
+        """
         if self.closed:
             return
         result = await read_db(read_repair)(
@@ -455,7 +412,7 @@ class ExecutionFeedConsumer(AsyncWebsocketConsumer):
             overdue={
                 execution_id
                 for execution_id, f in self.followed.items()
-                if force or f.last_seq < f.resync_target
+                if force or f.last_seq < f.recheck_target
             },
             ended=set(self.ended.ids),
             since=self.since,
@@ -474,7 +431,7 @@ class ExecutionFeedConsumer(AsyncWebsocketConsumer):
                     self.forget(execution_id)
             for execution_id, followed in self.followed.items():
                 ahead = result.ahead.get(execution_id, 0)
-                followed.resync_target = ahead if ahead > followed.last_seq else 0
+                followed.recheck_target = ahead if ahead > followed.last_seq else 0
             for execution_id, learned in result.learned.items():
                 if execution_id not in self.followed and execution_id not in self.ended:
                     await self.follow(execution_id, learned)

@@ -1,4 +1,4 @@
-"""The socket for many executions (``progress/dashboard.py``) against the real ASGI application.
+"""The execution feed (``progress/feed.py``) against the real ASGI application.
 
 As in test_consumer.py: everything goes through ``config.asgi.application`` and
 the real channel layer; executions are submitted with ``execution_create`` (the
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 
@@ -22,7 +23,8 @@ from config.asgi import application
 from executions.events import event_record
 from executions.models import Execution
 from executions.services import execution_cancel, execution_create
-from progress import broadcast, dashboard
+from progress import broadcast, feed
+from progress.protocol import feed_group_of_user, layer_reconnected_message
 from tests.frames import assert_feed_frame_shape, final_progress, step_progress
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -71,7 +73,7 @@ async def expect_refusal(token: str | None, query: str, message: str, code: int)
     comm = await open_feed(token, query)
     frame = await comm.receive_json_from(timeout=TIMEOUT)
     assert_feed_frame_shape(frame)
-    assert (frame["type"], frame["message"]) == ("error", message)
+    assert (frame["type"], frame["message"], frame["code"]) == ("error", message, code)
     closing = await comm.receive_output(timeout=TIMEOUT)
     assert (closing["type"], closing.get("code")) == ("websocket.close", code)
     await comm.disconnect()
@@ -123,8 +125,8 @@ def staff_token(staff_user: Any) -> str:
 
 
 @pytest.fixture
-def fast_resync(settings: Any) -> float:
-    settings.PROGRESS_WS_RESYNC_SECONDS = 0.2
+def fast_recheck(settings: Any) -> float:
+    settings.PROGRESS_RECHECK_SECONDS = 0.2
     return 0.2
 
 
@@ -159,7 +161,7 @@ async def test_a_message_from_the_client_gets_an_error_frame_and_the_socket_stay
     await snapshot(comm)
     await comm.send_to(text_data="hello")
     frame = await next_frame(comm)
-    assert (frame["type"], frame["message"]) == ("error", "Unsupported message")
+    assert (frame["type"], frame["message"], frame["code"]) == ("error", "Unsupported message", None)
     await expect_silence(comm)
     await comm.disconnect()
 
@@ -194,7 +196,7 @@ async def test_the_snapshot_holds_the_users_executions_not_ended_newest_first(
 async def test_the_snapshot_is_capped_at_the_newest(
     user: Any, feed_user_token: str, task_queue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dashboard, "SNAPSHOT_MAX", 3)
+    monkeypatch.setattr(feed, "SNAPSHOT_MAX", 3)
     made = [await submit(user) for _ in range(5)]
     comm = await open_feed(feed_user_token)
     assert [e["execution_id"] for e in await snapshot(comm)] == [e.id for e in reversed(made)][:3]
@@ -388,11 +390,11 @@ async def test_an_execution_that_ended_before_the_socket_heard_of_it_gets_create
     await comm.disconnect()
 
 
-# --- the resync --------------------------------------------------------------------------------
+# --- the re-check -------------------------------------------------------------------------------
 
 
-async def test_a_lost_terminal_frame_arrives_through_the_resync(
-    user: Any, feed_user_token: str, task_queue: Any, fast_resync: float, monkeypatch: pytest.MonkeyPatch
+async def test_a_lost_terminal_frame_arrives_through_the_recheck(
+    user: Any, feed_user_token: str, task_queue: Any, fast_recheck: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     comm = await open_feed(feed_user_token)
     await snapshot(comm)
@@ -405,13 +407,13 @@ async def test_a_lost_terminal_frame_arrives_through_the_resync(
     await complete(execution.id, 1)
     frame = await next_frame(comm)
     assert (frame["type"], frame["seq"]) == ("completed", 3), "the latest stored frame, nothing older"
-    await asyncio.sleep(3 * fast_resync)
+    await asyncio.sleep(3 * fast_recheck)
     await expect_silence(comm)
     await comm.disconnect()
 
 
-async def test_a_submit_whose_created_message_was_lost_is_announced_by_the_resync(
-    user: Any, feed_user_token: str, task_queue: Any, fast_resync: float, monkeypatch: pytest.MonkeyPatch
+async def test_a_submit_whose_created_message_was_lost_is_announced_by_the_recheck(
+    user: Any, feed_user_token: str, task_queue: Any, fast_recheck: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     comm = await open_feed(feed_user_token)
     await snapshot(comm)
@@ -419,33 +421,51 @@ async def test_a_submit_whose_created_message_was_lost_is_announced_by_the_resyn
     execution = await submit(user)
     frame = await next_frame(comm)
     assert (frame["type"], frame["execution_id"], frame["execution"]["status"]) == ("created", execution.id, "pending")
-    await asyncio.sleep(3 * fast_resync)
+    await asyncio.sleep(3 * fast_recheck)
     await expect_silence(comm)
     await comm.disconnect()
 
 
+async def test_the_layers_reconnect_message_repairs_at_once(
+    user: Any, feed_user_token: str, task_queue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without waiting for a re-check round (the default 4 s): the hub's ``layer.reconnected``
+    message makes the socket send each followed execution's latest stored frame."""
+    execution = await submit(user, steps=2)
+    comm = await open_feed(feed_user_token)
+    assert [e["execution_id"] for e in await snapshot(comm)] == [execution.id]
+    monkeypatch.setattr(broadcast, "publish_to_feeds", lambda **kwargs: None)  # published while Redis was away
+    await start(execution.id, 2)
+    await record(execution.id, "progress", progress=step_progress(1, 2))
+    await expect_silence(comm)
+    await get_channel_layer().group_send(feed_group_of_user(user.pk), layer_reconnected_message())
+    frame = await next_frame(comm)
+    assert (frame["type"], frame["execution_id"], frame["seq"]) == ("progress", execution.id, 2)
+    await comm.disconnect()
+
+
 async def test_a_deleted_token_closes_the_socket_with_4401(
-    user: Any, feed_user_token: str, fast_resync: float
+    user: Any, feed_user_token: str, fast_recheck: float
 ) -> None:
     comm = await open_feed(feed_user_token)
     await snapshot(comm)
     await database_sync_to_async(Token.objects.filter(key=feed_user_token).delete)()
     frame = await next_frame(comm, timeout=2.0)
-    assert (frame["type"], frame["message"]) == ("error", "Authentication required")
+    assert (frame["type"], frame["message"], frame["code"]) == ("error", "Authentication required", 4401)
     closing = await comm.receive_output(timeout=TIMEOUT)
     assert (closing["type"], closing.get("code")) == ("websocket.close", 4401)
     await comm.disconnect()
 
 
 async def test_staff_who_lose_staff_are_closed_with_4403_on_scope_all(
-    staff_user: Any, staff_token: str, fast_resync: float
+    staff_user: Any, staff_token: str, fast_recheck: float
 ) -> None:
     comm = await open_feed(staff_token, "scope=all")
     await snapshot(comm)
     staff_user.is_staff = False
     await database_sync_to_async(staff_user.save)(update_fields=["is_staff"])
     frame = await next_frame(comm, timeout=2.0)
-    assert (frame["type"], frame["message"]) == ("error", "scope=all is for staff only")
+    assert (frame["type"], frame["message"], frame["code"]) == ("error", "scope=all is for staff only", 4403)
     closing = await comm.receive_output(timeout=TIMEOUT)
     assert (closing["type"], closing.get("code")) == ("websocket.close", 4403)
     await comm.disconnect()
@@ -457,13 +477,13 @@ async def test_staff_who_lose_staff_are_closed_with_4403_on_scope_all(
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        (b"", dashboard.FeedRequest(("pending", "running"), False)),
-        (b"status=running,pending", dashboard.FeedRequest(("pending", "running"), False)),
-        (b"status=running&scope=all", dashboard.FeedRequest(("running",), True)),
-        (b"scope=own&other=1", dashboard.FeedRequest(("pending", "running"), False)),
+        (b"", feed.FeedRequest(("pending", "running"), False)),
+        (b"status=running,pending", feed.FeedRequest(("pending", "running"), False)),
+        (b"status=running&scope=all", feed.FeedRequest(("running",), True)),
+        (b"scope=own&other=1", feed.FeedRequest(("pending", "running"), False)),
         (b"status=failed", "Invalid status"),
         (b"scope=", "Invalid scope"),
     ],
 )
 async def test_parse_feed_query(query: bytes, expected: Any) -> None:
-    assert dashboard.parse_feed_query(query) == expected
+    assert feed.parse_feed_query(query) == expected
