@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast, overload
+from typing import Any, Literal, NotRequired, TypedDict, cast, overload
 
-if TYPE_CHECKING:
-    from .models import Execution
+from .models import TERMINAL_EVENT_TYPES, Execution
 
 
 class Progress(TypedDict):
@@ -35,7 +34,6 @@ class ErrorInfo(TypedDict):
 
 
 FrameType = Literal["status", "started", "progress", "completed", "failed", "cancelled", "error", "snapshot", "created"]
-TERMINAL_FRAME_TYPES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
 class Frame(TypedDict):
@@ -88,7 +86,7 @@ def event_frame(
     frame: Frame = {"type": cast(FrameType, event_type), "execution_id": execution_id, "status": status}
     if event_type == "progress":
         frame["progress"] = progress
-    elif event_type in TERMINAL_FRAME_TYPES:
+    elif event_type in TERMINAL_EVENT_TYPES:
         frame["progress"] = progress
         frame["outputs"] = outputs
         frame["error"] = error

@@ -61,11 +61,11 @@ SSE_READ_TIMEOUT = 45.0
 USER_AGENT = "progress-client/1.0"
 
 
-class TransportRefused(ProgressClientError):  # noqa: N818 - reads as what happened (a fallback signal)
+class TransportRefused(ProgressClientError):
     """This transport will not work here (e.g. a proxy refuses WebSocket upgrades)."""
 
 
-class HandshakeFailed(ProgressClientError):  # noqa: N818 - reads as what happened (a fallback signal)
+class HandshakeFailed(ProgressClientError):
     """The server was reached but the transport could not be opened (may be transient)."""
 
 

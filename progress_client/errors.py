@@ -19,7 +19,7 @@ class ProgressClientError(Exception):
     """Base of everything this package raises."""
 
 
-class ConnectionFailed(ProgressClientError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
+class ConnectionFailed(ProgressClientError):
     """The server could not be reached (or kept dropping the connection) after the retries."""
 
 
@@ -47,7 +47,7 @@ class ApiError(ProgressClientError):
         return f"{self.status} {self.detail}" if self.status else self.detail
 
 
-class ValidationFailed(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
+class ValidationFailed(ApiError):
     """400: the request was invalid; ``errors`` maps fields to messages (may be empty)."""
 
     status_code = 400
@@ -58,25 +58,25 @@ class ValidationFailed(ApiError):  # noqa: N818 - named for the server's answer,
         return errors if isinstance(errors, dict) else {}
 
 
-class AuthenticationFailed(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
+class AuthenticationFailed(ApiError):
     """401: no token, or a token the server does not know (or a deactivated user)."""
 
     status_code = 401
 
 
-class PermissionDenied(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
+class PermissionDenied(ApiError):
     """403."""
 
     status_code = 403
 
 
-class NotFound(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
+class NotFound(ApiError):
     """404: unknown execution or target (someone else's execution looks the same)."""
 
     status_code = 404
 
 
-class Conflict(ApiError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
+class Conflict(ApiError):
     """409: e.g. an ``Idempotency-Key`` reused with a different body."""
 
     status_code = 409
@@ -90,13 +90,13 @@ class RetryableError(ApiError):
         return parse_retry_after(self.headers.get("retry-after") or self.headers.get("Retry-After"))
 
 
-class Throttled(RetryableError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
+class Throttled(RetryableError):
     """429: too many requests."""
 
     status_code = 429
 
 
-class ServiceUnavailable(RetryableError):  # noqa: N818 - named for the server's answer, as DRF's exceptions are
+class ServiceUnavailable(RetryableError):
     """503: e.g. the task queue is unreachable (nothing was stored)."""
 
     status_code = 503

@@ -24,11 +24,11 @@ from drf_spectacular.renderers import OpenApiJsonRenderer
 from jsonschema.exceptions import best_match
 from openapi_schema_validator import OAS31Validator
 
-from executions.frames import TERMINAL_FRAME_TYPES
+from executions.models import TERMINAL_EVENT_TYPES
 from tests.helpers import ANY_ETA
 
 #: The frame types that end a stream (the server's constant: the schema checks its frames).
-TERMINAL_TYPES = TERMINAL_FRAME_TYPES
+TERMINAL_TYPES = frozenset(str(t) for t in TERMINAL_EVENT_TYPES)
 #: The close codes an ``error`` frame may announce (README, "The WebSocket protocol", 3);
 #: None for the one after which the socket stays open ("Unsupported message").
 ERROR_CODES = frozenset({None, 4400, 4401, 4403, 4404})
