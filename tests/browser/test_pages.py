@@ -77,6 +77,9 @@ def test_login_then_every_page_opens(new_page: Callable[..., Page], account: Acc
 def test_start_demo_steps_from_the_form_and_watch_it_complete(user_page: Page) -> None:
     page = user_page
     page.get_by_role("link", name="New execution").first.click()
+    # The page's script hides this button once it listens for the choice (a module script
+    # runs after the page is parsed: a choice made before that would not submit).
+    expect(page.locator("form[data-auto-submit] [data-js-hide]")).to_have_attribute("hidden", "")
     page.get_by_label("Pipeline or agent").select_option("pipeline:demo_steps")
     expect(page.get_by_role("heading", name="Inputs of demo_steps")).to_be_visible()
     page.get_by_label(re.compile(r"^Steps\b")).fill("4")
