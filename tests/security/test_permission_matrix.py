@@ -126,7 +126,7 @@ class Row:
 
 #: Browser pages served under /api/ (session, login redirect), not REST endpoints.
 PAGES_UNDER_API = {"/api/v1/docs"}
-#: Probes and the scrape (README, "Operations"): requests as a browser would send them.
+#: Probes and the scrape (docs/operations/metrics.md): requests as a browser would send them.
 OPERATIONS = {"/healthz", "/health", "/readyz", "/metrics"}
 SUBMIT = {"type": "agent", "target_id": "echo", "inputs": {}}
 START_FORM = {"target": "agent:echo", "inputs_json": "{}"}
