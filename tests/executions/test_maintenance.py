@@ -399,7 +399,7 @@ def test_prune_never_touches_pending_or_running_executions_whatever_their_age(al
 
 def in_lists(sql: str, table: str) -> list[int]:
     """Sizes of the ``IN (...)`` lists of the DELETEs on ``table`` in the captured SQL."""
-    if not re.match(rf'DELETE FROM "?{table}"?', sql):
+    if not re.match(rf'DELETE FROM "?{table}\b"?', sql):  # not executions_executionstep's
         return []
     return [len(items.split(",")) for items in re.findall(r"\bIN \(([^)]*)\)", sql)]
 

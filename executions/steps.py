@@ -1,0 +1,382 @@
+"""The step store of durable runs: the one writer of ``ExecutionStep`` rows, and the steps selector.
+
+Every write is a short transaction fenced on the run's attempt: it locks the
+execution's row and writes only while the execution is running at the
+writer's attempt, so a superseded attempt (its run was handed over) writes
+nothing. A completed row is final: its result is never overwritten, and the
+step never runs again. :func:`execution_steps` shows one entry per declared
+step of any execution: from the rows of a durable run, from the stored events
+of any other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import EventType, Execution, ExecutionStatus, ExecutionStep, ProgressSnapshot, StepStatus
+from .registry import get_target
+
+#: The default of ``EXECUTION_STEP_OUTPUT_MAX_BYTES``: the largest step result or checkpoint, as JSON.
+STEP_OUTPUT_MAX_BYTES = 262_144
+
+
+class StepOrderError(RuntimeError):
+    """The steps a run enters, or the ones recorded for it, differ from the declared ones.
+
+    Nothing is ever replayed silently: a run whose code changed between
+    attempts fails with this, naming the first difference.
+    """
+
+
+class StepOutputTooLarge(ValueError):
+    """A step's result or checkpoint is larger than ``EXECUTION_STEP_OUTPUT_MAX_BYTES`` as JSON."""
+
+    def __init__(self, *, step: str, what: str, size: int, limit: int):
+        super().__init__(
+            f"step {step!r} {what} is {size:,} bytes, over the limit of {limit:,} (EXECUTION_STEP_OUTPUT_MAX_BYTES)"
+        )
+        #: ``error.details`` of the failed execution.
+        self.details = {"step": step, "size": size, "limit": limit}
+
+
+class NotResumableError(ValueError):
+    """The execution cannot be resumed from its failed step; the message says why."""
+
+
+def step_output_limit() -> int:
+    return int(getattr(settings, "EXECUTION_STEP_OUTPUT_MAX_BYTES", STEP_OUTPUT_MAX_BYTES))
+
+
+def step_output_checked(value: Any, *, step: str, what: str) -> Any:
+    """``value`` as it is stored and read back (through JSON); raise if it is not JSON or too large."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"step {step!r} {what} is not JSON-serialisable: {exc}") from exc
+    size = len(text.encode())
+    limit = step_output_limit()
+    if size > limit:
+        raise StepOutputTooLarge(step=step, what=what, size=size, limit=limit)
+    return json.loads(text)
+
+
+def step_order_mismatch(recorded: Sequence[str], declared: Sequence[str]) -> StepOrderError | None:
+    """The error naming the first difference between two step lists, or None when they are equal."""
+    for index in range(max(len(recorded), len(declared))):
+        was = recorded[index] if index < len(recorded) else None
+        now = declared[index] if index < len(declared) else None
+        if was == now:
+            continue
+        counts = ""
+        if len(recorded) != len(declared):
+            counts = f" ({len(recorded)} steps recorded, {len(declared)} declared)"
+        if was is None:
+            return StepOrderError(f"no step recorded where {now!r} expected{counts}")
+        if now is None:
+            return StepOrderError(f"step {was!r} recorded where no step expected{counts}")
+        return StepOrderError(f"step {was!r} recorded where {now!r} expected{counts}")
+    return None
+
+
+def _holds_run(execution_id: str, attempt: int) -> bool:
+    """Lock the execution's row if it is running at ``attempt`` (inside a transaction): the fence."""
+    return (
+        Execution.objects.select_for_update()
+        .filter(pk=execution_id, status=ExecutionStatus.RUNNING, attempt=attempt)
+        .order_by()
+        .values_list("pk", flat=True)
+        .first()
+        is not None
+    )
+
+
+@dataclass(frozen=True)
+class StepsBegun:
+    """Where a durable run's steps stand when an attempt begins."""
+
+    #: The 0-based indexes of the completed steps: their stored results are returned, not made again.
+    completed: frozenset[int]
+
+    @property
+    def resume_point(self) -> int:
+        """How many steps are completed before the first that is not (where the run goes on)."""
+        point = 0
+        while point in self.completed:
+            point += 1
+        return point
+
+
+def steps_begin(*, execution_id: str, names: Sequence[str], attempt: int) -> StepsBegun | None:
+    """Begin an attempt of a durable run; None when the attempt is fenced out.
+
+    At the first start, one pending row per declared step. Later (a hand-over,
+    or a resume from the failed step, whose rows were copied), the recorded
+    names must equal ``names``: :class:`StepOrderError` otherwise.
+    """
+    with transaction.atomic():
+        if not _holds_run(execution_id, attempt):
+            return None
+        recorded = list(
+            ExecutionStep.objects.filter(execution_id=execution_id).order_by("index").values_list("name", "status")
+        )
+        if not recorded:
+            ExecutionStep.objects.bulk_create(
+                ExecutionStep(execution_id=execution_id, index=index, name=name) for index, name in enumerate(names)
+            )
+            return StepsBegun(completed=frozenset())
+    mismatch = step_order_mismatch([name for name, _ in recorded], names)
+    if mismatch is not None:
+        raise mismatch
+    return StepsBegun(
+        completed=frozenset(index for index, (_, status) in enumerate(recorded) if status == StepStatus.COMPLETED)
+    )
+
+
+def steps_resume_point(*, execution_id: str) -> int:
+    """How many steps of a durable run are completed before the first that is not (0 with no rows)."""
+    statuses = (
+        ExecutionStep.objects.filter(execution_id=execution_id).order_by("index").values_list("status", flat=True)
+    )
+    point = 0
+    for status in statuses:
+        if status != StepStatus.COMPLETED:
+            break
+        point += 1
+    return point
+
+
+def step_result(*, execution_id: str, index: int) -> Any:
+    """The stored result of a completed step."""
+    return (
+        ExecutionStep.objects.filter(execution_id=execution_id, index=index, status=StepStatus.COMPLETED)
+        .values_list("result", flat=True)
+        .get()
+    )
+
+
+@dataclass(frozen=True)
+class StepEntry:
+    """A step just entered: the result if it was completed before, else the checkpoint it left."""
+
+    completed: bool
+    result: Any = None
+    #: The last checkpoint an earlier attempt stored for this step, or None.
+    resume_state: Any = None
+
+
+def step_enter(*, execution_id: str, index: int, attempt: int) -> StepEntry | None:
+    """Mark a step running for ``attempt``, unless it is completed; None when fenced out."""
+    with transaction.atomic():
+        if not _holds_run(execution_id, attempt):
+            return None
+        row = (
+            ExecutionStep.objects.filter(execution_id=execution_id, index=index)
+            .values_list("status", "result", "checkpoint")
+            .get()
+        )
+        status, result, checkpoint = row
+        if status == StepStatus.COMPLETED:
+            return StepEntry(completed=True, result=result)
+        ExecutionStep.objects.filter(execution_id=execution_id, index=index).update(
+            status=StepStatus.RUNNING, attempt=attempt, started_at=timezone.now(), finished_at=None
+        )
+    return StepEntry(completed=False, resume_state=checkpoint)
+
+
+def _step_update(*, execution_id: str, index: int, attempt: int, **values: Any) -> bool:
+    """Write a running step of ``attempt``; False when fenced out (or the step is not running for it)."""
+    with transaction.atomic():
+        if not _holds_run(execution_id, attempt):
+            return False
+        return bool(
+            ExecutionStep.objects.filter(
+                execution_id=execution_id, index=index, status=StepStatus.RUNNING, attempt=attempt
+            ).update(**values)
+        )
+
+
+def step_complete(*, execution_id: str, index: int, attempt: int, result: Any) -> bool:
+    """Store a step's result: completed for good. False when fenced out."""
+    return _step_update(
+        execution_id=execution_id, index=index, attempt=attempt,
+        status=StepStatus.COMPLETED, result=result, finished_at=timezone.now(),
+    )
+
+
+def step_fail(*, execution_id: str, index: int, attempt: int) -> bool:
+    """The step's function raised: failed (a later attempt runs it again). False when fenced out."""
+    return _step_update(
+        execution_id=execution_id, index=index, attempt=attempt, status=StepStatus.FAILED, finished_at=timezone.now()
+    )
+
+
+def step_checkpoint(*, execution_id: str, index: int, attempt: int, value: Any) -> bool:
+    """Store a running step's checkpoint (``ctx.checkpoint``). False when fenced out."""
+    return _step_update(execution_id=execution_id, index=index, attempt=attempt, checkpoint=value)
+
+
+def steps_resume_index(original: Execution) -> int:
+    """The index of the step a resume of ``original`` from its failed step starts at.
+
+    Raises :class:`NotResumableError` unless ``original`` is a failed durable
+    execution with a step that did not complete.
+    """
+    if not original.durable:
+        raise NotResumableError(f"Execution '{original.pk}' is not durable: it has no stored steps to resume from")
+    if original.status != ExecutionStatus.FAILED:
+        raise NotResumableError(
+            f"Only a failed execution can be resumed from its failed step (this one is '{original.status}')"
+        )
+    statuses = list(
+        ExecutionStep.objects.filter(execution_id=original.pk).order_by("index").values_list("status", flat=True)
+    )
+    first = next((index for index, status in enumerate(statuses) if status != StepStatus.COMPLETED), None)
+    if first is None:
+        raise NotResumableError(f"Execution '{original.pk}' has no failed step to resume from")
+    return first
+
+
+def steps_copy_for_resume(*, original: Execution, new_execution: Execution) -> int:
+    """Give ``new_execution`` the rows of a resume of ``original`` from its failed step; return that step's index.
+
+    The steps completed before it are copied as completed (their result, the
+    attempt that ran them, ``reused_from``: the execution that ran them). The
+    failed step and the rest are pending; the failed step keeps its last
+    checkpoint, so that ``ctx.resume_state`` lets it go on where it stopped.
+    Raises :class:`NotResumableError` (see :func:`steps_resume_index`).
+    """
+    first = steps_resume_index(original)
+    rows = list(ExecutionStep.objects.filter(execution_id=original.pk).order_by("index"))
+    copies = []
+    for row in rows:
+        if row.index < first:
+            copies.append(
+                ExecutionStep(
+                    execution_id=new_execution.pk, index=row.index, name=row.name, status=StepStatus.COMPLETED,
+                    attempt=row.attempt, started_at=row.started_at, finished_at=row.finished_at, result=row.result,
+                    # A chain of resumes names the execution that actually ran the step.
+                    reused_from=row.reused_from or original.pk,
+                )
+            )
+        else:
+            copies.append(
+                ExecutionStep(
+                    execution_id=new_execution.pk, index=row.index, name=row.name,
+                    checkpoint=row.checkpoint if row.index == first else None,
+                )
+            )
+    ExecutionStep.objects.bulk_create(copies)
+    return first
+
+
+# --- the selector -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One declared step of an execution, as ``GET .../steps`` shows it."""
+
+    name: str
+    status: str
+    #: The attempt that ran it last; null for a step that never ran.
+    attempt: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    #: The execution whose stored result was reused, or None.
+    reused_from: str | None
+
+
+def execution_steps(execution: Execution) -> list[StepView]:
+    """One entry per declared step of ``execution``, durable or not.
+
+    A durable run's come from its rows; any other's from its stored events
+    (one query): step k was entered by the ``progress`` event with
+    ``current_step`` k-1; it completed when a later step was entered or the
+    run completed; the step running when the run failed, was cancelled or
+    timed out failed; a step never entered is pending.
+    """
+    rows = list(
+        ExecutionStep.objects.filter(execution_id=execution.pk)
+        .order_by("index")
+        .values_list("name", "status", "attempt", "started_at", "finished_at", "reused_from")
+    )
+    if rows:
+        ended = execution.is_terminal
+        return [
+            StepView(
+                name=name,
+                # A step still running when its run ended did not complete.
+                status=StepStatus.FAILED if ended and status == StepStatus.RUNNING else status,
+                attempt=attempt, started_at=started_at, finished_at=finished_at, reused_from=reused_from,
+            )
+            for name, status, attempt, started_at, finished_at, reused_from in rows
+        ]
+    return _steps_from_events(execution)
+
+
+def _declared_steps(execution: Execution) -> list[str] | None:
+    target = get_target(execution.type, execution.target_id)
+    if target is None:
+        return None
+    try:
+        return target.step_names(execution.inputs)
+    except Exception:  # noqa: BLE001 - a target's step function failing leaves the events to tell
+        return None
+
+
+@dataclass
+class _Seen:
+    name: str
+    started_at: datetime
+    status: str = StepStatus.RUNNING
+    finished_at: datetime | None = None
+
+
+def _steps_from_events(execution: Execution) -> list[StepView]:
+    events = (
+        ProgressSnapshot.objects.filter(
+            execution_id=execution.pk,
+            type__in=[EventType.PROGRESS, EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED],
+        )
+        .order_by("seq")
+        .values_list("type", "progress", "timestamp")
+    )
+    seen: dict[int, _Seen] = {}
+    current: _Seen | None = None
+    for kind, progress, timestamp in events:
+        if kind == EventType.PROGRESS:
+            if not isinstance(progress, dict):
+                continue
+            index, name = progress.get("current_step"), progress.get("current_step_name")
+            if not isinstance(index, int) or not isinstance(name, str) or index in seen:
+                continue  # before the first step, or a report within the step
+            if current is not None:
+                current.status, current.finished_at = StepStatus.COMPLETED, timestamp
+            current = seen[index] = _Seen(name=name, started_at=timestamp)
+        elif current is not None:
+            ended_well = kind == EventType.COMPLETED
+            current.status = StepStatus.COMPLETED if ended_well else StepStatus.FAILED
+            current.finished_at = timestamp
+            current = None
+    names = _declared_steps(execution)
+    if names is None:
+        names = [seen[index].name for index in sorted(seen)]
+        indexes = sorted(seen)
+    else:
+        indexes = list(range(len(names)))
+    views = []
+    for position, index in enumerate(indexes):
+        step = seen.get(index)
+        if step is None:
+            views.append(StepView(names[position], StepStatus.PENDING, None, None, None, None))
+        else:
+            views.append(StepView(names[position], step.status, 1, step.started_at, step.finished_at, None))
+    return views
