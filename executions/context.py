@@ -25,6 +25,7 @@ from .events import event_record
 from .frames import Progress
 from .models import TERMINAL_STATUSES, EventType, Execution, ExecutionStatus
 from .steps import (
+    StepEntry,
     StepOrderError,
     StepsBegun,
     step_checkpoint,
@@ -195,14 +196,13 @@ class RunContext:
             self._pass_completed(index)
             return step_result(execution_id=self.execution_id, index=index)
         entry = step_enter(execution_id=self.execution_id, index=index, attempt=self.attempt)
-        if entry is None:
+        if entry is StepEntry.FENCED:
             self._stop_superseded()
-        assert entry is not None
-        if entry.completed:  # completed since this attempt began (by the attempt it superseded)
+        if entry is StepEntry.COMPLETED:  # only if the rows changed under begin_steps(): trust them
             self._pass_completed(index)
-            return entry.result
+            return step_result(execution_id=self.execution_id, index=index)
         self._enter(index)
-        return self._call_step(index, fn, args, kwargs, resume_state=entry.resume_state)
+        return self._call_step(index, fn, args, kwargs, resume_state=begun.checkpoints.get(index))
 
     @property
     def idempotency_key(self) -> str:

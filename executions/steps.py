@@ -11,14 +11,15 @@ of any other.
 
 from __future__ import annotations
 
+import enum
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import EventType, Execution, ExecutionStatus, ExecutionStep, ProgressSnapshot, StepStatus
@@ -86,24 +87,84 @@ def step_order_mismatch(recorded: Sequence[str], declared: Sequence[str]) -> Ste
     return None
 
 
-def _holds_run(execution_id: str, attempt: int) -> bool:
-    """Lock the execution's row if it is running at ``attempt`` (inside a transaction): the fence."""
-    return (
-        Execution.objects.select_for_update()
-        .filter(pk=execution_id, status=ExecutionStatus.RUNNING, attempt=attempt)
-        .order_by()
-        .values_list("pk", flat=True)
-        .first()
-        is not None
-    )
+class _Statements:
+    """The step writes' SQL for the current database backend, built once.
+
+    The ORM compiled these at every call, most of a step's cost: the writer
+    runs them as plain SQL instead, its values prepared by each field
+    (``get_db_prep_save``: JSON, datetimes), as ``executions.events`` does.
+    """
+
+    def __init__(self) -> None:
+        quote = connection.ops.quote_name
+        self.fields = {f.name: f for f in ExecutionStep._meta.concrete_fields}
+        self.table = quote(ExecutionStep._meta.db_table)
+        self.execution_column = quote(self.fields["execution"].column)
+        self.index_column = quote(self.fields["index"].column)
+        pk = Execution._meta.pk
+        assert pk is not None, "every model has a primary key"
+        # SQLite has no FOR UPDATE: its IMMEDIATE transaction already holds the write lock.
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        self.fence_sql = (
+            f"SELECT 1 FROM {quote(Execution._meta.db_table)} WHERE {quote(pk.column)} = %s "
+            f"AND {quote('status')} = %s AND {quote('attempt')} = %s{lock}"
+        )
+        self.update_sql: dict[tuple[tuple[str, ...], bool], str] = {}
+
+    def holds_run(self, execution_id: str, attempt: int) -> bool:
+        """Lock the execution's row if it is running at ``attempt`` (inside a transaction): the fence."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.fence_sql, [execution_id, str(ExecutionStatus.RUNNING), attempt])
+            return cursor.fetchone() is not None
+
+    def update(self, execution_id: str, index: int, values: dict[str, Any], *, running_for: int | None) -> int:
+        """Set ``values`` on one step; return how many rows changed (0 or 1).
+
+        With ``running_for``, only while the step runs for that attempt;
+        without, only if it is not completed (a completed step is final).
+        """
+        key = (tuple(values), running_for is None)
+        sql = self.update_sql.get(key)
+        if sql is None:
+            quote = connection.ops.quote_name
+            status = quote(self.fields["status"].column)
+            assignments = ", ".join(f"{quote(self.fields[name].column)} = %s" for name in values)
+            condition = f"{status} <> %s" if running_for is None else f"{status} = %s AND {quote('attempt')} = %s"
+            sql = self.update_sql[key] = (
+                f"UPDATE {self.table} SET {assignments} "
+                f"WHERE {self.execution_column} = %s AND {self.index_column} = %s AND {condition}"
+            )
+        params = [self.fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+        where: list[Any] = (
+            [str(StepStatus.COMPLETED)] if running_for is None else [str(StepStatus.RUNNING), running_for]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, execution_id, index, *where])
+            return cursor.rowcount
+
+
+_statements_by_vendor: dict[str, _Statements] = {}
+
+
+def _statements() -> _Statements:
+    found = _statements_by_vendor.get(connection.vendor)
+    if found is None:
+        found = _statements_by_vendor[connection.vendor] = _Statements()
+    return found
 
 
 @dataclass(frozen=True)
 class StepsBegun:
-    """Where a durable run's steps stand when an attempt begins."""
+    """Where a durable run's steps stand when an attempt begins.
+
+    Only this attempt writes its rows from then on (the fence), so this stays
+    true for the attempt: no step needs reading again on entering it.
+    """
 
     #: The 0-based indexes of the completed steps: their stored results are returned, not made again.
     completed: frozenset[int]
+    #: The last checkpoint of each step that has one and is not completed, by index.
+    checkpoints: Mapping[int, Any] = field(default_factory=dict)
 
     @property
     def resume_point(self) -> int:
@@ -122,21 +183,29 @@ def steps_begin(*, execution_id: str, names: Sequence[str], attempt: int) -> Ste
     names must equal ``names``: :class:`StepOrderError` otherwise.
     """
     with transaction.atomic():
-        if not _holds_run(execution_id, attempt):
+        if not _statements().holds_run(execution_id, attempt):
             return None
         recorded = list(
-            ExecutionStep.objects.filter(execution_id=execution_id).order_by("index").values_list("name", "status")
+            ExecutionStep.objects.filter(execution_id=execution_id)
+            .order_by("index")
+            .values_list("name", "status", "checkpoint")
         )
         if not recorded:
             ExecutionStep.objects.bulk_create(
                 ExecutionStep(execution_id=execution_id, index=index, name=name) for index, name in enumerate(names)
             )
             return StepsBegun(completed=frozenset())
-    mismatch = step_order_mismatch([name for name, _ in recorded], names)
+    mismatch = step_order_mismatch([name for name, _, _ in recorded], names)
     if mismatch is not None:
         raise mismatch
+    completed = {index for index, (_, status, _) in enumerate(recorded) if status == StepStatus.COMPLETED}
     return StepsBegun(
-        completed=frozenset(index for index, (_, status) in enumerate(recorded) if status == StepStatus.COMPLETED)
+        completed=frozenset(completed),
+        checkpoints={
+            index: checkpoint
+            for index, (_, _, checkpoint) in enumerate(recorded)
+            if checkpoint is not None and index not in completed
+        },
     )
 
 
@@ -162,65 +231,54 @@ def step_result(*, execution_id: str, index: int) -> Any:
     )
 
 
-@dataclass(frozen=True)
-class StepEntry:
-    """A step just entered: the result if it was completed before, else the checkpoint it left."""
+class StepEntry(enum.Enum):
+    """What :func:`step_enter` found."""
 
-    completed: bool
-    result: Any = None
-    #: The last checkpoint an earlier attempt stored for this step, or None.
-    resume_state: Any = None
+    ENTERED = "entered"
+    #: Completed before: its stored result is returned (:func:`step_result`), the step is not run.
+    COMPLETED = "completed"
+    #: This attempt no longer holds the run: nothing was written.
+    FENCED = "fenced"
 
 
-def step_enter(*, execution_id: str, index: int, attempt: int) -> StepEntry | None:
-    """Mark a step running for ``attempt``, unless it is completed; None when fenced out."""
+def step_enter(*, execution_id: str, index: int, attempt: int) -> StepEntry:
+    """Mark a step running for ``attempt``, unless it is completed."""
     with transaction.atomic():
-        if not _holds_run(execution_id, attempt):
-            return None
-        row = (
-            ExecutionStep.objects.filter(execution_id=execution_id, index=index)
-            .values_list("status", "result", "checkpoint")
-            .get()
+        statements = _statements()
+        if not statements.holds_run(execution_id, attempt):
+            return StepEntry.FENCED
+        changed = statements.update(
+            execution_id, index,
+            {"status": StepStatus.RUNNING, "attempt": attempt, "started_at": timezone.now(), "finished_at": None},
+            running_for=None,
         )
-        status, result, checkpoint = row
-        if status == StepStatus.COMPLETED:
-            return StepEntry(completed=True, result=result)
-        ExecutionStep.objects.filter(execution_id=execution_id, index=index).update(
-            status=StepStatus.RUNNING, attempt=attempt, started_at=timezone.now(), finished_at=None
-        )
-    return StepEntry(completed=False, resume_state=checkpoint)
+    return StepEntry.ENTERED if changed else StepEntry.COMPLETED
 
 
-def _step_update(*, execution_id: str, index: int, attempt: int, **values: Any) -> bool:
-    """Write a running step of ``attempt``; False when fenced out (or the step is not running for it)."""
+def _step_update(*, execution_id: str, index: int, attempt: int, values: dict[str, Any]) -> bool:
+    """Write a step running for ``attempt``; False when fenced out (or the step is not running for it)."""
     with transaction.atomic():
-        if not _holds_run(execution_id, attempt):
+        statements = _statements()
+        if not statements.holds_run(execution_id, attempt):
             return False
-        return bool(
-            ExecutionStep.objects.filter(
-                execution_id=execution_id, index=index, status=StepStatus.RUNNING, attempt=attempt
-            ).update(**values)
-        )
+        return bool(statements.update(execution_id, index, values, running_for=attempt))
 
 
 def step_complete(*, execution_id: str, index: int, attempt: int, result: Any) -> bool:
     """Store a step's result: completed for good. False when fenced out."""
-    return _step_update(
-        execution_id=execution_id, index=index, attempt=attempt,
-        status=StepStatus.COMPLETED, result=result, finished_at=timezone.now(),
-    )
+    values = {"status": StepStatus.COMPLETED, "result": result, "finished_at": timezone.now()}
+    return _step_update(execution_id=execution_id, index=index, attempt=attempt, values=values)
 
 
 def step_fail(*, execution_id: str, index: int, attempt: int) -> bool:
     """The step's function raised: failed (a later attempt runs it again). False when fenced out."""
-    return _step_update(
-        execution_id=execution_id, index=index, attempt=attempt, status=StepStatus.FAILED, finished_at=timezone.now()
-    )
+    values = {"status": StepStatus.FAILED, "finished_at": timezone.now()}
+    return _step_update(execution_id=execution_id, index=index, attempt=attempt, values=values)
 
 
 def step_checkpoint(*, execution_id: str, index: int, attempt: int, value: Any) -> bool:
     """Store a running step's checkpoint (``ctx.checkpoint``). False when fenced out."""
-    return _step_update(execution_id=execution_id, index=index, attempt=attempt, checkpoint=value)
+    return _step_update(execution_id=execution_id, index=index, attempt=attempt, values={"checkpoint": value})
 
 
 def steps_resume_index(original: Execution) -> int:

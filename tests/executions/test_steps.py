@@ -16,6 +16,7 @@ from executions.models import EventType, Execution, ExecutionStep, ProgressSnaps
 from executions.services import execution_cancel
 from executions.steps import (
     NotResumableError,
+    StepEntry,
     StepOrderError,
     StepOutputTooLarge,
     StepsBegun,
@@ -27,6 +28,7 @@ from executions.steps import (
     step_fail,
     step_order_mismatch,
     step_output_checked,
+    step_result,
     steps_begin,
     steps_copy_for_resume,
     steps_resume_index,
@@ -56,8 +58,7 @@ def statuses(execution: Execution) -> list[tuple[str, int | None]]:
 
 
 def run_step(execution: Execution, index: int, result: Any = "done", attempt: int = 1) -> None:
-    entry = step_enter(execution_id=execution.id, index=index, attempt=attempt)
-    assert entry is not None and not entry.completed
+    assert step_enter(execution_id=execution.id, index=index, attempt=attempt) is StepEntry.ENTERED
     assert step_complete(execution_id=execution.id, index=index, attempt=attempt, result=result)
 
 
@@ -102,8 +103,8 @@ def test_the_step_order_messages_name_the_first_difference() -> None:
 def test_a_completed_step_is_final(alice: Any) -> None:
     execution = started_durable(alice)
     run_step(execution, 0, {"n": 1})
-    entry = step_enter(execution_id=execution.id, index=0, attempt=1)
-    assert entry is not None and entry.completed and entry.result == {"n": 1}
+    assert step_enter(execution_id=execution.id, index=0, attempt=1) is StepEntry.COMPLETED
+    assert step_result(execution_id=execution.id, index=0) == {"n": 1}
     assert not step_complete(execution_id=execution.id, index=0, attempt=1, result={"n": 2})
     assert not step_fail(execution_id=execution.id, index=0, attempt=1)
     assert not step_checkpoint(execution_id=execution.id, index=0, attempt=1, value=1)
@@ -114,38 +115,39 @@ def test_a_completed_step_is_final(alice: Any) -> None:
 
 def test_a_failed_step_is_run_again_and_keeps_its_checkpoint(alice: Any) -> None:
     execution = started_durable(alice)
-    assert step_enter(execution_id=execution.id, index=0, attempt=1)
+    assert step_enter(execution_id=execution.id, index=0, attempt=1) is StepEntry.ENTERED
     assert step_checkpoint(execution_id=execution.id, index=0, attempt=1, value={"page": 7})
     assert step_fail(execution_id=execution.id, index=0, attempt=1)
     assert statuses(execution)[0] == ("failed", 1)
-    entry = step_enter(execution_id=execution.id, index=0, attempt=1)
-    assert entry is not None and not entry.completed and entry.resume_state == {"page": 7}
-    assert statuses(execution)[0] == ("running", 1)
+    assert hand_over(execution.id)
+    begun = steps_begin(execution_id=execution.id, names=NAMES, attempt=2)
+    assert begun == StepsBegun(completed=frozenset(), checkpoints={0: {"page": 7}})
+    assert step_enter(execution_id=execution.id, index=0, attempt=2) is StepEntry.ENTERED
+    assert statuses(execution)[0] == ("running", 2)
 
 
 def test_every_write_is_fenced_on_the_attempt(alice: Any) -> None:
     execution = started_durable(alice)
-    assert step_enter(execution_id=execution.id, index=0, attempt=1)
+    assert step_enter(execution_id=execution.id, index=0, attempt=1) is StepEntry.ENTERED
     assert hand_over(execution.id)
-    assert step_enter(execution_id=execution.id, index=1, attempt=1) is None
+    assert step_enter(execution_id=execution.id, index=1, attempt=1) is StepEntry.FENCED
     assert not step_complete(execution_id=execution.id, index=0, attempt=1, result="late")
     assert not step_fail(execution_id=execution.id, index=0, attempt=1)
     assert not step_checkpoint(execution_id=execution.id, index=0, attempt=1, value="late")
     assert steps_begin(execution_id=execution.id, names=NAMES, attempt=1) is None
     assert statuses(execution) == [("running", 1), ("pending", None), ("pending", None), ("pending", None)]
     # The current attempt writes; the step it takes over is its own from then on.
-    entry = step_enter(execution_id=execution.id, index=0, attempt=2)
-    assert entry is not None and not entry.completed
+    assert step_enter(execution_id=execution.id, index=0, attempt=2) is StepEntry.ENTERED
     assert step_complete(execution_id=execution.id, index=0, attempt=2, result="by 2")
     assert statuses(execution)[0] == ("completed", 2)
 
 
 def test_nothing_is_written_once_the_run_ended(alice: Any) -> None:
     execution = started_durable(alice)
-    assert step_enter(execution_id=execution.id, index=0, attempt=1)
+    assert step_enter(execution_id=execution.id, index=0, attempt=1) is StepEntry.ENTERED
     execution_cancel(execution_id=execution.id)
     assert not step_complete(execution_id=execution.id, index=0, attempt=1, result="late")
-    assert step_enter(execution_id=execution.id, index=1, attempt=1) is None
+    assert step_enter(execution_id=execution.id, index=1, attempt=1) is StepEntry.FENCED
     assert statuses(execution)[0] == ("running", 1)
 
 
@@ -182,7 +184,7 @@ def test_copy_for_resume_reuses_the_steps_before_the_failed_one(alice: Any) -> N
     original = started_durable(alice)
     run_step(original, 0, {"n": 1})
     run_step(original, 1, {"n": 2})
-    assert step_enter(execution_id=original.id, index=2, attempt=1)
+    assert step_enter(execution_id=original.id, index=2, attempt=1) is StepEntry.ENTERED
     assert step_checkpoint(execution_id=original.id, index=2, attempt=1, value={"page": 3})
     assert step_fail(execution_id=original.id, index=2, attempt=1)
     fail(original)
@@ -253,7 +255,7 @@ def event_times(execution: Execution) -> list[datetime]:
 def test_a_durable_runs_steps_come_from_its_rows(alice: Any) -> None:
     execution = started_durable(alice)
     run_step(execution, 0)
-    assert step_enter(execution_id=execution.id, index=1, attempt=1)
+    assert step_enter(execution_id=execution.id, index=1, attempt=1) is StepEntry.ENTERED
     assert views(execution) == [
         ("step_1", "completed", 1, None), ("step_2", "running", 1, None),
         ("step_3", "pending", None, None), ("step_4", "pending", None, None),
