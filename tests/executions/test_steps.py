@@ -5,10 +5,12 @@ step, the output limit, and ``execution_steps`` for every kind of execution.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 
 from executions.events import event_record
 from executions.frames import ErrorInfo
@@ -35,7 +37,7 @@ from executions.steps import (
     steps_resume_point,
 )
 
-from ..helpers import step_progress
+from ..helpers import step_progress, wait_for
 from .durable import create_durable_execution, hand_over
 
 pytestmark = pytest.mark.django_db
@@ -140,6 +142,45 @@ def test_every_write_is_fenced_on_the_attempt(alice: Any) -> None:
     assert step_enter(execution_id=execution.id, index=0, attempt=2) is StepEntry.ENTERED
     assert step_complete(execution_id=execution.id, index=0, attempt=2, result="by 2")
     assert statuses(execution)[0] == ("completed", 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_write_of_a_superseded_attempt_lands_after_the_hand_over(alice: Any) -> None:
+    """Racing a writer of attempt 1: once the hand-over commits, its writes are refused, none is lost.
+
+    The hand-over reads the step in its own transaction, after its update: the
+    fence's row lock keeps any write of attempt 1 from committing after that.
+    """
+    execution = started_durable(alice)
+    assert step_enter(execution_id=execution.id, index=0, attempt=1) is StepEntry.ENTERED
+    outcomes: list[tuple[int, bool]] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        try:
+            for value in range(1, 100_000):
+                if stop.is_set():
+                    return
+                stored = step_checkpoint(execution_id=execution.id, index=0, attempt=1, value=value)
+                outcomes.append((value, stored))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(outcomes) >= 20, timeout=30, what="writes before the hand-over")
+        with transaction.atomic():
+            assert hand_over(execution.id)
+            at_hand_over = ExecutionStep.objects.get(execution=execution, index=0).checkpoint
+        wait_for(lambda: sum(not stored for _, stored in outcomes) >= 20, timeout=30, what="writes after it")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    stored_flags = [stored for _, stored in outcomes]
+    assert stored_flags == sorted(stored_flags, reverse=True), "refused for good once refused"
+    last_stored = max(value for value, stored in outcomes if stored)
+    assert ExecutionStep.objects.get(execution=execution, index=0).checkpoint == at_hand_over == last_stored
 
 
 def test_nothing_is_written_once_the_run_ended(alice: Any) -> None:
