@@ -185,9 +185,11 @@ class RunContext:
             raise StepOrderError(f"step {name!r} entered inside step {running!r}: steps do not nest")
         index = self._step_index + 1
         expected = self.steps[index] if index < self.total_steps else None
+        if expected is None:
+            done = f"the {self.total_steps} declared steps are done"
+            raise StepOrderError(f"step {name!r} recorded where no step expected ({done})")
         if name != expected:
-            where = f"{expected!r}" if expected is not None else f"no step (all {self.total_steps} are done)"
-            raise StepOrderError(f"step {name!r} recorded where {where} expected")
+            raise StepOrderError(f"step {name!r} recorded where {expected!r} expected")
         if not self.durable:
             self._enter(index)
             return self._call_step(index, fn, args, kwargs)
@@ -198,7 +200,7 @@ class RunContext:
         entry = step_enter(execution_id=self.execution_id, index=index, attempt=self.attempt)
         if entry is StepEntry.FENCED:
             self._stop_superseded()
-        if entry is StepEntry.COMPLETED:  # only if the rows changed under begin_steps(): trust them
+        if entry is StepEntry.COMPLETED:  # not so at begin_steps(), which the fence rules out: the store wins
             self._pass_completed(index)
             return step_result(execution_id=self.execution_id, index=index)
         self._enter(index)

@@ -23,6 +23,7 @@ from executions.models import Execution, ExecutionStep, ProgressSnapshot
 from executions.registry import Boolean, Integer, pipeline
 from executions.runner import execution_run
 from executions.services import execution_cancel
+from executions.steps import StepOrderError
 
 from ..helpers import create_execution, wait_for
 from .durable import (
@@ -98,6 +99,11 @@ def output_target(ctx: RunContext) -> dict[str, Any]:
 @pipeline("test_durable_misordered", steps=["a", "b"], durable=True)
 def misordered(ctx: RunContext) -> dict[str, Any]:
     return {"b": ctx.step("b", lambda: 1)}
+
+
+@pipeline("test_durable_nested", steps=["a", "b"], durable=True)
+def nested(ctx: RunContext) -> dict[str, Any]:
+    return {"a": ctx.step("a", lambda: ctx.step("b", lambda: 1))}
 
 
 @pipeline("test_durable_enter_step", steps=["a"], durable=True)
@@ -309,6 +315,23 @@ def test_a_step_entered_out_of_order_fails_the_run(alice: Any) -> None:
     assert refreshed(execution).error["type"] == "StepOrderError"
     assert execution.error["message"] == "step 'b' recorded where 'a' expected"
     assert rows(execution) == [("a", "pending", None, None), ("b", "pending", None, None)]
+
+
+def test_steps_do_not_nest(alice: Any) -> None:
+    execution = create_durable_execution(alice, target_id="test_durable_nested")
+    assert run_attempt(execution.id) == "failed"
+    assert refreshed(execution).error["message"] == "step 'b' entered inside step 'a': steps do not nest"
+    assert rows(execution) == [("a", "failed", 1, None), ("b", "pending", None, None)]
+
+
+def test_no_step_is_left_after_the_last() -> None:
+    ctx = RunContext(
+        execution_id="exec_000000000000", inputs={}, config={}, steps=[], timeout=None,
+        coalesce_seconds=0.1, poll_seconds=0.1,
+    )
+    with pytest.raises(StepOrderError) as caught:
+        ctx.step("x", lambda: 1)
+    assert str(caught.value) == "step 'x' recorded where no step expected (the 0 declared steps are done)"
 
 
 def test_a_durable_target_enters_its_steps_with_ctx_step(alice: Any) -> None:
