@@ -208,10 +208,10 @@ def test_demo_durable_declares_its_inputs_like_demo_steps() -> None:
     }
     assert schema["properties"]["fail_at_step"]["type"] == ["integer", "null"]
     assert schema["required"] == []
-    with pytest.raises(InputsInvalid) as caught:
+    with pytest.raises(InputsInvalidError) as caught:
         demo.validate_inputs({"steps": 1001})
     assert set(caught.value.errors) == {"steps"}
-    with pytest.raises(InputsInvalid) as caught:
+    with pytest.raises(InputsInvalidError) as caught:
         demo.validate_inputs({"fail_at_step": 7})
     assert set(caught.value.errors) == {"fail_at_step"}, "checked against the default of 6 steps"
 
