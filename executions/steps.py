@@ -22,11 +22,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from .errors import NotResumableError
 from .models import EventType, Execution, ExecutionStatus, ExecutionStep, ProgressSnapshot, StepStatus
 from .registry import get_target
-
-#: The default of ``EXECUTION_STEP_OUTPUT_MAX_BYTES``: the largest step result or checkpoint, as JSON.
-STEP_OUTPUT_MAX_BYTES = 262_144
 
 
 class StepOrderError(RuntimeError):
@@ -48,14 +46,6 @@ class StepOutputTooLarge(ValueError):
         self.details = {"step": step, "size": size, "limit": limit}
 
 
-class NotResumableError(ValueError):
-    """The execution cannot be resumed from its failed step; the message says why."""
-
-
-def step_output_limit() -> int:
-    return int(getattr(settings, "EXECUTION_STEP_OUTPUT_MAX_BYTES", STEP_OUTPUT_MAX_BYTES))
-
-
 def step_output_checked(value: Any, *, step: str, what: str) -> Any:
     """``value`` as it is stored and read back (through JSON); raise if it is not JSON or too large."""
     try:
@@ -63,7 +53,7 @@ def step_output_checked(value: Any, *, step: str, what: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"step {step!r} {what} is not JSON-serialisable: {exc}") from exc
     size = len(text.encode())
-    limit = step_output_limit()
+    limit = settings.EXECUTION_STEP_OUTPUT_MAX_BYTES
     if size > limit:
         raise StepOutputTooLarge(step=step, what=what, size=size, limit=limit)
     return json.loads(text)

@@ -36,7 +36,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from config.celery import app
-from executions import maintenance
+from executions import handover, maintenance
 from executions.errors import BrokerUnavailableError
 from executions.events import event_record
 from executions.frames import iso
@@ -153,13 +153,13 @@ def test_a_heartbeat_arriving_after_the_query_leaves_the_run_alone(alice: Any, m
     """The staleness is checked again in the locked transaction (``only_if``)."""
     execution = started_on(alice)
     beat_at(execution, timezone.now() - timedelta(seconds=TIMEOUT + 5))
-    record = maintenance.event_record
+    record = handover.event_record
 
     def beat_then_record(**kwargs: Any) -> Any:
         beat_at(execution, timezone.now())  # the run's monitor, between the sweeper's query and its write
         return record(**kwargs)
 
-    monkeypatch.setattr(maintenance, "event_record", beat_then_record)
+    monkeypatch.setattr(handover, "event_record", beat_then_record)
     assert executions_fail_lost() == []
     assert status_of(execution.id) == "running"
     assert event_types(execution.id) == ["started"]
@@ -169,16 +169,16 @@ def test_a_heartbeat_arriving_after_the_query_leaves_the_run_alone(alice: Any, m
 def test_a_sweeper_that_lost_the_race_does_not_fail_the_run_again(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second sweeper fails the run between the first one's query and its write."""
     execution = started_on(alice)
-    record = maintenance.event_record
+    record = handover.event_record
     other: list[list[str]] = []
 
     def other_sweeper_first(**kwargs: Any) -> Any:
         if not other:
-            monkeypatch.setattr(maintenance, "event_record", record)
+            monkeypatch.setattr(handover, "event_record", record)
             other.append(executions_fail_lost(swept_by=OTHER_WORKER, now=later(TIMEOUT + 1)))
         return record(**kwargs)
 
-    monkeypatch.setattr(maintenance, "event_record", other_sweeper_first)
+    monkeypatch.setattr(handover, "event_record", other_sweeper_first)
     assert executions_fail_lost(swept_by=WORKER, now=later(TIMEOUT + 1)) == []
     assert other == [[execution.id]]
     assert event_types(execution.id) == ["started", "failed"]

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
+from executions.errors import NotResumableError
 from executions.events import event_record
 from executions.frames import ErrorInfo
 from executions.models import EventType, Execution, ExecutionStep, ProgressSnapshot
 from executions.services import execution_cancel
 from executions.steps import (
-    NotResumableError,
     StepEntry,
     StepOrderError,
     StepOutputTooLarge,
