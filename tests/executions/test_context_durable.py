@@ -3,10 +3,10 @@ attempt, checkpoints, the idempotency key, the limits, the step-order checks,
 the fence that stops a superseded attempt, and ``ctx.step`` in a target that is
 not durable; ``demo_durable`` handed over and resumed from its failed step.
 
-Attempts run in this process (``tests/executions/durable.py``), against the
-real database, with the run's monitor thread (its own connection, hence
-``transaction=True``). A lost worker is a target raising ``WorkerKilled``, or
-the test handing the run over while a step runs.
+Attempts run in this process (``execution_run``), against the real database,
+with the run's monitor thread (its own connection, hence ``transaction=True``).
+A lost worker is a target raising ``WorkerKilled``, or the test handing the
+run over (the sweeper's compare-and-set) while a step runs.
 """
 
 from __future__ import annotations
@@ -26,14 +26,7 @@ from executions.services import execution_cancel
 from executions.steps import StepOrderError
 
 from ..helpers import create_execution, wait_for
-from .durable import (
-    HANDED_OVER,
-    WorkerKilled,
-    create_durable_execution,
-    create_resume_execution,
-    hand_over,
-    run_attempt,
-)
+from .durable import WorkerKilled, create_durable_execution, create_resume_execution, hand_over
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -170,7 +163,7 @@ def refreshed(execution: Execution) -> Execution:
 
 def test_a_step_result_is_stored_and_returned(alice: Any) -> None:
     execution = create_durable_execution(alice, target_id="test_durable_three")
-    assert run_attempt(execution.id) == "completed"
+    assert execution_run(execution_id=execution.id) == "completed"
     results = [{"name": name, "attempt": 1} for name in ("one", "two", "three")]
     assert refreshed(execution).outputs == {"results": results}
     assert rows(execution) == [(r["name"], "completed", 1, r) for r in results]
@@ -182,11 +175,11 @@ def test_a_completed_step_is_not_run_again_in_a_later_attempt(alice: Any) -> Non
     execution = create_durable_execution(alice, target_id="test_durable_three")
     KILL_AT[execution.id] = "three"
     with pytest.raises(WorkerKilled):
-        run_attempt(execution.id, worker="worker-a")
+        execution_run(execution_id=execution.id, worker="worker-a")
     assert rows(execution)[2][:3] == ("three", "running", 1)
     assert hand_over(execution.id)
 
-    assert run_attempt(execution.id, worker="worker-b") == "completed"
+    assert execution_run(execution_id=execution.id, worker="worker-b") == "completed"
     assert {name: CALLS[(execution.id, name)] for name in ("one", "two", "three")} == {"one": 1, "two": 1, "three": 2}
     assert refreshed(execution).outputs == {
         "results": [{"name": "one", "attempt": 1}, {"name": "two", "attempt": 1}, {"name": "three", "attempt": 2}]
@@ -215,11 +208,11 @@ def test_checkpoint_is_read_back_as_resume_state_by_the_next_attempt(alice: Any)
     execution = create_durable_execution(alice, target_id="test_durable_checkpoints")
     PLAN[execution.id] = {"checkpoints": [{"sent": 1}, {"sent": 2}], "die": True}
     with pytest.raises(WorkerKilled):
-        run_attempt(execution.id)
+        execution_run(execution_id=execution.id)
     assert ExecutionStep.objects.get(execution=execution, name="send").checkpoint == {"sent": 2}
     assert hand_over(execution.id)
     PLAN[execution.id] = {"checkpoints": [{"sent": 3}]}
-    assert run_attempt(execution.id) == "completed"
+    assert execution_run(execution_id=execution.id) == "completed"
 
     key = f"{execution.id}:send"
     assert SEEN[execution.id] == [
@@ -245,7 +238,7 @@ def test_the_idempotency_key_and_resume_state_belong_to_a_step(alice: Any) -> No
 def test_a_step_result_over_the_limit_fails_the_run_naming_size_and_limit(alice: Any) -> None:
     # 299,999 characters of "x" are 300,001 bytes as JSON (the quotes).
     execution = create_durable_execution(alice, target_id="test_durable_output", inputs={"size": 299_999})
-    assert run_attempt(execution.id) == "failed"
+    assert execution_run(execution_id=execution.id) == "failed"
     error = refreshed(execution).error
     assert error == {
         "type": "StepOutputTooLarge",
@@ -260,7 +253,7 @@ def test_a_checkpoint_over_the_limit_fails_the_run(alice: Any, settings: Any) ->
     execution = create_durable_execution(
         alice, target_id="test_durable_output", inputs={"size": 99, "checkpoint": True}
     )
-    assert run_attempt(execution.id) == "failed"
+    assert execution_run(execution_id=execution.id) == "failed"
     assert refreshed(execution).error["message"] == (
         "step 'big' checkpoint is 101 bytes, over the limit of 100 (EXECUTION_STEP_OUTPUT_MAX_BYTES)"
     )
@@ -270,7 +263,7 @@ def test_a_checkpoint_over_the_limit_fails_the_run(alice: Any, settings: Any) ->
 def test_a_result_at_the_limit_is_stored(alice: Any, settings: Any) -> None:
     settings.EXECUTION_STEP_OUTPUT_MAX_BYTES = 100
     execution = create_durable_execution(alice, target_id="test_durable_output", inputs={"size": 98})
-    assert run_attempt(execution.id) == "completed"
+    assert execution_run(execution_id=execution.id) == "completed"
     assert rows(execution) == [("big", "completed", 1, "x" * 98)]
 
 
@@ -281,11 +274,11 @@ def test_a_changed_step_list_fails_the_next_attempt_with_step_order_error(alice:
     execution = create_durable_execution(alice, target_id="test_durable_changing")
     KILL_AT[execution.id] = "b"
     with pytest.raises(WorkerKilled):
-        run_attempt(execution.id)
+        execution_run(execution_id=execution.id)
     assert hand_over(execution.id)
     CHANGING_STEPS[1] = "renamed"
     try:
-        assert run_attempt(execution.id) == "failed"
+        assert execution_run(execution_id=execution.id) == "failed"
     finally:
         CHANGING_STEPS[1] = "b"
     assert refreshed(execution).error == {
@@ -299,11 +292,11 @@ def test_a_longer_step_list_fails_the_next_attempt_naming_the_counts(alice: Any)
     execution = create_durable_execution(alice, target_id="test_durable_changing")
     KILL_AT[execution.id] = "a"
     with pytest.raises(WorkerKilled):
-        run_attempt(execution.id)
+        execution_run(execution_id=execution.id)
     assert hand_over(execution.id)
     CHANGING_STEPS.append("d")
     try:
-        assert run_attempt(execution.id) == "failed"
+        assert execution_run(execution_id=execution.id) == "failed"
     finally:
         CHANGING_STEPS.pop()
     assert refreshed(execution).error["message"] == "no step recorded where 'd' expected (3 steps recorded, 4 declared)"
@@ -311,7 +304,7 @@ def test_a_longer_step_list_fails_the_next_attempt_naming_the_counts(alice: Any)
 
 def test_a_step_entered_out_of_order_fails_the_run(alice: Any) -> None:
     execution = create_durable_execution(alice, target_id="test_durable_misordered")
-    assert run_attempt(execution.id) == "failed"
+    assert execution_run(execution_id=execution.id) == "failed"
     assert refreshed(execution).error["type"] == "StepOrderError"
     assert execution.error["message"] == "step 'b' recorded where 'a' expected"
     assert rows(execution) == [("a", "pending", None, None), ("b", "pending", None, None)]
@@ -319,7 +312,7 @@ def test_a_step_entered_out_of_order_fails_the_run(alice: Any) -> None:
 
 def test_steps_do_not_nest(alice: Any) -> None:
     execution = create_durable_execution(alice, target_id="test_durable_nested")
-    assert run_attempt(execution.id) == "failed"
+    assert execution_run(execution_id=execution.id) == "failed"
     assert refreshed(execution).error["message"] == "step 'b' entered inside step 'a': steps do not nest"
     assert rows(execution) == [("a", "failed", 1, None), ("b", "pending", None, None)]
 
@@ -336,7 +329,7 @@ def test_no_step_is_left_after_the_last() -> None:
 
 def test_a_durable_target_enters_its_steps_with_ctx_step(alice: Any) -> None:
     execution = create_durable_execution(alice, target_id="test_durable_enter_step")
-    assert run_attempt(execution.id) == "failed"
+    assert execution_run(execution_id=execution.id) == "failed"
     assert refreshed(execution).error["type"] == "StepError"
     assert "ctx.step(name, fn)" in execution.error["message"]
 
@@ -350,14 +343,14 @@ def test_a_superseded_attempt_writes_nothing_and_stops(alice: Any, settings: Any
     execution = create_durable_execution(
         alice, target_id="test_durable_hand_over_inside", inputs={"report": True} if report else {}
     )
-    assert run_attempt(execution.id, worker="worker-a") == HANDED_OVER
+    assert execution_run(execution_id=execution.id, worker="worker-a") is None
     assert refreshed(execution).status == "running" and execution.attempt == 2 and execution.worker == ""
     assert types(execution) == ["started", "progress", "progress"], "nothing recorded after the hand-over"
     assert [(name, status, attempt) for name, status, attempt, _ in rows(execution)] == [
         ("one", "completed", 1), ("two", "running", 1), ("three", "pending", None),
     ]
 
-    assert run_attempt(execution.id, worker="worker-b") == "completed"
+    assert execution_run(execution_id=execution.id, worker="worker-b") == "completed"
     assert refreshed(execution).outputs == {"results": ["one", "two by 2", "three"]}
     assert CALLS[(execution.id, "two")] == 2
     assert types(execution) == ["started", "progress", "progress", "resumed", "progress", "progress", "completed"]
@@ -367,14 +360,14 @@ def test_a_superseded_attempt_stops_at_once_and_beats_no_more(alice: Any, settin
     settings.EXECUTION_HEARTBEAT_SECONDS = 0.02
     execution = create_durable_execution(alice, inputs={"steps": 2, "step_seconds": 30})
     outcome: list[str | None] = []
-    worker = threading.Thread(target=lambda: outcome.append(run_attempt(execution.id)))
+    worker = threading.Thread(target=lambda: outcome.append(execution_run(execution_id=execution.id)))
     worker.start()
     wait_for(lambda: ExecutionStep.objects.filter(execution=execution, status="running").exists(), what="step 1")
     assert hand_over(execution.id)
     handed_over_at = Execution.objects.get(pk=execution.id).heartbeat_at
     worker.join(timeout=5)
     assert not worker.is_alive(), "the monitor stops a superseded attempt within a poll"
-    assert outcome == [HANDED_OVER]
+    assert outcome == [None]
     assert Execution.objects.get(pk=execution.id).heartbeat_at == handed_over_at
     assert rows(execution)[0][:3] == ("step_1", "running", 1)
 
@@ -382,7 +375,7 @@ def test_a_superseded_attempt_stops_at_once_and_beats_no_more(alice: Any, settin
 def test_a_cancel_stops_a_durable_run_and_leaves_the_step_unfinished(alice: Any) -> None:
     execution = create_durable_execution(alice, inputs={"steps": 2, "step_seconds": 30})
     outcome: list[str | None] = []
-    worker = threading.Thread(target=lambda: outcome.append(run_attempt(execution.id)))
+    worker = threading.Thread(target=lambda: outcome.append(execution_run(execution_id=execution.id)))
     worker.start()
     wait_for(lambda: ExecutionStep.objects.filter(execution=execution, status="running").exists(), what="step 1")
     execution_cancel(execution_id=execution.id)
@@ -416,7 +409,7 @@ def demo_results(execution: Execution) -> list[tuple[str, str, int]]:
 def test_demo_durable_runs_its_steps_and_stores_who_ran_them(alice: Any) -> None:
     execution = create_durable_execution(alice, inputs={"steps": 3, "step_seconds": 0})
     assert execution.inputs == {"steps": 3, "step_seconds": 0, "fail_at_step": None}
-    assert run_attempt(execution.id) == "completed"
+    assert execution_run(execution_id=execution.id) == "completed"
     assert demo_results(execution) == [(f"step_{i}", execution.id, 1) for i in (1, 2, 3)]
     assert types(execution) == ["started", "progress", "progress", "progress", "completed"]
 
@@ -424,7 +417,7 @@ def test_demo_durable_runs_its_steps_and_stores_who_ran_them(alice: Any) -> None
 def test_demo_durable_handed_over_during_step_4_of_6_finishes_in_attempt_2(alice: Any) -> None:
     execution = create_durable_execution(alice, inputs={"step_seconds": 0.1})
     first: list[str | None] = []
-    worker = threading.Thread(target=lambda: first.append(run_attempt(execution.id, worker="worker-a")))
+    worker = threading.Thread(target=lambda: first.append(execution_run(execution_id=execution.id, worker="worker-a")))
     worker.start()
     wait_for(
         lambda: ExecutionStep.objects.filter(execution=execution, index=3, status="running").exists(),
@@ -432,9 +425,9 @@ def test_demo_durable_handed_over_during_step_4_of_6_finishes_in_attempt_2(alice
     )
     assert hand_over(execution.id)
     worker.join(timeout=5)
-    assert first == [HANDED_OVER]
+    assert first == [None]
 
-    assert run_attempt(execution.id, worker="worker-b") == "completed"
+    assert execution_run(execution_id=execution.id, worker="worker-b") == "completed"
     assert demo_results(execution) == [(f"step_{i}", execution.id, 1 if i <= 3 else 2) for i in range(1, 7)]
     history = frames(execution)
     assert [f["seq"] for f in history] == list(range(1, len(history) + 1))
@@ -447,7 +440,7 @@ def test_demo_durable_handed_over_during_step_4_of_6_finishes_in_attempt_2(alice
 
 def test_demo_durable_fails_on_entering_fail_at_step(alice: Any) -> None:
     execution = create_durable_execution(alice, inputs={"steps": 4, "step_seconds": 0, "fail_at_step": 3})
-    assert run_attempt(execution.id) == "failed"
+    assert execution_run(execution_id=execution.id) == "failed"
     assert refreshed(execution).error["message"] == "Simulated failure at step 3"
     history = frames(execution)
     assert history[-2]["progress"]["current_step_name"] == "step_3", "its progress event comes first"
@@ -456,11 +449,11 @@ def test_demo_durable_fails_on_entering_fail_at_step(alice: Any) -> None:
 
 def test_demo_durable_resumed_from_its_failed_step_reuses_the_steps_before_it(alice: Any) -> None:
     original = create_durable_execution(alice, inputs={"steps": 6, "step_seconds": 0, "fail_at_step": 4})
-    assert run_attempt(original.id) == "failed"
+    assert execution_run(execution_id=original.id) == "failed"
     resumed = create_resume_execution(refreshed(original))
     assert resumed.rerun_of == original.id and resumed.from_failed_step
 
-    assert run_attempt(resumed.id) == "completed", "fail_at_step is not applied in a resume"
+    assert execution_run(execution_id=resumed.id) == "completed", "fail_at_step is not applied in a resume"
     assert demo_results(resumed) == [
         (f"step_{i}", original.id if i <= 3 else resumed.id, 1) for i in range(1, 7)
     ]

@@ -48,7 +48,8 @@ from executions.maintenance import (
     worker_beat,
     workers_alive,
 )
-from executions.models import EventType, Execution, ProgressSnapshot, WebhookAttempt, WorkerBeat
+from executions.models import EventType, Execution, ExecutionStep, ProgressSnapshot, WebhookAttempt, WorkerBeat
+from executions.runner import execution_run
 from executions.tasks import ExecutionRequest, run_execution
 from executions.worker import Maintenance, database_in_use, install_fork_guard, start_shutdown_grace
 
@@ -416,6 +417,20 @@ def test_prune_deletes_in_short_batches(alice: Any) -> None:
     ]
     assert execution_deletes == [2, 2, 1]
     assert sum(event_deletes) == 35 and max(event_deletes) <= 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_deletes_the_step_rows_of_durable_runs_in_short_batches(alice: Any) -> None:
+    execution = create_execution(alice, target_id="demo_durable", inputs={"steps": 7, "step_seconds": 0})
+    assert execution_run(execution_id=execution.id, worker=WORKER) == "completed"
+    assert ExecutionStep.objects.filter(execution=execution).count() == 7
+    with CaptureQueriesContext(connection) as queries:
+        assert executions_prune(now=days_later(RETENTION_DAYS + 1), events_per_transaction=3) == 1
+    assert not ExecutionStep.objects.filter(execution_id=execution.id).exists()
+    step_deletes = [
+        n for q in queries for n in in_lists(q["sql"], "executions_executionstep") if '"id" IN' in q["sql"]
+    ]
+    assert step_deletes == [3, 3, 1]
 
 
 @pytest.mark.django_db
