@@ -164,6 +164,7 @@ def execution_dict(execution: Execution) -> dict[str, Any]:
         "failed_at": iso(execution.failed_at),
         "cancelled_at": iso(execution.cancelled_at),
         "seq": execution.seq,
+        "attempt": execution.attempt,
         "callback_url": execution.callback_url or None,
         "rerun_of": execution.rerun_of,
         "owner": execution.owner.get_username(),

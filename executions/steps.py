@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .errors import NotResumableError
+from .frames import iso
 from .models import EventType, Execution, ExecutionStatus, ExecutionStep, ProgressSnapshot, StepStatus
 from .registry import get_target
 
@@ -340,6 +341,18 @@ class StepView:
     finished_at: datetime | None
     #: The execution whose stored result was reused, or None.
     reused_from: str | None
+
+
+def step_dict(step: StepView) -> dict[str, Any]:
+    """A step's public JSON shape (``GET .../steps``, the pages)."""
+    return {
+        "name": step.name,
+        "status": str(step.status),
+        "attempt": step.attempt,
+        "started_at": iso(step.started_at),
+        "finished_at": iso(step.finished_at),
+        "reused_from": step.reused_from,
+    }
 
 
 def execution_steps(execution: Execution) -> list[StepView]:
