@@ -443,7 +443,7 @@ class DetailPage {
   resumedItem({ attempt, at, number }) {
     const item = this.eventItem("resumed", resumedText(attempt, number), at);
     item.classList.add("timeline-resumed");
-    item.dataset.attempt = String(attempt);
+    Object.assign(item.dataset, { attempt: String(attempt), step: String(number) });
     return item;
   }
 
