@@ -121,6 +121,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean; DRF's BooleanField would take ``0``, ``"yes"`` or ``"true"`` too."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.Field):
     """A JSON object within a size and depth limit, checked before anything walks it."""
@@ -188,7 +197,7 @@ class ExecutionSubmittedSerializer(serializers.Serializer):
 class ExecutionRerunRequestSerializer(serializers.Serializer):
     """The body of a rerun: none (or ``{}``) runs it again from the start."""
 
-    from_failed_step = serializers.BooleanField(
+    from_failed_step = StrictBooleanField(
         required=False,
         default=False,
         help_text="Resume a failed durable execution from its failed step: the new execution reuses the stored "

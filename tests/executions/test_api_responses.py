@@ -384,6 +384,7 @@ SCENARIOS: list[Scenario] = [
     S("from the failed step of a plain run", "post", RERUN, 400, {"label": "failed", "body": RESUME}),
     S("from the step of a running one", "post", RERUN, 400, {"label": "resumed after a hand-over", "body": RESUME}),
     S("not a JSON object", "post", RERUN, 400, {"label": "completed", "body": [1, 2]}),
+    S("not a boolean", "post", RERUN, 400, {"label": "completed", "body": {"from_failed_step": 0}}),
     S("body too large", "post", RERUN, 413, {"label": "completed", "body": too_large()}),
     S("form encoded", "post", RERUN, 415, {"label": "completed", "body": "from_failed_step=1", "content_type": FORM}),
     # GET /executions/{id}/events

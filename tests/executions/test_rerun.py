@@ -197,3 +197,11 @@ def test_a_plain_rerun_of_a_failed_durable_execution_starts_over(
 def test_a_resume_of_someone_elses_execution_is_a_404(alice: Any, bob: Any) -> None:
     original = EXECUTION_STATES["durable failed at step 3"](alice)
     assert resume(token_client(bob), original.id).status_code == 404
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", "yes", None])
+def test_from_failed_step_is_a_json_boolean(alice: Any, alice_client: APIClient, value: Any) -> None:
+    original = EXECUTION_STATES["durable failed at step 3"](alice)
+    response = alice_client.post(rerun_url(original.id), {"from_failed_step": value}, format="json")
+    assert response.status_code == 400 and "from_failed_step" in response.json()["errors"]
+    assert not Execution.objects.filter(rerun_of=original.id).exists()

@@ -160,6 +160,34 @@ def durable_worker_terminated(lab: FaultLab) -> Outcome:
     )
 
 
+def durable_worker_group_terminated(lab: FaultLab) -> Outcome:
+    """SIGTERM to every process of the worker (systemd's default) during a durable run.
+
+    The pool process, told to stop, hands its run over before it exits (no
+    grace, no loss bound); the other worker resumes it.
+    """
+    stopping = lab.start_worker("worker-a")
+    watcher = lab.watch(submit_durable(lab))
+    watcher.wait_for_frame(is_claimed)
+    lab.start_worker("worker-b")
+    watcher.wait_for_frame(in_step(3))
+    signalled_at = time.time()
+    stopping.signal_group(signal.SIGTERM)
+    bound = SLACK_SECONDS
+    events = finish(lab, watcher, timeout=bound + STEPS * STEP_SECONDS + WAIT_SECONDS)
+    resumed = assert_resumed_once(lab, watcher, events, at_step=3)
+    recovery = stamp(resumed) - signalled_at
+    assert recovery <= bound, f"resumed {recovery:.2f} s after SIGTERM, bound {bound:g} s"
+    assert_exits(stopping, WAIT_SECONDS)
+    return Outcome(
+        "SIGTERM to every worker process during step 3 of 6 of a durable run",
+        "handed over by the pool process as it stopped, `resumed` at step 3 by the other worker, `completed`",
+        recovery,
+        bound,
+        "SIGTERM → resumed",
+    )
+
+
 def resumed_step(events: list[dict[str, Any]]) -> int:
     """The step (1-based) the ``resumed`` event goes on at."""
     (resumed,) = [e for e in events if e["type"] == "resumed"]
@@ -217,7 +245,8 @@ def durable_cancelled_during_hand_over(lab: FaultLab) -> Outcome:
     watcher.wait_for_frame(in_step(2))
     doomed.signal_group(signal.SIGKILL)
     lab.api.wait_for(watcher.execution_id, lambda e: e["attempt"] == 2, timeout=loss_bound(lab) + WAIT_SECONDS)
-    assert lab.broker_counts()[0] == 1, "the handed-over run's message waits in the queue"
+    # Queued after the hand-over's commit: it waits there, no worker can take it.
+    wait_until(lambda: lab.broker_counts()[0] == 1, WAIT_SECONDS, "the handed-over run's message in the queue")
     assert lab.api.cancel(watcher.execution_id).status_code == 200
     for blocker in reversed(blockers):
         assert lab.api.cancel(blocker).status_code == 200

@@ -20,6 +20,12 @@ def test_sigterm_past_the_grace_hands_a_durable_run_to_the_next_worker(
     report(durable.durable_worker_terminated(fault_lab))
 
 
+def test_sigterm_to_every_worker_process_hands_a_durable_run_over_at_once(
+    fault_lab: FaultLab, report: Callable[[Outcome], None]
+) -> None:
+    report(durable.durable_worker_group_terminated(fault_lab))
+
+
 def test_a_loss_beyond_the_attempt_cap_fails_with_the_attempts(
     fault_lab: FaultLab, report: Callable[[Outcome], None]
 ) -> None:
