@@ -286,6 +286,12 @@ EXECUTION_REQUEUE_SECONDS = env_float("EXECUTION_REQUEUE_SECONDS", 30)
 # to finish; those still running then end `failed` (WorkerShutdown).
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30)
 
+# --- Durable runs (README, "Durable runs") ----------------------------------------------
+# Attempts a durable run gets in all: a lost worker or an ended grace hands it over until then.
+EXECUTION_MAX_ATTEMPTS = env_int("EXECUTION_MAX_ATTEMPTS", 3)
+# The largest step result or checkpoint, in bytes of JSON (StepOutputTooLarge beyond).
+EXECUTION_STEP_OUTPUT_MAX_BYTES = env_int("EXECUTION_STEP_OUTPUT_MAX_BYTES", 262144)
+
 # --- Retention -----------------------------------------------------------------------
 # Ended executions older than this are deleted with their events and webhook
 # attempts, by every worker once per interval and by `manage.py prune_executions`.

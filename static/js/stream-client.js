@@ -422,7 +422,7 @@ export class StreamClient extends Follower {
 //     status: ["running"],                 // optional: only these (pending and/or running)
 //     onExecution: (execution) => {},      // an execution's REST shape: from a snapshot, a created
 //                                          // frame, or a fetch; newer than anything delivered of it
-//     onFrame: (frame) => {},              // an event frame (started, progress, terminal) of an
+//     onFrame: (frame) => {},              // an event frame (started, progress, resumed, terminal) of an
 //                                          // execution delivered before, in seq order, never twice
 //     onConnection: (mode, message) => {}, // "live" | "reconnecting" | "polling" | "offline" | "closed"
 //   });

@@ -52,6 +52,7 @@ PROGRESS = f"{EXECUTION}/progress"
 CANCEL = f"{EXECUTION}/cancel"
 RERUN = f"{EXECUTION}/rerun"
 EVENTS = f"{EXECUTION}/events"
+STEPS = f"{EXECUTION}/steps"
 STREAM = f"{EXECUTION}/progress/stream"
 TARGETS = f"{API}/targets"
 TOKEN = f"{API}/auth/token"
@@ -214,6 +215,7 @@ XML_ONLY = {"HTTP_ACCEPT": "application/xml"}
 FORM = "application/x-www-form-urlencoded"
 SUBMIT = {"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": 2, "step_seconds": 0}}
 GUESS = {"username": "alice", "password": "guess"}
+RESUME = {"from_failed_step": True}
 CREDENTIALS = {"username": "alice", "password": PASSWORD}
 
 
@@ -377,6 +379,14 @@ SCENARIOS: list[Scenario] = [
     S("xml only", "post", RERUN, 406, XML_ONLY),
     S("throttled", "post", RERUN, 429, {"label": "completed"}, first_rerun_of_the_minute),
     S("broker unreachable", "post", RERUN, 503, {"label": "completed"}, broker_down),
+    S("an empty body", "post", RERUN, 202, {"label": "completed", "body": {}}),
+    S("from the failed step", "post", RERUN, 202, {"label": "durable failed at step 3", "body": RESUME}),
+    S("from the failed step of a plain run", "post", RERUN, 400, {"label": "failed", "body": RESUME}),
+    S("from the step of a running one", "post", RERUN, 400, {"label": "resumed after a hand-over", "body": RESUME}),
+    S("not a JSON object", "post", RERUN, 400, {"label": "completed", "body": [1, 2]}),
+    S("not a boolean", "post", RERUN, 400, {"label": "completed", "body": {"from_failed_step": 0}}),
+    S("body too large", "post", RERUN, 413, {"label": "completed", "body": too_large()}),
+    S("form encoded", "post", RERUN, 415, {"label": "completed", "body": "from_failed_step=1", "content_type": FORM}),
     # GET /executions/{id}/events
     S("every state", "get", EVENTS, 200, {"label": "completed"}, every_state_events),
     S("after a seq", "get", EVENTS, 200, {"label": "completed", "query": "after_seq=3"}),
@@ -385,6 +395,12 @@ SCENARIOS: list[Scenario] = [
     S("anonymous", "get", EVENTS, 401, {"client": "anonymous"}),
     S("unknown id", "get", EVENTS, 404, {"label": "missing"}),
     S("xml only", "get", EVENTS, 406, XML_ONLY),
+    # GET /executions/{id}/steps
+    *for_every_state(STEPS, lambda label: 200),
+    S("anonymous", "get", STEPS, 401, {"client": "anonymous"}),
+    S("unknown id", "get", STEPS, 404, {"label": "missing"}),
+    S("someone else's", "get", STEPS, 404, {"client": "bob"}),
+    S("xml only", "get", STEPS, 406, XML_ONLY),
     # GET /targets
     S("all", "get", TARGETS, 200),
     S("anonymous", "get", TARGETS, 401, {"client": "anonymous"}),

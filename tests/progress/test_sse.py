@@ -23,6 +23,7 @@ from django.test import AsyncClient
 from rest_framework.authtoken.models import Token
 
 from executions.events import event_record
+from executions.handover import execution_hand_over
 from executions.selectors import event_frames_after
 from progress import broadcast
 from progress.protocol import execution_group, layer_reconnected_message
@@ -30,6 +31,7 @@ from progress.recheck import rechecker
 from progress.sse import sse_event
 from progress.streams import ExecutionStream, StreamFrame
 from tests.frames import assert_frame_shape, final_progress, step_progress
+from tests.helpers import create_execution
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -164,6 +166,23 @@ async def test_status_then_live_events_in_order_then_one_terminal_event_and_the_
     assert [(f["type"], f["seq"]) for f in received] == [
         ("started", 1), ("progress", 2), ("progress", 3), ("progress", 4), ("completed", 5)
     ]
+    await events.expect_end()
+
+
+async def test_a_hand_over_is_streamed_as_its_resumed_event(user, token):
+    execution = await database_sync_to_async(create_execution)(
+        user, target_id="demo_durable", inputs={"steps": 2, "step_seconds": 0}
+    )
+    events = await open_stream(execution.id, token=token)
+    await events.frame()
+    start = {"current_step": 0, "total_steps": 2, "percentage": 0.0, "current_step_name": None}
+    await record(execution.id, "started", progress=start, worker="w1@host")
+    assert await database_sync_to_async(execution_hand_over)(execution_id=execution.id, attempt=1, worker="w1@host")
+    await record(execution.id, "resumed", progress=start, worker="w2@host", attempt=2)
+    await record(execution.id, "completed", progress=final_progress(2), outputs={}, attempt=2)
+    received = await events.frames(3)
+    assert [(f["type"], f["seq"]) for f in received] == [("started", 1), ("resumed", 2), ("completed", 3)]
+    assert (received[1]["attempt"], received[1]["status"]) == (2, "running")
     await events.expect_end()
 
 

@@ -43,6 +43,7 @@ from executions.models import Execution
 from executions.ops import urls as ops_urls
 from executions.pages import urls as page_urls
 from executions.pages import views as page_views
+from executions.steps import execution_steps, step_dict
 from progress import urls as progress_urls
 from progress.routing import websocket_urlpatterns
 from tests.helpers import PASSWORD, user_token
@@ -144,6 +145,7 @@ MATRIX: tuple[Row, ...] = (
     R("POST", "/api/v1/executions/{id}/cancel",            "401",             "404 missing",     "200 cancelled",   "200 cancelled",   "200 cancelled"),
     R("POST", "/api/v1/executions/{id}/rerun",             "401",             "404 missing",     "202 created",     "202 created",     "202 created"),
     R("GET",  "/api/v1/executions/{id}/events",            "401",             "404 missing",     "200",             "200",             "200"),
+    R("GET",  "/api/v1/executions/{id}/steps",             "401",             "404 missing",     "200",             "200",             "200"),
     R("GET",  "/api/v1/targets",                           "401",             "200",             "200",             "200",             "200"),
     R("POST", "/api/v1/auth/token",                        "200 token",       "200 token",       "200 token",       "200 token",       "200 token"),
     R("GET",  "/api/v1/schema",                            "401",             "200",             "200",             "200",             "200"),
@@ -423,6 +425,8 @@ def expect_status(cell: Cell, status: int) -> None:
 def shows_execution(cell: Cell) -> bool:
     if cell.row.path.endswith("/progress"):
         return cell.answer.json() == cell.world.execution.progress
+    if cell.row.path.endswith("/steps"):
+        return cell.answer.json() == {"steps": [step_dict(step) for step in execution_steps(cell.world.execution)]}
     return cell.execution_id.encode() in cell.answer.body
 
 
