@@ -213,11 +213,12 @@ class DrainableHTTPFactory(http_protocol.HTTPFactory):
         """The HTTP connections still open and still HTTP (not handed over to a WebSocket)."""
         channels = []
         for protocol in list(self.connections):
-            transport = protocol.transport
+            # Twisted's wrapper proxies the real channel under this name (twisted.web.http).
+            channel = protocol._channel
+            transport = channel.transport
             if transport is None or not transport.connected or getattr(transport, "protocol", None) is not protocol:
                 continue
-            # Twisted's wrapper proxies the real channel under this name (twisted.web.http).
-            channels.append(protocol._channel)
+            channels.append(channel)
         return channels
 
     def close_after_responses(self) -> None:
@@ -232,7 +233,11 @@ class DrainableHTTPFactory(http_protocol.HTTPFactory):
 
     def close_idle(self) -> int:
         """Close the connections with no request in progress; how many there were."""
-        idle = [channel for channel in self.open_channels() if not channel.requests]
+        idle = []
+        for channel in self.open_channels():
+            transport: Any = channel.transport  # not None: the channel is open
+            if not channel.requests and not transport.disconnecting:  # not closing already
+                idle.append(channel)
         for channel in idle:
             channel.loseConnection()
         return len(idle)
