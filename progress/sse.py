@@ -317,6 +317,9 @@ class ExecutionProgressStreamView(View):
         # Nothing between here and the client may hold events back or replay them.
         response["Cache-Control"] = "no-cache, no-store"
         response["X-Accel-Buffering"] = "no"
+        # The connection ends with the stream. Kept alive, a client's next request could race
+        # the server's close of it (a draining server closes it right after the last event).
+        response["Connection"] = "close"
         return response
 
     # An async view's handlers are coroutines (Django's own returns one for an async view too).
