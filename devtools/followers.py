@@ -199,10 +199,12 @@ async def through_a_reload(
     pollers: int,
     reload: Callable[[], None],
     reload_after_seq: int,
+    poll_seconds: float = 0.05,
 ) -> DeployRun:
     """Follow a running execution with ``sockets`` WebSockets, ``streams`` event streams and
-    ``pollers`` REST pollers; call ``reload`` once every follower has frames and one has
-    seen ``reload_after_seq``; return once every follower has the terminal frame."""
+    ``pollers`` REST pollers (a GET every ``poll_seconds`` each); call ``reload`` once every
+    follower has frames and one has seen ``reload_after_seq``; return once every follower
+    has the terminal frame."""
     run = DeployRun([Followed() for _ in range(sockets)], [Followed() for _ in range(streams)], Polled())
     started = time.monotonic()
     limits = httpx.Limits(max_connections=streams + pollers + 10, max_keepalive_connections=streams + pollers + 10)
@@ -214,7 +216,7 @@ async def through_a_reload(
         ]
         path = f"{API}/executions/{execution_id}"
         pollers_running = [
-            asyncio.create_task(poll(http, path, token, run.polled, stop_polling)) for _ in range(pollers)
+            asyncio.create_task(poll(http, path, token, run.polled, stop_polling, poll_seconds)) for _ in range(pollers)
         ]
         everyone = [*run.sockets, *run.streams]
         async with asyncio.timeout(TIMEOUT):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -116,7 +117,9 @@ class DrainingServer(Server):
             port.stopListening()
         sockets = self.websockets()
         endings: list[Callable[[], None]] = [*(socket.close_for_restart for socket in sockets), *streams]
-        # Evenly spread: the clients, all told to come back, do not come back at once.
+        # Evenly spread, in no particular order: the clients, all told to come back, do not
+        # come back at once, and no kind of stream always comes back last.
+        random.shuffle(endings)
         for index, end in enumerate(endings):
             reactor.callLater(self.spread * index / len(endings), end)
         factory = self.http_factory
