@@ -355,12 +355,18 @@ class Supervisor:
                 metrics.process_exited(process.pid)
 
     def stop_children(self) -> None:
-        """Drain every child (SIGTERM), then wait for them all; SIGKILL to any past its grace."""
+        """Drain every child (SIGTERM), then wait for them all; SIGKILL to any past its grace.
+
+        The listening sockets are closed at once: nothing will accept from them any more,
+        and a closed port is refused at once (a balancer tries another server) where a
+        connection left in the backlog would wait for nothing until ``serve`` exits.
+        """
         for generation in (self.current, self.incoming):
             if generation is not None:
                 self.retire(generation.processes())
                 for slot in generation.slots:
                     slot.close_pipe()
+        self.close_sockets()
         while self.retiring:
             self.reap_retiring()
             if self.retiring:
@@ -387,9 +393,11 @@ class Supervisor:
                 self.wait_for_readiness(POLL_SECONDS)
         finally:
             self.stop_children()
-            for sock in self.sockets:
-                sock.close()
         return 1 if self.failed else 0
+
+    def close_sockets(self) -> None:
+        for sock in self.sockets:
+            sock.close()
 
 
 def serve(
