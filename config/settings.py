@@ -326,6 +326,9 @@ WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 6
 # An open Server-Sent Events response sends a ": keep-alive" comment this often, so
 # proxies and clients with an idle timeout keep a quiet stream open.
 PROGRESS_SSE_KEEPALIVE_SECONDS = env_float("PROGRESS_SSE_KEEPALIVE_SECONDS", 15)
+# Every event stream opens with this "retry:" field: how long a browser's EventSource
+# waits before it reconnects (with Last-Event-ID) when the response ends.
+PROGRESS_SSE_RETRY_SECONDS = env_float("PROGRESS_SSE_RETRY_SECONDS", 1)
 
 # --- Targets ----------------------------------------------------------------------------
 # Modules that declare pipelines or agents, imported when the app is ready, besides the
@@ -357,6 +360,14 @@ WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # How long /readyz waits for Redis to answer PING.
 READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 1)
+
+# --- Serving (manage.py serve; README, "Deploying") ------------------------------------
+# A draining process closes its WebSockets (1012) and ends its event streams evenly
+# over this window, so that their clients do not all come back at the same moment.
+SERVE_DRAIN_SPREAD_SECONDS = env_float("SERVE_DRAIN_SPREAD_SECONDS", 1)
+# How long a process may drain (SIGTERM, or the old generation of a SIGHUP reload)
+# before serve kills it; give a process manager's stop timeout a few seconds more.
+SERVE_GRACE_SECONDS = env_float("SERVE_GRACE_SECONDS", 30)
 
 # --- Throttling ----------------------------------------------------------------------
 # Rates like "120/min" ("s", "min", "hour", "day"); empty disables a throttle.

@@ -328,6 +328,50 @@ def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Acc
     assert page.locator('[data-kind="step"]').evaluate_all(STEP_STATES) == rendered
 
 
+#: Records every value the page's live indicator takes, from now on, in ``window.__modes``.
+RECORD_MODES = """() => {
+    const el = document.querySelector('[data-role="connection"]');
+    window.__modes = [el.dataset.mode];
+    new MutationObserver(() => {
+        if (window.__modes.at(-1) !== el.dataset.mode) window.__modes.push(el.dataset.mode);
+    }).observe(el, { attributes: true, attributeFilter: ["data-mode"] });
+}"""
+
+
+def test_the_detail_page_across_a_reload_has_no_gap_and_no_duplicate_step(
+    user_page: Page, account: Account, live_stack: Any
+) -> None:
+    """SIGHUP to serve mid-run: the socket is closed with 1012, the page says "Reconnecting…"
+    until it is live again (within a second or two), and the timeline stays whole."""
+    page = user_page
+    steps = 25
+    execution = start(account.user, steps=steps, step_seconds=0.4)
+    page.goto(f"/executions/{execution.id}")
+    mark_page(page)
+    connection = page.locator('[data-role="connection"]')
+    expect(connection).to_have_attribute("data-mode", "live")
+    page.evaluate(RECORD_MODES)
+    wait_for_percentage_between(page, '#execution [role="progressbar"]', 3, 30)
+
+    replaced = live_stack.reload_web()
+    live_stack.wait_reloaded(replaced)
+    execution.refresh_from_db()
+    assert execution.status == "running", "the run ended before the reload: nothing was cut"
+
+    expect(badge(page)).to_have_text("Completed")
+    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(steps)
+    expect(page.locator('[data-kind="step"]')).to_have_count(steps)
+    for number in range(1, steps + 1):
+        expect(page.locator(f'[data-kind="step"][data-step="{number}"]')).to_have_count(1)
+    expect(page.locator('[data-kind="completed"]')).to_have_count(1)
+    assert_not_reloaded(page)
+    # "Reconnecting…" once, while the socket was away, then live again until the end.
+    assert page.evaluate("window.__modes") == ["live", "reconnecting", "live", "ended"]
+    rendered = page.locator('[data-kind="step"]').evaluate_all(STEP_STATES)
+    page.reload()
+    assert page.locator('[data-kind="step"]').evaluate_all(STEP_STATES) == rendered
+
+
 def test_server_sent_events_when_the_websocket_cannot_be_used(user_page: Page, account: Account) -> None:
     page = user_page
     page.add_init_script("delete window.WebSocket")

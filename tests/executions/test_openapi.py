@@ -44,7 +44,7 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", f"{EXECUTION}/events"): {"200", "400", "401", "404", "406"},
     ("get", f"{EXECUTION}/steps"): {"200", "401", "404", "406"},
     # Server-Sent Events (progress/sse.py): not a DRF view, so no 406 (it always streams).
-    ("get", f"{EXECUTION}/progress/stream"): {"200", "400", "401", "404"},
+    ("get", f"{EXECUTION}/progress/stream"): {"200", "204", "400", "401", "404"},
     ("get", f"{API}/targets"): {"200", "401", "406"},
     ("post", f"{API}/auth/token"): {"200", "400", "406", "413", "415", "429"},
 }

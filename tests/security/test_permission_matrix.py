@@ -364,14 +364,14 @@ def send_ws(user: Any, path: str, *, session: bool = False) -> Answer:
 
 
 async def _sse_answer(path: str, headers: dict[str, str]) -> Answer:
-    """GET through the ASGI handler; of a stream, read only the first chunk (the stream
-    of a running execution does not end)."""
+    """GET through the ASGI handler; of a stream, read only its first two chunks (the
+    ``retry:`` field and the opening: the stream of a running execution does not end)."""
     # Headers per request: AsyncClient(headers=...) stores them under WSGI names, which ASGI ignores.
     response = await AsyncClient().get(path, headers=headers)
     answer = Answer(status=response.status_code, headers=dict(response.headers), cookies=tuple(sorted(response.cookies)))
     if response.streaming:
         chunks = response.streaming_content
-        answer.body = await anext(chunks)
+        answer.body = await anext(chunks) + await anext(chunks)
         await chunks.aclose()
     else:
         answer.body = response.content
@@ -567,7 +567,9 @@ def check_sse_status(cell: Cell) -> None:
     expect_status(cell, 200)
     assert cell.answer.headers["Content-Type"] == "text/event-stream"
     execution = cell.world.execution
-    event_id, event, data = cell.answer.text().split("\n\n")[0].split("\n")
+    retry, first_event = cell.answer.text().split("\n\n")[:2]
+    assert retry.startswith("retry: "), cell.answer.body[:300]  # every stream opens with it
+    event_id, event, data = first_event.split("\n")
     assert (event_id, event) == (f"id: {execution.seq}", "event: status"), cell.answer.body[:300]
     frame = json.loads(data.removeprefix("data: "))
     assert (frame["type"], frame["execution_id"], frame["status"], frame["seq"]) == ("status", execution.id, "running", execution.seq)
