@@ -4,8 +4,9 @@ Runs every scenario of ``tests/faults/scenarios.py`` (the same code the fault
 tests run with short settings): a worker killed with SIGKILL (its whole group,
 or only the pool process running the task), stopped with SIGTERM (its whole
 group, or its main process with a run longer and shorter than the grace),
-Redis restarted without persistence, a task message delivered twice, and a
-submit while Redis is down. Each gets its own embedded Redis and daphne, and
+Redis restarted without persistence, a task message delivered twice, a
+submit while Redis is down, and a durable run's worker killed or stopped
+(``tests/faults/durable.py``: the time from the kill to ``resumed``). Each gets its own embedded Redis and daphne, and
 the workers it needs, on one throw-away SQLite database; a WebSocket client
 watches every execution. Every invariant the tests check is checked here too.
 
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import bench._django  # noqa: F401 - sets Django up before anything below needs it
 from devtools import processes
-from tests.faults import scenarios
+from tests.faults import durable, scenarios
 from tests.faults.scenarios import FaultLab, Liveness, Outcome
 
 #: ``manage.py drf_create_token`` prints "Generated token <key> for user <name>".
@@ -81,8 +82,12 @@ def run_one(
     return outcome
 
 
+#: Every scenario the benchmark runs, in the order of the table.
+ALL_SCENARIOS = (*scenarios.SCENARIOS, *durable.BENCH_SCENARIOS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    names = [scenario.__name__ for scenario in scenarios.SCENARIOS]
+    names = [scenario.__name__ for scenario in ALL_SCENARIOS]
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=names, metavar="FAULT", help=f"some of: {', '.join(names)}")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
@@ -97,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"liveness settings (defaults): {liveness}; work directory {work_dir}", flush=True)
         outcomes = [
             run_one(scenario, env=env, token=token, liveness=liveness, work_dir=work_dir)
-            for scenario in scenarios.SCENARIOS
+            for scenario in ALL_SCENARIOS
             if not args.only or scenario.__name__ in args.only
         ]
     finally:

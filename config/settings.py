@@ -274,6 +274,12 @@ EXECUTION_REQUEUE_SECONDS = env_float("EXECUTION_REQUEUE_SECONDS", 30)
 # On SIGTERM, how long a worker lets running executions finish (then WorkerShutdown).
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30)
 
+# --- Durable runs (docs/guides/durable-runs.md) -----------------------------------------
+# Attempts a durable run gets in all: a lost worker or an ended grace hands it over until then.
+EXECUTION_MAX_ATTEMPTS = env_int("EXECUTION_MAX_ATTEMPTS", 3)
+# The largest step result or checkpoint, in bytes of JSON (StepOutputTooLarge beyond).
+EXECUTION_STEP_OUTPUT_MAX_BYTES = env_int("EXECUTION_STEP_OUTPUT_MAX_BYTES", 262144)
+
 # --- Retention (docs/operations/retention.md) ------------------------------------------
 # Ended executions older than this are deleted (0 keeps everything).
 EXECUTION_RETENTION_DAYS = env_float("EXECUTION_RETENTION_DAYS", 30)
@@ -297,6 +303,8 @@ PROGRESS_FEED_INTERVAL_SECONDS = env_float("PROGRESS_FEED_INTERVAL_SECONDS", 0.2
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)
 # How often an open event stream sends a ": keep-alive" comment.
 PROGRESS_SSE_KEEPALIVE_SECONDS = env_float("PROGRESS_SSE_KEEPALIVE_SECONDS", 15)
+# The "retry:" every event stream opens with: an EventSource's wait before it reconnects.
+PROGRESS_SSE_RETRY_SECONDS = env_float("PROGRESS_SSE_RETRY_SECONDS", 1)
 
 # --- Targets ----------------------------------------------------------------------------
 # More modules declaring pipelines or agents, imported when the app is ready.
@@ -324,6 +332,12 @@ WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # How long /readyz waits for Redis to answer PING.
 READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 1)
+
+# --- Serving (manage.py serve; docs/operations/deployment.md) -------------------------
+# A draining process spreads its closes (1012) and stream ends evenly over this window.
+SERVE_DRAIN_SPREAD_SECONDS = env_float("SERVE_DRAIN_SPREAD_SECONDS", 1)
+# How long a process may drain (SIGTERM, or the old generation of a reload) before serve kills it.
+SERVE_GRACE_SECONDS = env_float("SERVE_GRACE_SECONDS", 30)
 
 # --- Throttling ----------------------------------------------------------------------
 # Rates like "120/min"; THROTTLE_<SCOPE>_RATE sets each, empty disables it.

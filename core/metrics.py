@@ -54,8 +54,12 @@ LOST_RUN_FAILED: Final = "lost_run_failed"
 MESSAGE_REQUEUED: Final = "message_requeued"
 EXECUTION_PRUNED: Final = "execution_pruned"
 SHUTDOWN_FAILED: Final = "shutdown_failed"
-SweeperAction = Literal["lost_run_failed", "message_requeued", "execution_pruned", "shutdown_failed"]
-SWEEPER_ACTIONS: tuple[SweeperAction, ...] = (LOST_RUN_FAILED, MESSAGE_REQUEUED, EXECUTION_PRUNED, SHUTDOWN_FAILED)
+#: A durable run handed over to another worker (lost, or its worker's grace ended) instead of failed.
+RUN_HANDED_OVER: Final = "run_handed_over"
+SweeperAction = Literal["lost_run_failed", "message_requeued", "execution_pruned", "shutdown_failed", "run_handed_over"]
+SWEEPER_ACTIONS: tuple[SweeperAction, ...] = (
+    LOST_RUN_FAILED, MESSAGE_REQUEUED, EXECUTION_PRUNED, SHUTDOWN_FAILED, RUN_HANDED_OVER,
+)
 
 WebhookOutcome = Literal["delivered", "failed", "refused"]
 WEBHOOK_OUTCOMES: tuple[WebhookOutcome, ...] = ("delivered", "failed", "refused")

@@ -461,7 +461,8 @@ class AppServers:
     is ``manage.py serve`` (two daphne processes on one port) unless
     ``web_command`` says otherwise (e.g. :func:`daphne_command`). ``restart_daphne()``
     stops it and starts it again on the same port, appending to the same log,
-    for tests of what a client sees across a deploy.
+    for tests of what a client sees across a deploy; ``reload_web()`` (SIGHUP) and
+    ``wait_reloaded()`` replace its processes without stopping it.
     """
 
     def __init__(
@@ -502,6 +503,24 @@ class AppServers:
         except BaseException:
             self.stop()
             raise
+
+    def reload_web(self) -> list[int]:
+        """SIGHUP to ``manage.py serve`` (a deploy on one machine); the pids of the generation it replaces."""
+        assert self.daphne is not None
+        replaced = child_pids(self.daphne.pid)
+        self.daphne.signal_leader(signal.SIGHUP)
+        return replaced
+
+    def wait_reloaded(self, replaced: list[int], timeout: float = WEB_START_TIMEOUT) -> None:
+        """Wait until ``serve`` runs as many server processes as before, none of ``replaced``."""
+        assert self.daphne is not None
+        server = self.daphne
+
+        def reloaded() -> bool:
+            now = child_pids(server.pid)
+            return len(now) == len(replaced) and not set(now) & set(replaced)
+
+        server.wait_for(reloaded, "serve's new generation to replace the old one", timeout)
 
     def restart_daphne(self) -> Child:
         """Stop the web server (SIGTERM, as in a deploy) and start it again on the same port."""

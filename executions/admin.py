@@ -1,8 +1,9 @@
 """Admin inspection of executions.
 
 Everything an execution holds is written by the system (services and the
-worker), so every field is read-only here; the actions, cancel and rerun, go
-through the same services as the API. An execution can have thousands of
+worker), so every field is read-only here (a durable run's steps too); the
+actions, cancel, rerun and resume from the failed step, go through the same
+services as the API. An execution can have thousands of
 events: its change page shows only the latest ones, and a paginated history
 view lists them all.
 """
@@ -26,7 +27,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from .errors import ExecutionsError, NotCancellableError
-from .models import TERMINAL_STATUSES, Execution, ProgressSnapshot, WebhookAttempt
+from .models import TERMINAL_STATUSES, Execution, ExecutionStep, ProgressSnapshot, WebhookAttempt
 from .services import execution_cancel, execution_rerun
 
 #: Events shown inline on the change page (the newest ones).
@@ -85,6 +86,29 @@ class WebhookAttemptInline(ReadOnlyInline):
         return precise(obj.created_at)
 
 
+class ExecutionStepInline(ReadOnlyInline):
+    """A durable run's stored steps: state, the attempt that ran each, and what a resume reused."""
+
+    model = ExecutionStep
+    verbose_name = "step"
+    verbose_name_plural = "steps (durable run)"
+    fields = ("number", "name", "status", "attempt", "started", "finished", "reused_from")
+    readonly_fields = fields
+    ordering = ("index",)
+
+    @admin.display(description="#")
+    def number(self, obj: ExecutionStep) -> int:
+        return obj.index + 1
+
+    @admin.display(description="Started at")
+    def started(self, obj: ExecutionStep) -> str:
+        return precise(obj.started_at)
+
+    @admin.display(description="Finished at")
+    def finished(self, obj: ExecutionStep) -> str:
+        return precise(obj.finished_at)
+
+
 class ProgressSnapshotInline(ReadOnlyInline):
     """The latest events as a read-only table (its template renders the rows itself)."""
 
@@ -130,7 +154,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_per_page = 50
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
-    actions = ["cancel_selected", "rerun_selected"]
+    actions = ["cancel_selected", "rerun_selected", "resume_selected"]
     inlines = [ProgressSnapshotInline, WebhookAttemptInline]
     view_on_site = False  # the change page links to the live page itself (object tools)
     # Nothing here is the admin's to edit: the system owns every field.
@@ -138,7 +162,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         "id", "owner", "type", "target_id", "status_badge", "progress_bar", "progress_json", "seq",
         "inputs", "config", "outputs", "error", "callback_url",
         "created_at_precise", "started_at_precise", "completed_at_precise", "failed_at_precise",
-        "cancelled_at_precise", "live_page", "rerun_of",
+        "cancelled_at_precise", "live_page", "rerun_of", "durable", "attempt", "from_failed_step",
     )
     fieldsets = (
         (
@@ -158,6 +182,7 @@ class ExecutionAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Durable run", {"fields": ("durable", "attempt", "from_failed_step")}),
         ("Data", {"fields": ("inputs", "config", "outputs", "error", "callback_url")}),
         (
             "Times (UTC)",
@@ -178,6 +203,12 @@ class ExecutionAdmin(admin.ModelAdmin):
     completed_at_precise = _time_column("completed_at", "Completed at")
     failed_at_precise = _time_column("failed_at", "Failed at")
     cancelled_at_precise = _time_column("cancelled_at", "Cancelled at")
+
+    def get_inlines(self, request: HttpRequest, obj: Execution | None) -> list[type[admin.options.InlineModelAdmin]]:
+        """The steps table only for a durable run: any other has no stored steps."""
+        if obj is not None and obj.durable:
+            return [ExecutionStepInline, *self.inlines]
+        return list(self.inlines)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Executions are started through the API or the start page, which validate inputs.
@@ -353,20 +384,30 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.action(description="Rerun selected executions (same inputs and config, owned by you)", permissions=["rerun"])
     def rerun_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
         """Rerun each selected execution as the acting user; report those refused."""
+        self._rerun(request, queryset, from_failed_step=False)
+
+    @admin.action(description="Resume from the failed step (failed durable executions, owned by you)",
+                  permissions=["rerun"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        """Resume each selected failed durable execution from its failed step; report those refused."""
+        self._rerun(request, queryset, from_failed_step=True)
+
+    def _rerun(self, request: HttpRequest, queryset: QuerySet[Execution], *, from_failed_step: bool) -> None:
         started: list[str] = []
         refused: list[str] = []
         assert request.user.is_authenticated, "the admin let a staff user in"
         for original in queryset.order_by("created_at"):
             try:
-                execution = execution_rerun(original=original, owner=request.user)
+                execution = execution_rerun(original=original, owner=request.user, from_failed_step=from_failed_step)
             except ExecutionsError as exc:
                 refused.append(f"{original.pk} ({exc})")
             else:
-                started.append(f"{execution.pk} (rerun of {original.pk})")
+                started.append(f"{execution.pk} ({'resumed from' if from_failed_step else 'rerun of'} {original.pk})")
         if started:
             self.message_user(request, f"Started {len(started)} execution(s): {', '.join(started)}.", messages.SUCCESS)
         if refused:
-            self.message_user(request, f"Not rerun, {len(refused)}: {', '.join(refused)}.", messages.WARNING)
+            verb = "resumed" if from_failed_step else "rerun"
+            self.message_user(request, f"Not {verb}, {len(refused)}: {', '.join(refused)}.", messages.WARNING)
 
 
 @admin.register(WebhookAttempt)

@@ -24,13 +24,18 @@ logger = logging.getLogger(__name__)
 RUN_TASK = "executions.run_execution"
 
 
-def run_enqueue(*, execution_id: str, soft_time_limit: float, time_limit: float) -> None:
-    """Hand the run's task message to the broker; raise :class:`BrokerUnavailableError` if it is unreachable."""
+def run_enqueue(*, execution_id: str, attempt: int, soft_time_limit: float, time_limit: float) -> None:
+    """Hand the run's task message to the broker; raise :class:`BrokerUnavailableError` if it is unreachable.
+
+    The message names the ``attempt`` it is for, so that the worker whose
+    process dies under it can tell that attempt's run from a later one.
+    """
     # A signature by name calls the registered task's apply_async when this
     # process knows the task (so task_always_eager applies, which send_task
     # ignores), and send_task when it does not.
     signature = current_app.signature(
-        RUN_TASK, args=(execution_id,), soft_time_limit=soft_time_limit, time_limit=time_limit
+        RUN_TASK, args=(execution_id,), kwargs={"attempt": attempt}, soft_time_limit=soft_time_limit,
+        time_limit=time_limit,
     )
     try:
         signature.apply_async()

@@ -54,3 +54,7 @@ class NotCancellableError(ExecutionsError, ValueError):
     def __init__(self, status: str):
         super().__init__(f"Cannot cancel execution with status '{status}'")
         self.status = status
+
+
+class NotResumableError(ExecutionsError, ValueError):
+    """The execution cannot be resumed from its failed step (not durable, not failed, no failed step)."""

@@ -5,8 +5,9 @@ the execution's row lock it checks the transition, assigns the next ``seq``,
 writes the snapshot and the new state in one short transaction, and announces
 the event after commit. A worker's progress and a cancel through the API are
 thus serialised: no ``seq`` collision, nothing recorded after a terminal
-event. It is the hot path of every run: three SQL statements, built once per
-database backend (:class:`_Statements`) rather than compiled by the ORM per call.
+event, and a durable run's writes are fenced on its ``attempt``. It is the hot
+path of every run: three SQL statements, built once per database backend
+(:class:`_Statements`) rather than compiled by the ORM per call.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from .signals import event_recorded, send_robust_logged
 
 #: Which statuses each event may leave from. The claim of a run is the
 #: ``started`` event: pending -> running, so a second delivery finds it running.
+#: ``resumed`` claims a handed-over run again: running (with no worker) -> running.
 ALLOWED_FROM: dict[str, frozenset[str]] = {
     EventType.STARTED: frozenset({ExecutionStatus.PENDING}),
     EventType.PROGRESS: frozenset({ExecutionStatus.RUNNING}),
+    EventType.RESUMED: frozenset({ExecutionStatus.RUNNING}),
     EventType.COMPLETED: frozenset({ExecutionStatus.RUNNING}),
     EventType.FAILED: frozenset(UNENDED_STATUSES),
     EventType.CANCELLED: frozenset(UNENDED_STATUSES),
@@ -39,6 +42,7 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
 STATUS_AFTER: dict[str, str] = {
     EventType.STARTED: ExecutionStatus.RUNNING,
     EventType.PROGRESS: ExecutionStatus.RUNNING,
+    EventType.RESUMED: ExecutionStatus.RUNNING,
     EventType.COMPLETED: ExecutionStatus.COMPLETED,
     EventType.FAILED: ExecutionStatus.FAILED,
     EventType.CANCELLED: ExecutionStatus.CANCELLED,
@@ -63,6 +67,10 @@ class LockedRow(NamedTuple):
     owner_id: int
     #: The ETA is extrapolated from the time since the run started (``executions.eta``).
     started_at: datetime | None
+    #: The fence of a durable run's writes, and the ``resumed`` frame's attempt.
+    attempt: int
+    #: Empty on a running execution that was handed over and not claimed again.
+    worker: str
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ def event_record(
     error: ErrorInfo | None = None,
     worker: str = "",
     only_if: Q | None = None,
+    attempt: int | None = None,
 ) -> RecordedEvent | None:
     """Record one event; return it, or None when the transition is not allowed.
 
@@ -110,10 +119,16 @@ def event_record(
     knew of) and ``cancelled`` keeps the progress the execution has.
     The stored progress gets its ``eta_seconds`` here (``executions.eta``), so
     every surface shows the same estimate.
-    ``worker`` names the Celery worker that claims the run (``started`` only).
+    ``worker`` names the Celery worker that claims the run (``started``, and
+    ``resumed``, which needs one: it claims a handed-over run, one with no
+    worker, so of two claims only the first is recorded).
     ``only_if`` is a further condition on the locked row, checked in the same
     transaction: the sweeper fails a run only if its heartbeat is still stale.
+    ``attempt`` fences a durable run's writes: the event is recorded only while
+    the execution is at that attempt (None: no fence).
     """
+    if event_type == EventType.RESUMED and not worker:
+        raise ValueError("a resumed event claims the run: it needs the worker's name")
     with transaction.atomic():
         if only_if is None:
             row = _statements().lock(execution_id)
@@ -128,6 +143,10 @@ def event_record(
             row = None if found is None else LockedRow(*found)
         if row is None or row.status not in ALLOWED_FROM[event_type]:
             return None
+        if attempt is not None and row.attempt != attempt:
+            return None
+        if event_type == EventType.RESUMED and row.worker:
+            return None  # not handed over, or claimed already
         now = timezone.now()
         seq = row.seq + 1
         status = STATUS_AFTER[event_type]
@@ -143,7 +162,7 @@ def event_record(
         updates: dict[str, Any] = {"seq": seq, "status": str(status), "progress": new_progress}
         if event_type in TIMESTAMP_FIELD:
             updates[TIMESTAMP_FIELD[event_type]] = now
-        if event_type == EventType.STARTED:
+        if event_type in (EventType.STARTED, EventType.RESUMED):
             # The claim: the first heartbeat, and who holds the run.
             updates["worker"] = worker
             updates["heartbeat_at"] = now
@@ -161,6 +180,7 @@ def event_record(
             progress=new_progress,
             outputs=outputs if event_type == EventType.COMPLETED else None,
             error=error if event_type == EventType.FAILED else None,
+            attempt=row.attempt if event_type == EventType.RESUMED else None,
         )
         frame_text = dumps(frame)
         terminal = event_type in TERMINAL_EVENT_TYPES

@@ -33,7 +33,9 @@ class ErrorInfo(TypedDict):
     details: dict[str, Any] | None
 
 
-FrameType = Literal["status", "started", "progress", "completed", "failed", "cancelled", "error", "snapshot", "created"]
+FrameType = Literal[
+    "status", "started", "progress", "resumed", "completed", "failed", "cancelled", "error", "snapshot", "created"
+]
 
 
 class Frame(TypedDict):
@@ -43,6 +45,8 @@ class Frame(TypedDict):
     progress: NotRequired[Progress | None]
     outputs: NotRequired[dict[str, Any] | None]
     error: NotRequired[ErrorInfo | None]
+    #: ``resumed``: the attempt that took the run up (2, 3, ...).
+    attempt: NotRequired[int]
     seq: NotRequired[int]
     message: NotRequired[str]
     #: ``error``: the close code that follows it; None when the socket stays open.
@@ -81,11 +85,21 @@ def event_frame(
     progress: Progress | None = None,
     outputs: dict[str, Any] | None = None,
     error: ErrorInfo | None = None,
+    attempt: int | None = None,
 ) -> Frame:
-    """The frame of a stored event; its keys depend on the type (docs/protocol/frames.md)."""
+    """The frame of a stored event; its keys depend on the type (docs/protocol/frames.md).
+
+    ``resumed`` carries the progress at the resume point and the ``attempt``
+    that took the run up.
+    """
     frame: Frame = {"type": cast(FrameType, event_type), "execution_id": execution_id, "status": status}
     if event_type == "progress":
         frame["progress"] = progress
+    elif event_type == "resumed":
+        if attempt is None:
+            raise ValueError("a resumed frame needs its attempt")
+        frame["progress"] = progress
+        frame["attempt"] = attempt
     elif event_type in TERMINAL_EVENT_TYPES:
         frame["progress"] = progress
         frame["outputs"] = outputs
@@ -150,6 +164,7 @@ def execution_dict(execution: Execution) -> dict[str, Any]:
         "failed_at": iso(execution.failed_at),
         "cancelled_at": iso(execution.cancelled_at),
         "seq": execution.seq,
+        "attempt": execution.attempt,
         "callback_url": execution.callback_url or None,
         "rerun_of": execution.rerun_of,
         "owner": execution.owner.get_username(),

@@ -51,8 +51,13 @@ def execution_timeout(config: Mapping[str, Any]) -> float | None:
     return float(value) if value is not None else None
 
 
-def run_time_limits(config: Mapping[str, Any]) -> tuple[float, float]:
-    """(soft, hard) limits of the worker: the cooperative timeout fires first, these are backstops."""
+def run_time_limits(config: Mapping[str, Any], *, elapsed_seconds: float = 0.0) -> tuple[float, float]:
+    """(soft, hard) limits of the worker: the cooperative timeout fires first, these are backstops.
+
+    ``elapsed_seconds`` is the time earlier attempts of a durable run took: a
+    later attempt gets what remains (``config.timeout`` counts the whole execution).
+    """
     timeout = execution_timeout(config)
     soft = min(timeout + 2, settings.EXECUTION_MAX_SECONDS) if timeout else settings.EXECUTION_MAX_SECONDS
+    soft = max(soft - elapsed_seconds, 2)
     return soft, soft + HARD_LIMIT_GRACE_SECONDS

@@ -1,8 +1,9 @@
 """The sweepers every worker runs periodically, so that the stored state stays true.
 
-* :func:`executions_fail_lost` fails running executions whose heartbeat stopped (``WorkerLostError``).
-* :func:`executions_requeue_lost` queues again pending ones whose task message is gone.
-* :func:`executions_fail_on_shutdown` fails the runs a stopping worker holds past its grace (``WorkerShutdown``).
+* :func:`executions_fail_lost` fails running executions whose heartbeat stopped (``WorkerLostError``),
+  or hands a durable one over (``executions.handover``).
+* :func:`executions_requeue_lost` queues again pending ones, and handed-over ones, whose task message is gone.
+* :func:`executions_fail_on_shutdown` fails (or hands over) the runs a stopping worker holds past its grace.
 * :func:`executions_prune` deletes ended executions past the retention period.
 
 Each is safe with several workers at once: every state change is a
@@ -25,14 +26,14 @@ from core import metrics
 
 from .broker import runs_held
 from .errors import BrokerUnavailableError
-from .events import event_record
 from .frames import ErrorInfo, iso
+from .handover import Loss, execution_lost
 from .idempotency import idempotency_keys_prune
 from .models import (
     TERMINAL_STATUSES,
-    EventType,
     Execution,
     ExecutionStatus,
+    ExecutionStep,
     ProgressSnapshot,
     WebhookAttempt,
     WorkerBeat,
@@ -58,27 +59,38 @@ def workers_alive(*, within_seconds: float | None = None) -> int:
     return WorkerBeat.objects.filter(last_seen_at__gte=timezone.now() - timedelta(seconds=window)).count()
 
 
+#: A durable run handed over and not claimed yet: it waits for a worker, as a pending one does.
+HANDED_OVER = Q(status=ExecutionStatus.RUNNING, durable=True, worker="")
+
+
 def _stale(cutoff: datetime) -> Q:
     """Running with no heartbeat since ``cutoff`` (a run claimed before heartbeats existed counts from its start)."""
-    return Q(status=ExecutionStatus.RUNNING) & (
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    return (
+        Q(status=ExecutionStatus.RUNNING)
+        & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+        & ~HANDED_OVER
     )
 
 
 def executions_fail_lost(*, swept_by: str = "", now: datetime | None = None) -> list[str]:
-    """Fail running executions whose heartbeat is older than the timeout; return their ids.
+    """Fail running executions whose heartbeat is older than the timeout, or hand durable ones over; their ids.
 
-    The staleness is checked again inside the event's locked transaction, so a
-    run whose heartbeat arrives between the query and the write is left alone,
-    and two sweepers never both fail the same run.
+    The staleness is checked again inside the locked transaction (the event's,
+    or the hand-over's compare-and-set), so a run whose heartbeat arrives
+    between the query and the write is left alone, and of two sweepers only
+    one acts on a run: the other finds it failed, or its heartbeat fresh.
+    A handed-over run waiting for its claim is not lost: the requeue sweeper
+    looks after it.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.EXECUTION_HEARTBEAT_TIMEOUT_SECONDS)
     candidates = list(
-        Execution.objects.filter(_stale(cutoff)).values_list("id", "worker", "heartbeat_at", "started_at")[:SWEEP_BATCH]
+        Execution.objects.filter(_stale(cutoff)).values_list(
+            "id", "worker", "heartbeat_at", "started_at", "attempt"
+        )[:SWEEP_BATCH]
     )
-    failed = []
-    for execution_id, worker, heartbeat_at, started_at in candidates:
+    failed, handed_over = [], []
+    for execution_id, worker, heartbeat_at, started_at, attempt in candidates:
         last_seen = heartbeat_at or started_at
         assert last_seen is not None, "_stale() selects runs with a heartbeat or a start"
         error: ErrorInfo = {
@@ -95,24 +107,31 @@ def executions_fail_lost(*, swept_by: str = "", now: datetime | None = None) -> 
                 "detected_by": swept_by or None,
             },
         }
-        if event_record(execution_id=execution_id, event_type=EventType.FAILED, error=error, only_if=_stale(cutoff)):
+        loss = execution_lost(
+            execution_id=execution_id, attempt=attempt, worker=worker, error=error,
+            only_if=_stale(cutoff) & Q(worker=worker),
+        )
+        if loss is Loss.FAILED:
             logger.warning(
                 "failed lost execution %s (worker %s, last heartbeat %s)", execution_id, worker, iso(last_seen)
             )
             failed.append(execution_id)
+        elif loss is Loss.HANDED_OVER:
+            handed_over.append(execution_id)
     metrics.sweeper_acted(metrics.LOST_RUN_FAILED, len(failed))
-    return failed
+    return failed + handed_over
 
 
 def executions_fail_on_shutdown(*, worker: str, grace_seconds: float) -> list[str]:
-    """Fail the executions ``worker`` still runs once its shutdown grace has passed.
+    """Fail the executions ``worker`` still runs once its shutdown grace has passed, or hand durable ones over.
 
-    Their run's monitor sees the terminal state within a poll and stops the
-    target, so the worker can finish its warm shutdown.
+    Their run's monitor sees the terminal state (or the next attempt) within a
+    poll and stops the target, so the worker can finish its warm shutdown. A
+    durable run handed over is queued at once: any other worker takes it up.
     """
-    failed = []
-    running = Execution.objects.filter(status=ExecutionStatus.RUNNING, worker=worker)
-    for execution_id in running.values_list("id", flat=True):
+    failed, handed_over = [], []
+    running = Execution.objects.filter(status=ExecutionStatus.RUNNING, worker=worker).exclude(HANDED_OVER)
+    for execution_id, attempt in running.values_list("id", "attempt"):
         error: ErrorInfo = {
             "type": "WorkerShutdown",
             "message": (
@@ -121,12 +140,15 @@ def executions_fail_on_shutdown(*, worker: str, grace_seconds: float) -> list[st
             ),
             "details": {"worker": worker, "grace_seconds": grace_seconds},
         }
-        if event_record(
-            execution_id=execution_id, event_type=EventType.FAILED, error=error, only_if=Q(worker=worker)
-        ):
+        loss = execution_lost(
+            execution_id=execution_id, attempt=attempt, worker=worker, error=error, only_if=Q(worker=worker)
+        )
+        if loss is Loss.FAILED:
             failed.append(execution_id)
+        elif loss is Loss.HANDED_OVER:
+            handed_over.append(execution_id)
     metrics.sweeper_acted(metrics.SHUTDOWN_FAILED, len(failed))
-    return failed
+    return failed + handed_over
 
 
 @dataclass(frozen=True)
@@ -137,21 +159,25 @@ class Requeued:
 
 
 def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
-    """Queue again the pending executions whose task message the broker no longer holds.
+    """Queue again the executions waiting for a worker whose task message the broker no longer holds.
 
-    A candidate was queued at least ``EXECUTION_REQUEUE_SECONDS`` ago; with a
-    Redis broker it is requeued only when its id is in neither the queue nor
-    the unacknowledged set (a message waiting behind others stays alone).
-    With another broker, age alone decides: a duplicate is harmless, since
-    only one delivery can claim the run. ``enqueued_at`` is moved forward with
-    a compare-and-set, so concurrent sweepers queue each execution once.
+    Those are pending executions, and durable runs handed over and not
+    claimed yet (queued again, never handed over again: a lost message must
+    not cost an attempt). A candidate was queued at least
+    ``EXECUTION_REQUEUE_SECONDS`` ago; with a Redis broker it is requeued only
+    when its id is in neither the queue nor the unacknowledged set (a message
+    waiting behind others stays alone). With another broker, age alone
+    decides: a duplicate is harmless, since only one delivery can claim the
+    run. ``enqueued_at`` is moved forward with a compare-and-set, so
+    concurrent sweepers queue each execution once.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.EXECUTION_REQUEUE_SECONDS)
+    waiting = Q(status=ExecutionStatus.PENDING) | HANDED_OVER
     candidates = list(
-        Execution.objects.filter(status=ExecutionStatus.PENDING)
+        Execution.objects.filter(waiting)
         .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff))
-        .only("id", "config", "enqueued_at")[:SWEEP_BATCH]
+        .only("id", "config", "enqueued_at", "status", "attempt", "started_at")[:SWEEP_BATCH]
     )
     if not candidates:
         return Requeued([], inspected=True)
@@ -160,9 +186,11 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
     for execution in candidates:
         if held is not None and execution.id in held:
             continue
-        claimed = Execution.objects.filter(
-            pk=execution.id, status=ExecutionStatus.PENDING, enqueued_at=execution.enqueued_at
-        ).update(enqueued_at=now)
+        claimed = (
+            Execution.objects.filter(waiting)
+            .filter(pk=execution.id, attempt=execution.attempt, enqueued_at=execution.enqueued_at)
+            .update(enqueued_at=now)
+        )
         if not claimed:
             continue
         try:
@@ -180,13 +208,13 @@ def executions_requeue_lost(*, now: datetime | None = None) -> Requeued:
 def executions_prune(
     *, now: datetime | None = None, dry_run: bool = False, batch_size: int = 100, events_per_transaction: int = 5000
 ) -> int:
-    """Delete ended executions older than the retention period, with their events and webhook attempts.
+    """Delete ended executions older than the retention period, with their events, steps and webhook attempts.
 
     Returns how many executions were (or, with ``dry_run``, would be) deleted.
-    Events go first, ``events_per_transaction`` at a time, then the executions
-    a batch at a time: no transaction holds the write lock for long, and a
-    prune interrupted half-way leaves only ended executions with fewer events,
-    which the next prune finishes. Pending and running executions are never
+    Events and step rows go first, ``events_per_transaction`` at a time, then
+    the executions a batch at a time: no transaction holds the write lock for
+    long, and a prune interrupted half-way leaves only ended executions with
+    fewer events or steps, which the next prune finishes. Pending and running executions are never
     touched, whatever their age. Expired idempotency keys go first, whatever
     the retention (they live ``IDEMPOTENCY_KEY_HOURS``).
     """
@@ -208,16 +236,17 @@ def executions_prune(
         ids = list(expired.values_list("id", flat=True)[:batch_size])
         if not ids:
             return deleted
-        while True:
-            with transaction.atomic():
-                event_ids = list(
-                    ProgressSnapshot.objects.filter(execution_id__in=ids).values_list("id", flat=True)[
-                        :events_per_transaction
-                    ]
-                )
-                if not event_ids:
-                    break
-                ProgressSnapshot.objects.filter(id__in=event_ids).delete()
+        for model in (ProgressSnapshot, ExecutionStep):
+            while True:
+                with transaction.atomic():
+                    row_ids = list(
+                        model.objects.filter(execution_id__in=ids).values_list("id", flat=True)[
+                            :events_per_transaction
+                        ]
+                    )
+                    if not row_ids:
+                        break
+                    model.objects.filter(id__in=row_ids).delete()
         with transaction.atomic():
             WebhookAttempt.objects.filter(execution_id__in=ids).delete()
             # Checked again: nothing ever leaves a terminal state, but this

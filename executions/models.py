@@ -1,10 +1,11 @@
 """The domain's rows: an Execution (its current state), its numbered event history
-(ProgressSnapshot), its webhook attempts, the idempotency keys of submits, and
-the workers' heartbeats (WorkerBeat).
+(ProgressSnapshot), the stored steps of a durable run (ExecutionStep), its webhook
+attempts, the idempotency keys of submits, and the workers' heartbeats (WorkerBeat).
 
 No logic lives here. Every state change after submission goes through
-``executions.events.event_record``, the one writer of events. The terminal
-statuses (``TERMINAL_STATUSES``) are defined here once; everything else derives them.
+``executions.events.event_record``, the one writer of events; every step row
+through ``executions.steps``. The terminal statuses (``TERMINAL_STATUSES``) are
+defined here once; everything else derives them.
 """
 
 from __future__ import annotations
@@ -76,9 +77,20 @@ class Execution(models.Model):
     # queued again (``executions.maintenance``).
     enqueued_at = models.DateTimeField(null=True, blank=True)
     # The Celery worker (node name) that claimed the run, and the last time its
-    # monitor thread said the run is alive; a stale heartbeat fails the run.
+    # monitor thread said the run is alive; a stale heartbeat fails the run (a
+    # durable one is handed over instead). A running execution with no worker
+    # was handed over and not yet claimed again: the ``resumed`` event claims it.
     worker = models.CharField(max_length=255, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Durable runs (``executions.steps``). ``attempt`` is 1 for a run never
+    # handed over; each hand-over adds one, and only the current attempt may
+    # write (events and steps are fenced on it). ``durable`` is the target's
+    # flag, copied at submit: the target's declaration may change later.
+    attempt = models.PositiveIntegerField(default=1)
+    durable = models.BooleanField(default=False)
+    # Made by "resume from the failed step": its first steps are the
+    # original's stored results (``ExecutionStep.reused_from``).
+    from_failed_step = models.BooleanField(default=False)
     # The execution this one repeats (``execution_rerun``): its id, kept as text
     # so that it still says where the run came from once the original is pruned.
     rerun_of = models.CharField(max_length=17, null=True, blank=True)  # noqa: DJ001 - null is the contract's "not a rerun"
@@ -116,6 +128,8 @@ class EventType(models.TextChoices):
 
     STARTED = "started", "Started"
     PROGRESS = "progress", "Progress"
+    #: A durable run handed over to another worker was claimed again.
+    RESUMED = "resumed", "Resumed"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
@@ -151,6 +165,47 @@ class ProgressSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id} #{self.seq} {self.type}"
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class ExecutionStep(models.Model):
+    """One declared step of a durable run: its state and, once completed, its stored result.
+
+    Durable runs (and their reruns from the failed step) only: a row per
+    declared step, written at the run's first start. A completed row is final:
+    its result is returned instead of running the step again.
+    """
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="steps")
+    #: 0-based position in the declared step list.
+    index = models.PositiveIntegerField()
+    name = models.TextField()
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
+    #: The attempt that ran it last; null until it runs.
+    attempt = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    #: The step function's JSON result; null until completed.
+    result = models.JSONField(null=True, blank=True)
+    #: The last ``ctx.checkpoint()`` of the step, read back as ``ctx.resume_state``.
+    checkpoint = models.JSONField(null=True, blank=True)
+    #: The execution whose stored result this row reuses (resume from the failed step).
+    reused_from = models.CharField(max_length=17, null=True, blank=True)  # noqa: DJ001 - null is "ran here"
+
+    class Meta:
+        ordering = ["execution", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "index"], name="step_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} step {self.index + 1} {self.name} ({self.status})"
 
 
 class WebhookAttempt(models.Model):

@@ -7,6 +7,10 @@ the API, the start form and the submit's validation cannot disagree::
 
     @pipeline("resize_images", steps=["fetch", "resize"], inputs={"width": Integer(minimum=1, default=800)})
     def resize_images(ctx): ...
+
+A target declared ``durable=True`` enters its steps with ``ctx.step(name, fn)``:
+each completed step's result is stored, and a run handed over to another worker
+goes on at the first step not completed (``executions.steps``).
 """
 
 from __future__ import annotations
@@ -185,6 +189,8 @@ class Target:
     inputs: Mapping[str, Field] | None
     cross_check: CrossCheck | None = None
     description: str = ""
+    #: Steps entered with ``ctx.step`` store their results; a lost run is handed over, not failed.
+    durable: bool = False
 
     @property
     def static_steps(self) -> list[str] | None:
@@ -255,6 +261,7 @@ def _declare(
     inputs: Mapping[str, Field] | None,
     cross_check: CrossCheck | None,
     description: str,
+    durable: bool,
 ) -> Callable[[Callable[[RunContext], Any]], Callable[[RunContext], Any]]:
     def decorator(func: Callable[[RunContext], Any]) -> Callable[[RunContext], Any]:
         register(
@@ -266,6 +273,7 @@ def _declare(
                 inputs=inputs,
                 cross_check=cross_check,
                 description=description or (func.__doc__ or "").strip(),
+                durable=durable,
             )
         )
         return func
@@ -280,11 +288,12 @@ def pipeline(
     inputs: Mapping[str, Field] | None = None,
     cross_check: CrossCheck | None = None,
     description: str = "",
+    durable: bool = False,
 ) -> Callable[[Callable[[RunContext], Any]], Callable[[RunContext], Any]]:
-    """Declare a pipeline: an ordered list of named steps."""
+    """Declare a pipeline: an ordered list of named steps (``durable``: see the module docstring)."""
     return _declare(
         "pipeline", target_id, steps=steps, inputs=inputs if inputs is not None else {},
-        cross_check=cross_check, description=description,
+        cross_check=cross_check, description=description, durable=durable,
     )
 
 
@@ -295,11 +304,12 @@ def agent(
     inputs: Mapping[str, Field] | None = None,
     cross_check: CrossCheck | None = None,
     description: str = "",
+    durable: bool = False,
 ) -> Callable[[Callable[[RunContext], Any]], Callable[[RunContext], Any]]:
     """Declare an agent; ``inputs=None`` (the default) accepts any object."""
     return _declare(
         "agent", target_id, steps=steps, inputs=inputs, cross_check=cross_check,
-        description=description,
+        description=description, durable=durable,
     )
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .broker import run_enqueue
 from .callbacks import resolve_callback_url
-from .errors import BrokerUnavailableError, NotCancellableError, TargetNotFoundError
+from .errors import BrokerUnavailableError, NotCancellableError, NotResumableError, TargetNotFoundError
 from .events import RecordedEvent, event_record
 from .frames import created_frame, dumps, execution_dict, iso
 from .idempotency import idempotency_key_store, idempotent_execution
@@ -26,6 +26,7 @@ from .limits import run_time_limits
 from .models import EventType, Execution, ExecutionStatus
 from .registry import get_target
 from .signals import execution_created, send_robust_logged
+from .steps import steps_copy_for_resume, steps_resume_index
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def execution_create(
     config: dict[str, Any],
     callback_url: str = "",
     rerun_of: str | None = None,
+    resume_of: Execution | None = None,
     idempotency_key: str = "",
     request_fingerprint: str = "",
 ) -> Execution:
@@ -68,7 +70,10 @@ def execution_create(
     With an ``idempotency_key``, the key is stored in the same transaction
     (``IntegrityError`` when another request stored it first: use
     :func:`execution_submit`). ``signals.execution_created`` goes out once the
-    task is queued.
+    task is queued. ``durable`` is copied from the target. With ``resume_of``
+    (a failed durable execution), the new one resumes it from its failed step:
+    its step rows are copied in the same transaction (``NotResumableError``
+    when it cannot be).
     """
     if callback_url:
         resolve_callback_url(callback_url)
@@ -76,6 +81,8 @@ def execution_create(
     if target is None:
         raise TargetNotFoundError(type, target_id)
     cleaned = target.validate_inputs(inputs)
+    if resume_of is not None and not target.durable:
+        raise NotResumableError(f"The target '{target_id}' is no longer durable: it has no steps to resume")
     execution: Execution | None = None
     try:
         with transaction.atomic():
@@ -88,7 +95,11 @@ def execution_create(
                 callback_url=callback_url or "",
                 enqueued_at=timezone.now(),
                 rerun_of=rerun_of,
+                durable=target.durable,
+                from_failed_step=resume_of is not None,
             )
+            if resume_of is not None:
+                steps_copy_for_resume(original=resume_of, new_execution=execution)
             if idempotency_key:
                 idempotency_key_store(
                     owner=owner, key=idempotency_key, fingerprint=request_fingerprint, execution=execution
@@ -158,14 +169,19 @@ def execution_submit(
         return Submission(earlier, replayed=True)
 
 
-def execution_rerun(*, original: Execution, owner: User) -> Execution:
+def execution_rerun(*, original: Execution, owner: User, from_failed_step: bool = False) -> Execution:
     """A new execution of ``original``'s target with its inputs and config, owned by ``owner``.
 
     The caller has checked that ``owner`` may see ``original`` (selectors).
     The inputs are validated again (the target's declaration may have changed
     since); ``callback_url`` is not carried over (it was the original owner's
-    choice). Raises what :func:`execution_create` raises.
+    choice). ``from_failed_step`` resumes a failed durable execution: the new
+    one reuses the results of the steps the original completed and starts at
+    its failed step; ``NotResumableError`` for any other execution, checked
+    first. Raises what :func:`execution_create` raises.
     """
+    if from_failed_step:
+        steps_resume_index(original)
     return execution_create(
         owner=owner,
         type=original.type,
@@ -173,6 +189,7 @@ def execution_rerun(*, original: Execution, owner: User) -> Execution:
         inputs=original.inputs,
         config=original.config,
         rerun_of=original.id,
+        resume_of=original if from_failed_step else None,
     )
 
 
@@ -180,10 +197,15 @@ def execution_enqueue(execution: Execution) -> None:
     """Hand the run's task to the broker, with its time limits; raise ``BrokerUnavailableError``.
 
     Also used to queue a pending execution again when its message was lost
-    (``executions.maintenance``): the run's claim makes a second delivery harmless.
+    (``executions.maintenance``), and a durable run handed over
+    (``executions.handover``): the run's claim makes a second delivery
+    harmless. A handed-over run's limits are what remains of its time.
     """
-    soft, hard = run_time_limits(execution.config)
-    run_enqueue(execution_id=execution.id, soft_time_limit=soft, time_limit=hard)
+    elapsed = 0.0
+    if execution.status == ExecutionStatus.RUNNING and execution.started_at is not None:
+        elapsed = max((timezone.now() - execution.started_at).total_seconds(), 0.0)
+    soft, hard = run_time_limits(execution.config, elapsed_seconds=elapsed)
+    run_enqueue(execution_id=execution.id, attempt=execution.attempt, soft_time_limit=soft, time_limit=hard)
 
 
 def execution_cancel(*, execution_id: str) -> RecordedEvent:

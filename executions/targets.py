@@ -1,4 +1,5 @@
-"""The targets the service always ships with: ``demo_steps``, ``customer_service_flow`` and ``echo``.
+"""The targets the service always ships with: ``demo_steps``, ``demo_durable``,
+``customer_service_flow`` and ``echo``.
 
 They drive the demo, the tests and the benchmarks, so their behaviour is part
 of the contract (steps, inputs, outputs, the simulated failure). Registered
@@ -14,6 +15,7 @@ from .context import RunContext
 from .registry import Integer, Number, String, agent, pipeline
 
 DEMO_MAX_STEPS = 10_000
+DURABLE_DEMO_MAX_STEPS = 1_000
 
 
 def _demo_step_names(inputs: Mapping[str, Any]) -> list[str]:
@@ -49,6 +51,40 @@ def demo_steps(ctx: RunContext) -> dict[str, Any]:
             raise ValueError(f"Simulated failure at step {number}")
         ctx.sleep(ctx.inputs["step_seconds"])
     return {"steps_completed": len(ctx.steps)}
+
+
+def _durable_step_names(inputs: Mapping[str, Any]) -> list[str]:
+    return [f"step_{i}" for i in range(1, int(inputs.get("steps", 6)) + 1)]
+
+
+@pipeline(
+    "demo_durable",
+    steps=_durable_step_names,
+    inputs={
+        "steps": Integer(minimum=1, maximum=DURABLE_DEMO_MAX_STEPS, default=6, description="How many steps to run."),
+        "step_seconds": Number(minimum=0, maximum=60, default=1.0, description="How long each step sleeps."),
+        "fail_at_step": Integer(
+            minimum=1, maximum=DURABLE_DEMO_MAX_STEPS, default=None, nullable=True,
+            description="Fail on entering this step (1..steps), or null to succeed; not applied when resuming "
+            "from the failed step.",
+        ),
+    },
+    cross_check=_demo_cross_check,
+    durable=True,
+)
+def demo_durable(ctx: RunContext) -> dict[str, Any]:
+    """Runs N stored steps of step_seconds each; a run handed over goes on at its first step not completed."""
+    fail_at = None if ctx.from_failed_step else ctx.inputs["fail_at_step"]
+
+    def run_step(number: int, name: str) -> dict[str, Any]:
+        if number == fail_at:
+            raise ValueError(f"Simulated failure at step {number}")
+        ctx.sleep(ctx.inputs["step_seconds"])
+        # Who actually ran it: a step reused later keeps this.
+        return {"name": name, "execution_id": ctx.execution_id, "attempt": ctx.attempt}
+
+    results = [ctx.step(name, run_step, number, name) for number, name in enumerate(ctx.steps, start=1)]
+    return {"steps": results}
 
 
 _INTENTS = {

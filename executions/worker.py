@@ -2,9 +2,10 @@
 
 * :class:`MaintenanceStep`, a bootstep (``config/celery.py``): a thread that beats and
   sweeps (``executions.maintenance``) at start, then every ``WORKER_SWEEP_SECONDS``.
-* A warm shutdown gives running executions ``WORKER_SHUTDOWN_GRACE_SECONDS``, then fails them.
+* A warm shutdown gives running executions ``WORKER_SHUTDOWN_GRACE_SECONDS``, then fails them
+  (hands durable ones over to another worker).
 * A fork of the main process waits while these threads use the database (:func:`install_fork_guard`).
-* A pool child stopped by SIGTERM records ``WorkerShutdown`` for its run (``executions.runner``).
+* A pool child stopped by SIGTERM records ``WorkerShutdown`` for its run, or hands it over (``executions.runner``).
 """
 
 from __future__ import annotations
@@ -118,9 +119,9 @@ def _fail_running_after_grace(hostname: str, grace: float) -> None:
     time.sleep(grace)
     with database_in_use:
         try:
-            failed = executions_fail_on_shutdown(worker=hostname, grace_seconds=grace)
-            if failed:
-                logger.warning("shutdown grace of %g s ended: failed %s", grace, ", ".join(failed))
+            ended = executions_fail_on_shutdown(worker=hostname, grace_seconds=grace)
+            if ended:
+                logger.warning("shutdown grace of %g s ended: failed or handed over %s", grace, ", ".join(ended))
         finally:
             connection.close()
 

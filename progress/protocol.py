@@ -15,9 +15,9 @@ from typing import Any, Literal, NamedTuple, TypedDict
 
 # WebSocket close codes. daphne's WebSocket library sends only 1000 and 3000-4999,
 # so the refusals use application codes (4000 + the HTTP status they stand for).
+# CLOSE_SERVICE_RESTART (1012, a draining server: come back) is the server's own,
+# sent beneath the consumers (core.serving.drain).
 CLOSE_NORMAL = 1000
-#: The server is going away and the client should reconnect (a draining deploy).
-CLOSE_SERVICE_RESTART = 1012
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403

@@ -29,6 +29,10 @@ DESCRIPTION = (
     "`EventSource` sends when it reconnects; it wins over `after_seq`) or `after_seq`: the "
     "stored events after it, then live ones, without `status`; when nothing is stored after "
     "it, a `status` event first (and the end of the response if the execution has ended). "
+    "The response opens with a `retry:` field (`PROGRESS_SSE_RETRY_SECONDS`, in milliseconds): how "
+    "long a browser's `EventSource` waits before it reconnects. A resume at or past the terminal "
+    "event of an ended execution is answered `204 No Content`, which stops an `EventSource`. A "
+    "server that restarts ends the response after its last whole event: resume from its `id`. "
     "A `: keep-alive` comment goes out every 15 s (`PROGRESS_SSE_KEEPALIVE_SECONDS`). If the "
     "user's access goes while the stream is open, an `error` event ends it; its `code` is the "
     "WebSocket's close code for the same case (4401, 4404)."
@@ -95,6 +99,7 @@ def stream_operation() -> dict[str, Any]:
                 "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
                 "description": "The event stream; the schema describes each of its events",
             },
+            "204": {"description": "A resume at or past the terminal event: the execution has ended"},
             "400": _json("ValidationError", "after_seq or Last-Event-ID is not an integer in 0..10^18-1"),
             "401": _json("Detail", "Missing or invalid credentials", headers=WWW_AUTHENTICATE),
             "404": _json("Detail", "Unknown execution, or someone else's"),

@@ -6,7 +6,10 @@
 WebSocket's guarantees, kept by the same code (``progress.streams``).
 Refusals before the stream starts are the REST API's JSON answers (401, 400,
 404, in the socket's order); once it streams, an ``error`` event carrying the
-close code ends it. Served asynchronously: an open stream holds no thread.
+close code ends it. Every stream opens with a ``retry:`` field; a resume at or
+past the terminal event is answered 204 (what stops a browser's EventSource);
+a draining server ends the stream after its last whole event, and the client
+comes back with ``Last-Event-ID``. Served asynchronously: an open stream holds no thread.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from rest_framework.views import APIView
 
 from core.db import read_db
 from core.params import parse_seq
+from core.serving import drain
 from executions.frames import dumps, error_frame
+from executions.models import TERMINAL_STATUSES
 from executions.selectors import execution_get_for_user
 
 from .protocol import (
@@ -49,6 +54,11 @@ KEEPALIVE = ": keep-alive\n\n"
 #: (channels-redis's layers raise while Redis is away; the periodic re-check still runs).
 RECEIVE_RETRY_SECONDS = 1.0
 INVALID_SEQ_MESSAGE = "A whole number from 0 to 10^18-1 is required."
+
+
+def retry_field() -> str:
+    """The first lines of every stream: how long an EventSource waits before it reconnects."""
+    return f"retry: {round(settings.PROGRESS_SSE_RETRY_SECONDS * 1000)}\n\n"
 
 
 def sse_event(frame: StreamFrame) -> str:
@@ -177,6 +187,7 @@ async def event_stream(
     group = execution_group(execution_id)
     ready: list[StreamFrame] = []
     woken = asyncio.Event()
+    restarting = False
 
     async def collect(frame: StreamFrame) -> None:
         ready.append(frame)
@@ -187,6 +198,12 @@ async def event_stream(
 
     async def lost(refusal: Refusal) -> None:
         await collect(error_frame_of(refusal))
+
+    def end_for_restart() -> None:
+        """The server drains: end after the events already due; the client resumes elsewhere."""
+        nonlocal restarting
+        restarting = True
+        woken.set()
 
     def flush() -> str:
         text = "".join(sse_event(frame) for frame in ready)
@@ -204,8 +221,10 @@ async def event_stream(
     )
     receiving: asyncio.Future[dict[str, Any]] | None = None
     waking: asyncio.Future[Any] | None = None
+    forget_drain = drain.add_stream(end_for_restart)
     release_request_thread()  # the view and the middleware are done with it
     try:
+        yield retry_field()
         await layer.group_add(group, channel)
         opening = await read_db(read_opening)(user=user, execution_id=execution_id, after_seq=after_seq)
         if opening is None:  # gone since the view looked (deleted, or access revoked)
@@ -221,7 +240,7 @@ async def event_stream(
             woken.clear()
             if ready:
                 yield flush()
-            if stream.finished:
+            if stream.finished or restarting:
                 return
             now = loop.time()
             if now >= next_keepalive:
@@ -240,6 +259,7 @@ async def event_stream(
                 if message is not None:
                     await dispatch(stream, message)
     finally:
+        forget_drain()
         stream.stop()
         for future in (receiving, waking):
             if future is not None:
@@ -271,7 +291,7 @@ class ExecutionProgressStreamView(View):
     http_method_names = ["get", "options"]
 
     async def get(self, request: HttpRequest, execution_id: str) -> HttpResponseBase:
-        """401, 400, 404 (in that order), or the event stream."""
+        """401, 400, 404 (in that order), 204 for a resume past the end, or the event stream."""
         authenticated = await authenticate(request)
         if isinstance(authenticated, HttpResponse):
             return authenticated
@@ -281,8 +301,12 @@ class ExecutionProgressStreamView(View):
             return refused
         if not GROUPABLE_ID.fullmatch(execution_id):
             return execution_not_found(execution_id)  # no execution has such an id
-        if await read_db(execution_get_for_user)(user=user, execution_id=execution_id) is None:
+        execution = await read_db(execution_get_for_user)(user=user, execution_id=execution_id)
+        if execution is None:
             return execution_not_found(execution_id)
+        if after_seq is not None and execution.status in TERMINAL_STATUSES and after_seq >= execution.seq:
+            # The client has the terminal event: the standard's one way to stop an EventSource.
+            return HttpResponse(status=204)
         session_key = None if token_key is not None else request.session.session_key
         response = StreamingHttpResponse(
             event_stream(
@@ -293,6 +317,9 @@ class ExecutionProgressStreamView(View):
         # Nothing between here and the client may hold events back or replay them.
         response["Cache-Control"] = "no-cache, no-store"
         response["X-Accel-Buffering"] = "no"
+        # The connection ends with the stream. Kept alive, a client's next request could race
+        # the server's close of it (a draining server closes it right after the last event).
+        response["Connection"] = "close"
         return response
 
     # An async view's handlers are coroutines (Django's own returns one for an async view too).

@@ -164,6 +164,12 @@ def step_text(progress: dict[str, Any] | None) -> str:
     return f"{done}/{total} steps done"
 
 
+def resumed_text(frame: Frame) -> str:
+    """``resumed at step k, attempt n``: the step the run goes on at (1-based), and who took it up."""
+    progress = frame.get("progress") or {}
+    return f"resumed at step {progress.get('current_step', 0) + 1}, attempt {frame.get('attempt')}"
+
+
 def error_text(error: dict[str, Any] | None) -> str:
     if not error:
         return "unknown error"
@@ -218,7 +224,7 @@ class Clock:
 def frame_line(frame: Frame, clock: Clock) -> str:
     """One line per frame, for logs: ``seq=3 progress 40.00% step 3/5 step_3 eta 0:00:02``."""
     kind = frame["type"]
-    parts = [f"seq={frame.get('seq')}", kind]
+    parts = [f"seq={frame.get('seq')}", resumed_text(frame) if kind == "resumed" else kind]
     if kind == "status":
         parts.append(frame["status"])
     progress = frame.get("progress")
@@ -274,7 +280,7 @@ def show_bar(console: Console, title: str, frames: Iterator[Frame], clock: Clock
             fields: dict[str, Any] = {"description": f"{title} {state}"}
             if isinstance(progress, dict):
                 fields["completed"] = progress["percentage"]
-                fields["step"] = step_text(progress)
+                fields["step"] = resumed_text(frame) if frame["type"] == "resumed" else step_text(progress)
             bar.update(task, **fields)
     return last
 

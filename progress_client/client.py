@@ -3,9 +3,11 @@
 One asynchronous implementation (httpx, websockets); ``Client`` runs it on a
 private event loop. ``watch`` uses the first transport that works (WebSocket,
 Server-Sent Events, polling ``/events``), reconnects after the last ``seq``
-seen with backoff, gives way to the next transport when one is refused, drops
-repeats, fills gaps from ``/events``, and ends after the terminal frame. A
-refusal becomes a typed error by its ``code``, never by its message text.
+seen (at a random moment within a second when a stream that was delivering
+stops, as a restarting server's do, then with backoff), gives way to the next
+transport when one is refused, drops repeats, fills gaps from ``/events``, and
+ends after the terminal frame. A refusal becomes a typed error by its
+``code``, never by its message text.
 """
 
 from __future__ import annotations
@@ -69,9 +71,38 @@ class HandshakeFailed(ProgressClientError):
     """The server was reached but the transport could not be opened (may be transient)."""
 
 
+#: A stream that stopped after delivering is opened again within this many seconds, at random.
+FIRST_RECONNECT_MAX_SECONDS = 1.0
+
+
 def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 5.0) -> float:
     """Exponential backoff with jitter: about 0.25, 0.5, 1, 2, 4, 5, 5 ... seconds."""
     return min(cap, base * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def reconnect_delay(failures: int) -> float:
+    """How long ``watch`` waits before it connects again.
+
+    After a stream that was delivering (``failures`` 0; a restarting server closes its
+    sockets with 1012 and ends its event streams): a random moment within
+    ``FIRST_RECONNECT_MAX_SECONDS``, so that its many clients do not come back at once.
+    After attempts that brought nothing: :func:`backoff_delay`.
+    """
+    if failures == 0:
+        return random.uniform(0.0, FIRST_RECONNECT_MAX_SECONDS)
+    return backoff_delay(failures)
+
+
+def status_frame_of(execution: dict[str, Any]) -> Frame:
+    """A ``status`` frame (the WebSocket's first) made from the execution's REST shape."""
+    return {
+        "type": "status",
+        "execution_id": execution["execution_id"],
+        "status": execution["status"],
+        "progress": execution["progress"],
+        "seq": execution["seq"],
+        "timestamp": now_iso(),
+    }
 
 
 def now_iso() -> str:
@@ -294,7 +325,7 @@ class AsyncClient:
                 raise ConnectionFailed(
                     f"could not follow {execution_id} at {self.base_url}: {failures} attempts in a row failed"
                 )
-            await asyncio.sleep(backoff_delay(failures))
+            await asyncio.sleep(reconnect_delay(failures))
 
     def _frames(self, transport: str, execution_id: str, after_seq: int | None) -> AsyncGenerator[Frame, None]:
         if transport == "websocket":
@@ -345,6 +376,11 @@ class AsyncClient:
         timeout = httpx.Timeout(10.0, read=SSE_READ_TIMEOUT)
         path = self._path(execution_id, "/progress/stream")
         async with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+            if response.status_code == 204:
+                # A resume at or past the terminal event: the stream has nothing more to give.
+                # The execution's state says how it ended (the socket's answer to the same resume).
+                yield status_frame_of(await self.get(execution_id))
+                return
             content_type = response.headers.get("content-type", "")
             if response.status_code != 200 or not content_type.startswith("text/event-stream"):
                 await response.aread()
@@ -391,14 +427,7 @@ class AsyncClient:
         if after_seq is None:
             path = self._path(execution_id)
             execution = (await self._polled(lambda: self._request("GET", path))).json()
-            yield {
-                "type": "status",
-                "execution_id": execution["execution_id"],
-                "status": execution["status"],
-                "progress": execution["progress"],
-                "seq": execution["seq"],
-                "timestamp": now_iso(),
-            }
+            yield status_frame_of(execution)
             after_seq = execution["seq"]
             if execution["status"] in TERMINAL_TYPES:
                 before_end = max(execution["seq"] - 1, 0)

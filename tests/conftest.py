@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
+from core.serving import drain
 from devtools import processes
 from executions.models import Execution
 from executions.tasks import run_execution
@@ -98,6 +99,14 @@ def _fast_tests_stay_off_the_broker(request: pytest.FixtureRequest) -> None:
     worker of the same run (same Redis) would otherwise run them."""
     if request.node.get_closest_marker("live") is None:
         request.getfixturevalue("task_queue")
+
+
+@pytest.fixture
+def draining_process() -> Iterator[Callable[[], list[Callable[[], None]]]]:
+    """Call it to begin this process's drain (``core.serving.drain.begin``: the ends of
+    the open streams come back); the drain is forgotten after the test."""
+    yield drain.begin
+    drain.reset()
 
 
 @pytest.fixture

@@ -116,14 +116,17 @@ def assert_progress_is_consistent(progress: dict[str, Any]) -> None:
 
 def assert_frame_shape(frame: dict[str, Any]) -> None:
     """The frame is one the published ``WebSocketFrame`` describes (no other key), with a
-    UTC timestamp, a consistent progress, a terminal status equal to its type, and an
-    error's ``code`` one of the contract's close codes."""
+    UTC timestamp, a consistent progress, a terminal status equal to its type, a
+    ``resumed`` frame's progress at a resume point, and an error's ``code`` one of the
+    contract's close codes."""
     assert_matches_component(frame, "WebSocketFrame")
     assert_timestamp_is_utc(frame["timestamp"])
     if frame.get("progress") is not None:
         assert_progress_is_consistent(frame["progress"])
     if frame["type"] in TERMINAL_TYPES:
         assert frame["status"] == frame["type"], frame
+    if frame["type"] == "resumed":  # at the resume point: steps completed, none running yet
+        assert frame["progress"]["current_step_name"] is None, frame
     if frame["type"] == "error":
         assert frame["code"] in ERROR_CODES, frame
 

@@ -40,3 +40,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # template) and its route in front of the project's (tests/widget_site/).
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.widget_site"]  # noqa: F405 - from config.settings above
 ROOT_URLCONF = "tests.widget_site.urls"
+
+# A draining server process gets at most this long before serve kills it: below the
+# 10 s the test harness gives a whole server to stop (devtools/processes.py).
+SERVE_GRACE_SECONDS = min(SERVE_GRACE_SECONDS, 8.0)  # noqa: F405 - from config.settings above

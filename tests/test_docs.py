@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 CONFIGURATION_PAGE = DOCS / "operations" / "configuration.md"
 #: Where cited paths are looked for: every text file of ours, not the manual itself.
-CITING_SUFFIXES = {".py", ".js", ".html", ".css", ".toml", ".ini", ".txt", ".yml", ".cfg", ""}
+CITING_SUFFIXES = {".py", ".js", ".html", ".css", ".sh", ".toml", ".ini", ".txt", ".yml", ".cfg", ""}
 SKIPPED_DIRS = {".git", ".venv", "site", "docs", "node_modules", "__pycache__", "vendor", "staticfiles", "var"}
 #: ``docs/...`` not inside a longer path (``mkdocs/``, ``site-packages/docs/``), up to ``.md`` or a ``/``.
 DOCS_PATH = re.compile(r"(?<![\w./-])docs/(?:[\w-]+/)*(?:[\w-]+\.md\b)?")

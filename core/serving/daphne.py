@@ -23,5 +23,7 @@ def tune_daphne() -> None:
     # daphne's server builds its WebSocket factory from this name when it starts,
     # after the application module (which calls this) has been loaded.
     daphne_server.WebSocketFactory = websocket.PatientWebSocketFactory
+    # Read the same way: the HTTP factory that keeps its connections for a drain.
+    daphne_server.HTTPFactory = http.DrainableHTTPFactory
     # daphne's HTTP factory reads this name for every connection it builds.
     http_protocol.WebRequest = http.BoundedWebRequest

@@ -1,11 +1,13 @@
-"""Request bodies, bounded by ``DATA_UPLOAD_MAX_MEMORY_SIZE`` before anything stores them.
+"""daphne's HTTP side: request bodies bounded before anything stores them, and connections a drain can end.
 
-Two layers, each answering 413 past the limit: :class:`BoundedWebRequest`
+Two layers answer 413 past ``DATA_UPLOAD_MAX_MEMORY_SIZE``: :class:`BoundedWebRequest`
 (daphne's request, installed by :func:`core.serving.daphne.tune_daphne`) refuses
 as soon as the declared length, or the bytes received so far, pass it, and
 discards the rest unstored; :class:`BoundedBody` (ASGI middleware, any server)
 refuses a declared length at once, reads a chunked body up to the limit, and
 hands it on whole with the ``Content-Length`` it turned out to have.
+While the process drains, every request is answered, then its connection
+closed (:class:`BoundedWebRequest`, :class:`DrainableHTTPFactory`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from daphne import http_protocol
 from django.conf import settings
+from twisted.web.http import HTTPChannel
+
+from . import drain
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +118,13 @@ class BoundedBody:
         return await self.app(scope, replay, send)
 
 
+def close_after_response(request: Any) -> None:
+    """Answer ``request``, then close its connection (saying so in ``Connection: close`` if still possible)."""
+    request.channel.persistent = False
+    if not request.startedWriting:
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+
+
 #: How much of a refused body is read and thrown away before the connection is
 #: closed: closing with unread data makes the kernel reset the connection, and
 #: the client may then lose the 413 it has not read yet.
@@ -132,6 +145,9 @@ class BoundedWebRequest(http_protocol.WebRequest):
     received = 0
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's name
+        # Called once the headers are in, after Twisted decided on keep-alive.
+        if drain.draining():
+            close_after_response(self)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if length is not None and limit is not None and length > limit:
             # Twisted would answer "Expect: 100-continue" right after this call.
@@ -167,3 +183,61 @@ class BoundedWebRequest(http_protocol.WebRequest):
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
         )
         logger.info("refused a request body over %d bytes", settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+
+
+class DrainableHTTPFactory(http_protocol.HTTPFactory):
+    """daphne's HTTP factory, keeping its connections so that a drain can end them.
+
+    A drain (``core.serving.server``) lets every request in progress finish,
+    then closes its connection (:meth:`close_after_responses`; a request that
+    arrives on a kept-alive connection meanwhile is answered the same way, see
+    :meth:`BoundedWebRequest.gotLength`), and at the end closes the kept-alive
+    connections still idle (:meth:`close_idle`). An idle connection is left
+    open until then, rather than closed at once: a client polling on it gets
+    its next answer with ``Connection: close`` and moves on, instead of
+    racing a close with its next request.
+    """
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        # Twisted's per-connection protocols (each wraps an HTTPChannel).
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted's name
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self.connections.add(protocol)
+        return protocol
+
+    def open_channels(self) -> list[HTTPChannel]:
+        """The HTTP connections still open and still HTTP (not handed over to a WebSocket)."""
+        channels = []
+        for protocol in list(self.connections):
+            # Twisted's wrapper proxies the real channel under this name (twisted.web.http).
+            channel = protocol._channel
+            transport = channel.transport
+            if transport is None or not transport.connected or getattr(transport, "protocol", None) is not protocol:
+                continue
+            channels.append(channel)
+        return channels
+
+    def close_after_responses(self) -> None:
+        """Every connection with a request in progress closes once it is answered."""
+        for channel in self.open_channels():
+            for request in channel.requests:
+                close_after_response(request)
+
+    def busy(self) -> int:
+        """How many connections have a request in progress."""
+        return sum(1 for channel in self.open_channels() if channel.requests)
+
+    def close_idle(self) -> int:
+        """Close the connections with no request in progress; how many there were."""
+        idle = []
+        for channel in self.open_channels():
+            transport: Any = channel.transport  # not None: the channel is open
+            if not channel.requests and not transport.disconnecting:  # not closing already
+                idle.append(channel)
+        for channel in idle:
+            channel.loseConnection()
+        return len(idle)

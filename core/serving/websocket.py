@@ -1,12 +1,12 @@
 """daphne's WebSocket library (autobahn), adjusted for a server that only streams.
 
-Four adjustments, installed by :func:`core.serving.daphne.tune_daphne`:
+Five adjustments, installed by :func:`core.serving.daphne.tune_daphne`:
 a slow reader keeps its last frames when the server closes
 (:class:`PatientWebSocketFactory`); only what a client sends is capped, and a
 protocol error is answered with its close code (1009, 1007, 1002); a send to a
-socket that is already closing is dropped, not raised
-(:class:`StreamingWebSocketProtocol`); autobahn's configuration is
-pretty-printed only for its debug log (:func:`pformat_when_debugging`).
+socket that is already closing is dropped, not raised; a draining server
+closes with 1012 (:class:`StreamingWebSocketProtocol`); autobahn's
+configuration is pretty-printed only for its debug log (:func:`pformat_when_debugging`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 import txaio
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from django.conf import settings
+
+from . import drain
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def pformat_when_debugging(value: Any) -> str:
 
 
 class StreamingWebSocketProtocol(WebSocketProtocol):
-    """daphne's protocol, capping incoming messages only and never raising on a closing socket.
+    """daphne's protocol: incoming messages capped, no raise on a closing socket, 1012 for a drain.
 
     autobahn's ``maxMessagePayloadSize`` would also cap what the *server*
     sends: a frame over it (a ``completed`` frame with large outputs) made the
@@ -49,6 +51,8 @@ class StreamingWebSocketProtocol(WebSocketProtocol):
     autobahn raised ``Disconnected`` into the consumer, which died with a
     traceback and never left its channel-layer group. Such a send is dropped:
     nothing may follow a close frame anyway.
+
+    A draining server closes every socket with 1012 (:meth:`close_for_restart`).
     """
 
     def onMessageFrameBegin(self, length: int) -> None:  # noqa: N802 - autobahn's name
@@ -62,6 +66,27 @@ class StreamingWebSocketProtocol(WebSocketProtocol):
                 f"message of at least {self.message_data_total_length} bytes exceeds "
                 f"the limit of {max_message} bytes",
             )
+
+    def onOpen(self) -> None:  # noqa: N802 - autobahn's name
+        super().onOpen()
+        if drain.draining():
+            # Opened while the process drains (a handshake under way when it
+            # began): the client comes back to the processes that took over.
+            self.close_for_restart()
+
+    def close_for_restart(self) -> None:
+        """Close with 1012 ("service restart"), through the normal close handshake.
+
+        autobahn's ``sendClose`` lets an application send only 1000 and
+        3000-4999; its ``sendCloseFrame`` validates nothing and is what
+        ``sendClose`` calls after its check. The close frame goes out after the
+        frames already written (a slow reader still gets them), and the
+        factory's patient ``closeHandshakeTimeout`` applies. Frames the
+        consumer sends after it are dropped (:meth:`serverSend`): the client
+        resumes after the last ``seq`` it received.
+        """
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=drain.CLOSE_SERVICE_RESTART, isReply=False)
 
     def serverSend(self, content: Any, binary: bool = False) -> None:  # noqa: N802 - daphne's name
         if self.state in (self.STATE_CLOSING, self.STATE_CLOSED):

@@ -24,6 +24,7 @@ from executions.errors import (
     IdempotencyConflictError,
     InputsInvalidError,
     NotCancellableError,
+    NotResumableError,
     TargetNotFoundError,
     UnsafeCallbackUrlError,
 )
@@ -39,6 +40,7 @@ FIELD_OF: dict[type[ExecutionsError], str] = {
 STATUS_OF: dict[type[ExecutionsError], int] = {
     TargetNotFoundError: status.HTTP_404_NOT_FOUND,
     NotCancellableError: status.HTTP_400_BAD_REQUEST,
+    NotResumableError: status.HTTP_400_BAD_REQUEST,
     IdempotencyConflictError: status.HTTP_409_CONFLICT,
     BrokerUnavailableError: status.HTTP_503_SERVICE_UNAVAILABLE,
 }

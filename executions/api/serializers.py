@@ -21,7 +21,7 @@ from rest_framework import serializers
 from core.params import MAX_QUERY_INTEGER, parse_seq
 from executions.frames import execution_dict
 from executions.limits import json_limit_error
-from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionType
+from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionType, StepStatus
 from executions.selectors import SORT_FIELDS
 
 MAX_TARGET_ID_LENGTH = 100
@@ -121,6 +121,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean; DRF's BooleanField would take ``0``, ``"yes"`` or ``"true"`` too."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.Field):
     """A JSON object within a size and depth limit, checked before anything walks it."""
@@ -185,6 +194,17 @@ class ExecutionSubmittedSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class ExecutionRerunRequestSerializer(serializers.Serializer):
+    """The body of a rerun: none (or ``{}``) runs it again from the start."""
+
+    from_failed_step = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="Resume a failed durable execution from its failed step: the new execution reuses the stored "
+        "results of the steps the original completed (400 for any other execution)",
+    )
+
+
 class ExecutionRerunSerializer(ExecutionSubmittedSerializer):
     """The answer to a rerun: a submit's, plus the execution it repeats."""
 
@@ -212,6 +232,11 @@ class ExecutionSerializer(serializers.Serializer):
     failed_at = serializers.DateTimeField(allow_null=True)
     cancelled_at = serializers.DateTimeField(allow_null=True)
     seq = serializers.IntegerField()
+    attempt = serializers.IntegerField(
+        min_value=1,
+        help_text="Which attempt of the execution runs (or ran) it: 1 until a durable run is handed over to "
+        "another worker, then 2, 3, ...",
+    )
     callback_url = serializers.CharField(allow_null=True)
     rerun_of = serializers.CharField(
         allow_null=True, help_text="The execution this one repeats (POST .../rerun), or null"
@@ -351,6 +376,14 @@ class ProgressFrameSerializer(StartedFrameSerializer):
     progress = ProgressSerializer()
 
 
+class ResumedFrameSerializer(StartedFrameSerializer):
+    """A durable run was taken up by another worker (its worker was lost or stopped): it goes on from here."""
+
+    type = serializers.ChoiceField(choices=["resumed"])
+    progress = ProgressSerializer(help_text="At the resume point: `current_step` is the number of steps completed")
+    attempt = serializers.IntegerField(min_value=2, help_text="The attempt that took the run up")
+
+
 class TerminalFrameSerializer(StartedFrameSerializer):
     """The execution ended: always the last event."""
 
@@ -396,6 +429,7 @@ class CreatedFrameSerializer(serializers.Serializer):
 EVENT_FRAME_SERIALIZERS: dict[str, serializers.Serializer[Any] | type[serializers.Serializer[Any]]] = {
     "started": StartedFrameSerializer,
     "progress": ProgressFrameSerializer,
+    "resumed": ResumedFrameSerializer,
     **dict.fromkeys(TERMINAL_TYPES, TerminalFrameSerializer),
 }
 WEBSOCKET_FRAME_SERIALIZERS: dict[str, serializers.Serializer[Any] | type[serializers.Serializer[Any]]] = {
@@ -436,6 +470,29 @@ class EventsSerializer(serializers.Serializer):
         ),
         help_text="The stored events, oldest first; each exactly the WebSocket frame",
     )
+
+
+# --- Steps ------------------------------------------------------------------------------
+
+
+class StepSerializer(serializers.Serializer):
+    """One declared step of an execution: its state, the attempt that ran it last, and when."""
+
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=StepStatus.choices)
+    attempt = serializers.IntegerField(min_value=1, allow_null=True, help_text="Null for a step that never ran")
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    reused_from = serializers.CharField(
+        allow_null=True,
+        help_text="The execution whose stored result this step reused (resume from the failed step), or null",
+    )
+
+
+class StepsSerializer(serializers.Serializer):
+    """An execution's declared steps, in order, durable or not."""
+
+    steps = StepSerializer(many=True)
 
 
 # --- Errors ------------------------------------------------------------------------------

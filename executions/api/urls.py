@@ -34,6 +34,7 @@ urlpatterns = [
     re_path(both(EXECUTION + "/cancel"), views.ExecutionCancelView.as_view(), name="api-execution-cancel"),
     re_path(both(EXECUTION + "/rerun"), views.ExecutionRerunView.as_view(), name="api-execution-rerun"),
     re_path(both(EXECUTION + "/events"), views.ExecutionEventsView.as_view(), name="api-execution-events"),
+    re_path(both(EXECUTION + "/steps"), views.ExecutionStepsView.as_view(), name="api-execution-steps"),
     re_path(both("targets"), views.TargetListView.as_view(), name="api-targets"),
     re_path(both("auth/token"), views.TokenView.as_view(), name="api-token"),
 ]

@@ -27,6 +27,7 @@ from executions.models import Execution, ExecutionStatus
 from executions.registry import all_targets
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
 from executions.services import execution_cancel, execution_rerun, execution_submit
+from executions.steps import execution_steps, step_dict
 
 from .schema import (
     FEED_WEBSOCKET_DESCRIPTION,
@@ -43,11 +44,13 @@ from .serializers import (
     EventsSerializer,
     ExecutionListQuerySerializer,
     ExecutionListSerializer,
+    ExecutionRerunRequestSerializer,
     ExecutionRerunSerializer,
     ExecutionSerializer,
     ExecutionSubmitSerializer,
     ExecutionSubmittedSerializer,
     ProgressSerializer,
+    StepsSerializer,
     TargetListSerializer,
     ValidationErrorSerializer,
 )
@@ -308,11 +311,13 @@ class ExecutionRerunView(ExecutionScopedView):
 
     @extend_schema(
         operation_id="executions_rerun",
-        request=None,
+        request=ExecutionRerunRequestSerializer,
         responses={
             202: ExecutionRerunSerializer,
             400: OpenApiResponse(
-                ValidationErrorSerializer, description="The original's inputs are no longer valid for its target"
+                ValidationErrorSerializer,
+                description="The original's inputs are no longer valid for its target; or `from_failed_step` on an "
+                "execution that is not a failed durable one",
             ),
             404: OpenApiResponse(
                 DetailSerializer,
@@ -321,11 +326,29 @@ class ExecutionRerunView(ExecutionScopedView):
         },
     )
     def post(self, request: Request, execution_id: str) -> Response:
-        """Submit a new execution of the same target, with the original's inputs and config."""
+        """Submit a new execution of the same target, with the original's inputs and config.
+
+        With ``{"from_failed_step": true}``, a failed durable execution resumes
+        from its failed step, reusing the stored results of the steps before it.
+        """
         original = self.get_execution(request, execution_id)
+        body = ExecutionRerunRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         assert request.user.is_authenticated, "IsAuthenticated let it in"
-        execution = execution_rerun(original=original, owner=request.user)
+        execution = execution_rerun(
+            original=original, owner=request.user, from_failed_step=body.validated_data["from_failed_step"]
+        )
         return Response({**submitted_body(execution), "rerun_of": original.id}, status=status.HTTP_202_ACCEPTED)
+
+
+class ExecutionStepsView(ExecutionScopedView):
+    """One execution's steps."""
+
+    @extend_schema(operation_id="executions_steps", responses={200: StepsSerializer})
+    def get(self, request: Request, execution_id: str) -> Response:
+        """Every declared step, in order, with its status and the attempt that ran it, durable or not."""
+        execution = self.get_execution(request, execution_id)
+        return Response({"steps": [step_dict(step) for step in execution_steps(execution)]})
 
 
 class ExecutionEventsView(ExecutionScopedView):

@@ -21,6 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from core import metrics
+from core.serving import drain
 from executions.models import ExecutionStatus
 from executions.selectors import execution_counts_by_status
 
@@ -29,6 +30,8 @@ from .probes import readiness
 PASS = "pass"
 FAIL = "fail"
 BEARER = "bearer"
+#: The check a draining process fails.
+DRAINING = "draining"
 
 
 def _verdict(ok: bool) -> str:
@@ -46,7 +49,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_safe
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: 200 when the database, Redis and at least one worker are there, else 503."""
+    """Readiness: 200 when the database, Redis and at least one worker are there, else 503.
+
+    A draining process (``manage.py serve`` after SIGTERM) answers 503 at once,
+    with its one ``draining`` check, so that a balancer sends it nothing new.
+    """
+    if drain.draining():
+        return JsonResponse({"status": FAIL, "checks": {DRAINING: FAIL}}, status=503)
     checks = readiness()
     ready = all(checks.values())
     body = {"status": _verdict(ready), "checks": {name: _verdict(ok) for name, ok in checks.items()}}

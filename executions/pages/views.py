@@ -22,12 +22,19 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from executions.errors import BrokerUnavailableError, ExecutionsError, InputsInvalidError, NotCancellableError
+from executions.errors import (
+    BrokerUnavailableError,
+    ExecutionsError,
+    InputsInvalidError,
+    NotCancellableError,
+    NotResumableError,
+)
 from executions.frames import execution_dict
 from executions.models import UNENDED_STATUSES, Execution, ExecutionStatus
 from executions.registry import all_targets, get_target
 from executions.selectors import event_frames_after, execution_get_for_user, execution_list_for_user
 from executions.services import execution_cancel, execution_create, execution_rerun
+from executions.steps import execution_steps, step_dict, steps_resume_index
 
 from .forms import ExecutionFilterForm, ExecutionStartForm, target_for_key, target_key
 
@@ -62,6 +69,23 @@ def planned_steps(execution: Execution) -> list[str] | None:
     try:
         return target.step_names(execution.inputs)
     except Exception:  # noqa: BLE001 - a target's step function must not break the page
+        return None
+
+
+def reused_steps(execution: Execution) -> list[dict[str, Any]]:
+    """The steps a resume from the failed step reused (they have no events in this execution)."""
+    if not execution.from_failed_step:
+        return []
+    return [step_dict(step) for step in execution_steps(execution) if step.reused_from]
+
+
+def resume_step(execution: Execution) -> int | None:
+    """The step (1-based) a resume of this execution from its failed step starts at; None if it cannot."""
+    if not execution.durable or execution.status != ExecutionStatus.FAILED:
+        return None
+    try:
+        return steps_resume_index(execution) + 1
+    except NotResumableError:
         return None
 
 
@@ -155,7 +179,10 @@ def execution_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
                 "execution": execution_dict(execution),
                 "events": events,
                 "planned_steps": planned_steps(execution) if execution.status in UNENDED_STATUSES else None,
+                "durable": execution.durable,
+                "reused_steps": reused_steps(execution),
             },
+            "resume_step": resume_step(execution),
             "can_cancel": execution.status in UNENDED_STATUSES,
             "can_rerun": execution.status not in UNENDED_STATUSES,
             "inputs_json": raw_json(execution.inputs),
@@ -190,11 +217,13 @@ def execution_cancel_view(request: HttpRequest, execution_id: str) -> HttpRespon
 @login_required
 @require_POST
 def execution_rerun_view(request: HttpRequest, execution_id: str) -> HttpResponse:
-    """The Rerun button of an ended execution: a new one with its inputs and config, then its page."""
+    """The Rerun button of an ended execution (and "Resume from step k" of a failed durable one), then its page."""
     original = execution_or_404(request, execution_id)
     assert request.user.is_authenticated, "login_required let it in"
     try:
-        execution = execution_rerun(original=original, owner=request.user)
+        execution = execution_rerun(
+            original=original, owner=request.user, from_failed_step=request.POST.get("from_failed_step") == "1"
+        )
     except InputsInvalidError as exc:
         problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in exc.errors.items())
         messages.error(request, f"Not rerun: its inputs are no longer valid ({problems})")

@@ -36,34 +36,54 @@ const CONNECTION_TEXT = {
 
 // The steps with their start and end times, from event frames (oldest first). A step
 // starts at the progress frame that enters it and ends at the next step's or the
-// terminal frame; reports within a step add nothing. While the execution can still
-// run, a few of the planned steps not reached yet follow, and the rest are counted.
-export function buildTimeline(frames, { status, plannedSteps = null }) {
+// terminal frame; reports within a step add nothing. A resumed frame (a durable run
+// taken up by another worker) ends the step that was running as interrupted and adds a
+// "resumed" marker; each step carries the attempt that ran it. Steps reused from the
+// original by a resume from the failed step (no events here) come first. While the
+// execution can still run, a few of the planned steps not reached yet follow, and the
+// rest are counted.
+export function buildTimeline(frames, { status, plannedSteps = null, reusedSteps = [] }) {
   const timeline = { startedAt: null, steps: [], end: null, progressAt: null, moreSteps: 0 };
+  reusedSteps.forEach((step, i) => {
+    timeline.steps.push({
+      kind: "step", number: i + 1, name: step.name, startedAt: step.started_at, endedAt: step.finished_at,
+      state: "reused", attempt: step.attempt, reusedFrom: step.reused_from,
+    });
+  });
+  let attempt = 1;
+  let running = null; // the step running now, if any
   for (const frame of frames) {
     const at = frame.timestamp;
-    const last = timeline.steps[timeline.steps.length - 1];
     if (frame.type === "started") {
       timeline.startedAt = at;
       timeline.progressAt = at;
+    } else if (frame.type === "resumed") {
+      timeline.progressAt = at;
+      if (running) Object.assign(running, { endedAt: at, state: "interrupted" });
+      running = null;
+      attempt = frame.attempt;
+      timeline.steps.push({ kind: "resumed", attempt, at, number: (frame.progress?.current_step ?? 0) + 1 });
     } else if (frame.type === "progress") {
       timeline.progressAt = at;
       const name = frame.progress?.current_step_name;
       const number = (frame.progress?.current_step ?? 0) + 1;
-      if (!name || (last && last.number === number && last.name === name)) continue;
-      if (last && !last.endedAt) Object.assign(last, { endedAt: at, state: "done" });
-      timeline.steps.push({ number, name, startedAt: at, endedAt: null, state: "running" });
+      if (!name || (running && running.number === number && running.name === name)) continue;
+      if (running) Object.assign(running, { endedAt: at, state: "done" });
+      running = { kind: "step", number, name, startedAt: at, endedAt: null, state: "running", attempt };
+      timeline.steps.push(running);
     } else if (TERMINAL.has(frame.type)) {
       timeline.end = { type: frame.type, at };
       timeline.progressAt = at;
-      if (last && !last.endedAt) Object.assign(last, { endedAt: at, state: STEP_END_STATE[frame.type] });
+      if (running) Object.assign(running, { endedAt: at, state: STEP_END_STATE[frame.type] });
+      running = null;
     }
   }
   if (!TERMINAL.has(status) && plannedSteps) {
-    const reached = timeline.steps.length ? timeline.steps[timeline.steps.length - 1].number : 0;
+    const steps = timeline.steps.filter((step) => step.kind === "step");
+    const reached = steps.length ? steps[steps.length - 1].number : 0;
     const upcoming = plannedSteps.slice(reached, reached + UPCOMING_STEPS_SHOWN);
     upcoming.forEach((name, i) => {
-      timeline.steps.push({ number: reached + i + 1, name, startedAt: null, endedAt: null, state: "upcoming" });
+      timeline.steps.push({ kind: "step", number: reached + i + 1, name, startedAt: null, endedAt: null, state: "upcoming" });
     });
     timeline.moreSteps = Math.max(0, plannedSteps.length - reached - upcoming.length);
   }
@@ -108,6 +128,8 @@ export class ExecutionState {
 }
 
 // --- rendering ---------------------------------------------------------------------------
+
+const resumedText = (attempt, step) => `Resumed on attempt ${attempt} at step ${step}`;
 
 // Server timestamps vs. this browser's clock: measured once from the page's render time.
 let clockOffsetMs = 0;
@@ -305,6 +327,8 @@ class DetailPage {
     this.root = root;
     this.labels = data.status_labels;
     this.plannedSteps = data.planned_steps;
+    this.durable = data.durable;
+    this.reusedSteps = data.reused_steps;
     this.state = new ExecutionState(data.execution);
     this.frames = [...data.events]; // the stored events up to state.seq, then live ones
     this.timeline = role(root, "timeline");
@@ -328,6 +352,7 @@ class DetailPage {
     this.state.apply(frame);
     if (frame.type !== "status") this.frames.push(frame);
     if (frame.type === "started") this.announce(this.labels.running);
+    if (frame.type === "resumed") this.announce(resumedText(frame.attempt, (frame.progress?.current_step ?? 0) + 1));
     if (TERMINAL.has(frame.type)) this.announce(`Execution ${frame.type}`);
     if (this.renderQueued) return;
     this.renderQueued = true; // one render per animation frame, however many frames arrive
@@ -341,7 +366,9 @@ class DetailPage {
     const { state } = this;
     renderProgress(this.root, state, this.labels);
     if (state.status === "pending" && !state.progress) role(this.root, "step").textContent = WAITING_TEXT;
-    this.timelineNow = buildTimeline(this.frames, { status: state.status, plannedSteps: this.plannedSteps });
+    this.timelineNow = buildTimeline(this.frames, {
+      status: state.status, plannedSteps: this.plannedSteps, reusedSteps: this.reusedSteps,
+    });
     this.renderTimeline(this.timelineNow);
     const endedAt = state.ended ? state.endedAt : null;
     role(this.root, "ended-label").textContent = endedAt ? this.labels[state.status] : "Started";
@@ -352,6 +379,7 @@ class DetailPage {
       role(this.root, "cancel-form")?.remove();
       const rerun = role(this.root, "rerun-form");
       if (rerun) rerun.hidden = false;
+      this.renderResume().catch(() => {}); // without it, Rerun is still there
     }
     this.tick();
   }
@@ -362,7 +390,12 @@ class DetailPage {
     const rows = [[`created ${this.state.createdAt}`, () => this.eventItem("created", "Submitted", this.state.createdAt)]];
     if (startedAt) rows.push([`started ${startedAt}`, () => this.eventItem("started", "Started", startedAt)]);
     for (const step of steps) {
-      rows.push([`step ${step.number} ${step.state} ${step.startedAt} ${step.endedAt} ${step.name}`, () => this.stepItem(step)]);
+      if (step.kind === "resumed") {
+        rows.push([`resumed ${step.attempt} ${step.at}`, () => this.resumedItem(step)]);
+        continue;
+      }
+      const key = `step ${step.number} ${step.state} ${step.startedAt} ${step.endedAt} ${step.attempt} ${step.name}`;
+      rows.push([key, () => this.stepItem(step)]);
     }
     if (moreSteps > 0) {
       rows.push([`more ${moreSteps}`, () => {
@@ -406,17 +439,47 @@ class DetailPage {
     return item;
   }
 
-  stepItem({ number, name, startedAt, endedAt, state }) {
+  // The hand-over of a durable run: another worker took it up at step `number`.
+  resumedItem({ attempt, at, number }) {
+    const item = this.eventItem("resumed", resumedText(attempt, number), at);
+    item.classList.add("timeline-resumed");
+    Object.assign(item.dataset, { attempt: String(attempt), step: String(number) });
+    return item;
+  }
+
+  stepItem({ number, name, startedAt, endedAt, state, attempt, reusedFrom }) {
     const title = element("span", "timeline-name");
     title.append(element("span", "step-number", `${number}.`), " ", element("span", "step-name", name));
+    if (this.durable && attempt) title.append(" ", element("span", "tag step-attempt", `attempt ${attempt}`));
+    if (reusedFrom) {
+      const link = element("a", "mono", reusedFrom);
+      link.href = `/executions/${reusedFrom}`;
+      title.append(" ", element("span", "step-reused", "reused from "), link);
+    }
     const item = this.item(`timeline-step step-${state}`, "step", title);
     Object.assign(item.dataset, { step: String(number), state });
+    if (attempt) item.dataset.attempt = String(attempt);
     if (startedAt) item.dataset.startedAt = startedAt;
     const duration = element("span", "timeline-duration");
     duration.dataset.role = "duration";
     if (state !== "running" && startedAt && endedAt) duration.textContent = formatDuration((ms(endedAt) - ms(startedAt)) / 1000);
     item.append(startedAt ? timeElement(startedAt, "timeline-time") : element("span", "timeline-time"), duration);
     return item;
+  }
+
+  // "Resume from step k" of a durable run that failed while the page was open: k is its
+  // first step not completed, as the server tells (GET .../steps), as on a page load.
+  async renderResume() {
+    const form = role(this.root, "resume-form");
+    if (!form || !form.hidden || this.state.status !== "failed" || this.resumeAsked) return;
+    this.resumeAsked = true;
+    const response = await fetch(this.root.dataset.stepsUrl, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const { steps } = await response.json();
+    const failed = steps.findIndex((step) => step.status !== "completed");
+    if (failed < 0) return;
+    role(form, "resume-button").textContent = `Resume from step ${failed + 1}`;
+    form.hidden = false;
   }
 
   renderResult() {

@@ -25,7 +25,10 @@
 // keeps failing before it delivers anything (a proxy that refuses WebSockets, say)
 // gives way to the next one; after the last, the REST endpoint is polled while the
 // streams are retried with backoff. Every (re)connection resumes after the last seq
-// delivered (?after_seq=N), whichever transport makes it.
+// delivered (?after_seq=N), whichever transport makes it. A stream that stops after
+// delivering (a server being deployed closes its sockets with 1012 and ends its event
+// streams) is opened again at a random moment within FIRST_RECONNECT_MAX_MS, so that a
+// server's clients do not all come back at once; then with backoff.
 
 // The statuses (and event types) after which nothing happens to an execution: the one copy the
 // scripts share (execution-page.js and progress-widget.js import it).
@@ -34,6 +37,14 @@ const POLL_INTERVAL_MS = 1500;
 const FAILURES_BEFORE_FALLBACK = 2;
 const RECONNECT_BASE_MS = 250;
 const RECONNECT_MAX_MS = 5000;
+const FIRST_RECONNECT_MAX_MS = 1000;
+
+// How long to wait before connecting again: a random moment within a second after a
+// connection that delivered (none failed since), else backoff with jitter.
+export function reconnectDelay(failures) {
+  if (failures === 0) return Math.random() * FIRST_RECONNECT_MAX_MS;
+  return Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** failures) * (0.8 + Math.random() * 0.4);
+}
 // A frame from its JSON text, or null for text that is not JSON (ignored by every transport).
 function parseFrame(text) {
   try {
@@ -72,8 +83,9 @@ function retryAfterMs(response) {
 }
 
 // A streaming transport: open({ executionUrl, afterSeq, onFrame, onEnd }) connects,
-// calls onFrame(frame) for each parsed frame, and onEnd({ delivered, fatal }) once
-// when the connection is gone (fatal: the message of a refusal, never retried).
+// calls onFrame(frame) for each parsed frame, and onEnd({ delivered, fatal, ended }) once
+// when the connection is gone (fatal: the message of a refusal, never retried; ended: the
+// server said the stream is over for this resume point, an event stream's 204).
 // It returns { close() }, which ends it without calling onEnd.
 export const STREAM_TRANSPORTS = {
   websocket: {
@@ -119,11 +131,11 @@ export const STREAM_TRANSPORTS = {
       const controller = new AbortController();
       let delivered = false;
       let ended = false;
-      const end = (fatal) => {
+      const end = (fatal, over = false) => {
         if (ended) return;
         ended = true;
         controller.abort();
-        onEnd({ delivered, fatal });
+        onEnd({ delivered, fatal, ended: over });
       };
       const dispatch = (data) => {
         const frame = parseFrame(data);
@@ -142,6 +154,10 @@ export const STREAM_TRANSPORTS = {
           headers: { Accept: "text/event-stream" },
           signal: controller.signal,
         });
+        if (response.status === 204) { // a resume at or past the terminal event
+          end(null, true);
+          return;
+        }
         if (!response.ok || !response.body) {
           end(FATAL_MESSAGES[SSE_FATAL_HTTP[response.status]] || null);
           return;
@@ -277,18 +293,21 @@ export class StreamClient extends Follower {
     const name = this.transports[this.current];
     const transport = STREAM_TRANSPORTS[name];
     let connection = null;
-    const onEnd = ({ delivered, fatal }) => {
+    const onEnd = ({ delivered, fatal, ended }) => {
       if (this.connection === connection) this.connection = null;
       if (this.done) return;
       if (fatal) {
         this.fail(fatal);
         return;
       }
+      if (ended) {
+        this.fetchFinalState();
+        return;
+      }
       if (!delivered) this.failures += 1;
       if (this.failures >= FAILURES_BEFORE_FALLBACK) this.fallBack();
       else if (!this.polling) this.setMode("reconnecting");
-      const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.failures);
-      this.later("reconnect", delay * (0.8 + Math.random() * 0.4), () => this.connect());
+      this.later("reconnect", reconnectDelay(this.failures), () => this.connect());
     };
     const onFrame = (frame) => {
       if (this.connection !== connection || this.done) return;
@@ -353,6 +372,31 @@ export class StreamClient extends Follower {
   finish() {
     this.stop();
     this.setMode("ended");
+  }
+
+  // An event stream answered 204: the execution has ended and lastSeq is at or past its terminal
+  // event (the socket answers the same resume with a status frame of the ended execution). The
+  // REST state confirms it, and the stream ends; anything else is retried like a lost connection.
+  async fetchFinalState() {
+    try {
+      const response = await fetch(this.executionUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (FATAL_HTTP[response.status]) {
+        this.fail(FATAL_MESSAGES[FATAL_HTTP[response.status]]);
+        return;
+      }
+      if (response.ok) {
+        const execution = await response.json();
+        if (TERMINAL.has(execution.status) && execution.seq <= (this.lastSeq ?? 0)) {
+          this.finish();
+          return;
+        }
+      }
+    } catch {
+      // retried below
+    }
+    if (this.done) return;
+    this.failures += 1;
+    this.later("reconnect", reconnectDelay(this.failures), () => this.connect());
   }
 
   // Fetch the stored events after lastSeq; resolves to { ok, retryAfter } (milliseconds or null).
@@ -422,7 +466,7 @@ export class StreamClient extends Follower {
 //     status: ["running"],                 // optional: only these (pending and/or running)
 //     onExecution: (execution) => {},      // an execution's REST shape: from a snapshot, a created
 //                                          // frame, or a fetch; newer than anything delivered of it
-//     onFrame: (frame) => {},              // an event frame (started, progress, terminal) of an
+//     onFrame: (frame) => {},              // an event frame (started, progress, resumed, terminal) of an
 //                                          // execution delivered before, in seq order, never twice
 //     onConnection: (mode, message) => {}, // "live" | "reconnecting" | "polling" | "offline" | "closed"
 //   });
@@ -521,8 +565,7 @@ export class FeedClient extends Follower {
     if (!delivered) this.failures += 1;
     if (this.failures >= FAILURES_BEFORE_FALLBACK) this.startPolling();
     else if (!this.polling) this.setMode("reconnecting");
-    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.failures);
-    this.later("reconnect", delay * (0.8 + Math.random() * 0.4), () => this.connect());
+    this.later("reconnect", reconnectDelay(this.failures), () => this.connect());
   }
 
   receive(frame) {

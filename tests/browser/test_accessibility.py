@@ -2,7 +2,9 @@
 
 Each page is checked in the light and the dark colour scheme, with a running, a
 completed and a failed execution on screen (the list shows all three; the
-detail and admin change pages one each). The user is a superuser, so the list
+detail and admin change pages one each), and durable runs: a failed one (its
+Resume button, its steps in the admin), its resume (reused steps) and one
+handed over once (the hand-over in the timeline). The user is a superuser, so the list
 has its owner column and the admin pages open. The drop-in widget is checked on
 the plain page of tests/widget_site, with the three executions. The test fails on any violation
 and prints each one (rule, element, why); run with ``-s`` to see the counts of
@@ -22,8 +24,9 @@ from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from executions.errors import NotCancellableError
+from executions.handover import execution_hand_over
 from executions.models import Execution
-from executions.services import execution_cancel, execution_create
+from executions.services import execution_cancel, execution_create, execution_rerun
 from tests.browser.axe import axe_violations, describe, node_count
 from tests.browser.helpers import Account, log_in, screenshot_path
 
@@ -37,6 +40,10 @@ SCHEMES = ("light", "dark")
 
 def start(owner: Any, **inputs: Any) -> Execution:
     return execution_create(owner=owner, type="pipeline", target_id="demo_steps", inputs=inputs, config={})
+
+
+def start_durable(owner: Any, **inputs: Any) -> Execution:
+    return execution_create(owner=owner, type="pipeline", target_id="demo_durable", inputs=inputs, config={})
 
 
 def wait_until(execution: Execution, predicate: Callable[[Execution], bool], timeout: float = 30) -> None:
@@ -68,6 +75,21 @@ def three_executions(admin_account: Account) -> Iterator[dict[str, Execution]]:
             execution_cancel(execution_id=executions["running"].id)
 
 
+@pytest.fixture
+def durable_executions(admin_account: Account) -> dict[str, Execution]:
+    """Durable runs: one failed (its Resume button), its resume (reused steps), one handed over once."""
+    owner = admin_account.user
+    failed = start_durable(owner, steps=3, step_seconds=0, fail_at_step=2)
+    handed = start_durable(owner, steps=3, step_seconds=1)
+    wait_until(failed, lambda e: e.status == "failed")
+    resumed = execution_rerun(original=failed, owner=owner, from_failed_step=True)
+    wait_until(handed, lambda e: e.status == "running" and e.seq >= 3)
+    assert execution_hand_over(execution_id=handed.id, attempt=handed.attempt, worker=handed.worker)
+    wait_until(resumed, lambda e: e.status == "completed")
+    wait_until(handed, lambda e: e.status == "completed")
+    return {"failed": failed, "completed": resumed, "handed over": handed}
+
+
 def settle_detail(page: Page, status: str) -> None:
     expect(page.locator('#execution [data-role="badge"]')).to_have_text(status.capitalize())
     if status == "running":
@@ -80,7 +102,11 @@ def settle_detail(page: Page, status: str) -> None:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_every_page_passes_wcag_21_aa(
-    new_page: Callable[..., Page], admin_account: Account, three_executions: dict[str, Execution], scheme: str
+    new_page: Callable[..., Page],
+    admin_account: Account,
+    three_executions: dict[str, Execution],
+    durable_executions: dict[str, Execution],
+    scheme: str,
 ) -> None:
     found: dict[str, list[dict[str, Any]]] = {}
 
@@ -107,6 +133,11 @@ def test_every_page_passes_wcag_21_aa(
         page.goto(f"/executions/{execution.id}")
         settle_detail(page, status)
         check(f"detail-{status}", page)
+    for label, execution in durable_executions.items():
+        page.goto(f"/executions/{execution.id}")
+        settle_detail(page, execution.status)
+        check(f"detail-durable-{label}", page)
+    expect(page.locator('[data-kind="resumed"]')).to_have_count(1)
 
     # The drop-in widget on a plain page of another app (tests/widget_site), all three at once.
     page.goto("/widget-demo/?ids=" + ",".join(execution.id for execution in three_executions.values()))
@@ -120,12 +151,15 @@ def test_every_page_passes_wcag_21_aa(
     expect(page.get_by_role("link", name=re.compile("^Executions$")).first).to_be_visible()
     check("admin-index", page)
     page.goto("/admin/executions/execution/")
-    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+    expect(page.locator("#result_list tbody tr")).to_have_count(len(three_executions) + len(durable_executions))
     check("admin-changelist", page)
     for status, execution in three_executions.items():
         page.goto(reverse("admin:executions_execution_change", args=[quote(execution.id)]))
         expect(page.get_by_role("link", name="Open live page")).to_be_visible()
         check(f"admin-change-{status}", page)
+    page.goto(reverse("admin:executions_execution_change", args=[quote(durable_executions["failed"].id)]))
+    expect(page.get_by_role("heading", name="Steps (durable run)")).to_be_visible()
+    check("admin-change-durable", page)
 
     print(f"\naxe, {scheme} scheme: " + ", ".join(f"{name} {node_count(v)}" for name, v in found.items()))
     failing = {name: violations for name, violations in found.items() if violations}

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from executions.handover import execution_hand_over
 from executions.models import Execution
 from executions.services import execution_create
 from tests.browser.helpers import DESKTOP, PHONE, Account, log_in, screenshot_path
@@ -327,6 +328,50 @@ def test_the_detail_page_survives_a_daphne_restart(user_page: Page, account: Acc
     assert page.locator('[data-kind="step"]').evaluate_all(STEP_STATES) == rendered
 
 
+#: Records every value the page's live indicator takes, from now on, in ``window.__modes``.
+RECORD_MODES = """() => {
+    const el = document.querySelector('[data-role="connection"]');
+    window.__modes = [el.dataset.mode];
+    new MutationObserver(() => {
+        if (window.__modes.at(-1) !== el.dataset.mode) window.__modes.push(el.dataset.mode);
+    }).observe(el, { attributes: true, attributeFilter: ["data-mode"] });
+}"""
+
+
+def test_the_detail_page_across_a_reload_has_no_gap_and_no_duplicate_step(
+    user_page: Page, account: Account, live_stack: Any
+) -> None:
+    """SIGHUP to serve mid-run: the socket is closed with 1012, the page says "Reconnecting…"
+    until it is live again (within a second or two), and the timeline stays whole."""
+    page = user_page
+    steps = 25
+    execution = start(account.user, steps=steps, step_seconds=0.4)
+    page.goto(f"/executions/{execution.id}")
+    mark_page(page)
+    connection = page.locator('[data-role="connection"]')
+    expect(connection).to_have_attribute("data-mode", "live")
+    page.evaluate(RECORD_MODES)
+    wait_for_percentage_between(page, '#execution [role="progressbar"]', 3, 30)
+
+    replaced = live_stack.reload_web()
+    live_stack.wait_reloaded(replaced)
+    execution.refresh_from_db()
+    assert execution.status == "running", "the run ended before the reload: nothing was cut"
+
+    expect(badge(page)).to_have_text("Completed")
+    expect(page.locator('[data-kind="step"][data-state="done"]')).to_have_count(steps)
+    expect(page.locator('[data-kind="step"]')).to_have_count(steps)
+    for number in range(1, steps + 1):
+        expect(page.locator(f'[data-kind="step"][data-step="{number}"]')).to_have_count(1)
+    expect(page.locator('[data-kind="completed"]')).to_have_count(1)
+    assert_not_reloaded(page)
+    # "Reconnecting…" once, while the socket was away, then live again until the end.
+    assert page.evaluate("window.__modes") == ["live", "reconnecting", "live", "ended"]
+    rendered = page.locator('[data-kind="step"]').evaluate_all(STEP_STATES)
+    page.reload()
+    assert page.locator('[data-kind="step"]').evaluate_all(STEP_STATES) == rendered
+
+
 def test_server_sent_events_when_the_websocket_cannot_be_used(user_page: Page, account: Account) -> None:
     page = user_page
     page.add_init_script("delete window.WebSocket")
@@ -580,6 +625,25 @@ def test_the_presentation_rules_of_the_script(user_page: Page) -> None:
                 type: "failed", seq: 5, status: "failed", progress: progress(2, 40, "resize"), timestamp: at(4.25),
             };
             const plannedSteps = Array.from({ length: 40 }, (_, i) => `step_${i + 1}`);
+            // A durable run handed over in step 2 of 3, resumed from a run that failed at step 1
+            // (its step 1 reused): the cut-off step, the marker, each step's attempt.
+            const handedOver = [
+                { type: "started", seq: 1, status: "running", timestamp: at(0) },
+                { type: "progress", seq: 2, status: "running", progress: progress(2, 3, "b"), timestamp: at(1) },
+                {
+                    type: "resumed", seq: 3, status: "running", attempt: 2,
+                    progress: progress(2, 3, null), timestamp: at(5),
+                },
+                { type: "progress", seq: 4, status: "running", progress: progress(2, 3, "b"), timestamp: at(6) },
+                { type: "progress", seq: 5, status: "running", progress: progress(3, 3, "c"), timestamp: at(7) },
+                { type: "completed", seq: 6, status: "completed", progress: progress(3, 3, "c"), timestamp: at(8) },
+            ];
+            const reusedSteps = [
+                { name: "a", attempt: 1, started_at: at(0), finished_at: at(0.5), reused_from: "exec_000000000001" },
+            ];
+            const briefDurable = (t) => t.steps.map((s) => (s.kind === "resumed"
+                ? `resumed:${s.number}:${s.attempt}:${s.at}`
+                : `${s.number}:${s.name}:${s.state}:${s.attempt}:${s.reusedFrom ?? ""}`));
             const brief = (t) => ({
                 ...t,
                 steps: t.steps.map((s) => `${s.number}:${s.name}:${s.state}:${s.startedAt ?? ""}:${s.endedAt ?? ""}`),
@@ -598,6 +662,7 @@ def test_the_presentation_rules_of_the_script(user_page: Page) -> None:
                 running: brief(m.buildTimeline(frames, { status: "running", plannedSteps })),
                 failed: brief(m.buildTimeline([...frames, failed], { status: "failed", plannedSteps })),
                 window: brief(m.buildTimeline(frames.slice(3), { status: "running", plannedSteps: null })),
+                handedOver: briefDurable(m.buildTimeline(handedOver, { status: "completed", reusedSteps })),
                 remaining: [
                     m.remainingText({
                         status: "running", progress: { percentage: 50, eta_seconds: 10 }, progressAt: 10000, now: 12000,
@@ -637,5 +702,63 @@ def test_the_presentation_rules_of_the_script(user_page: Page) -> None:
     assert failed["end"] == {"type": "failed", "at": "2026-01-01T12:00:04.250Z"} and failed["moreSteps"] == 0
     window = results["window"]  # a long run's page shows only the latest events
     assert window["startedAt"] is None and window["steps"] == [f"2:resize:running:{t('3')}:"]
+    assert results["handedOver"] == [
+        "1:a:reused:1:exec_000000000001",
+        "2:b:interrupted:1:",
+        f"resumed:2:2:{t('5')}",
+        "2:b:done:2:",
+        "3:c:done:2:",
+    ]
     # The estimate is the server's (progress.eta_seconds); the script counts it down since it was recorded.
     assert results["remaining"] == ["about 8.0 s", "less than a second", "estimating…", "done", "—", "about 42 s"]
+
+
+# --- durable runs ------------------------------------------------------------------------------
+
+#: ``step:state:attempt`` of each step of the timeline, in page order.
+STEP_ATTEMPTS = "els => els.map(e => `${e.dataset.step}:${e.dataset.state}:${e.dataset.attempt}`)"
+
+
+def start_durable(owner: Any, **inputs: Any) -> Execution:
+    return execution_create(owner=owner, type="pipeline", target_id="demo_durable", inputs=inputs, config={})
+
+
+def test_the_detail_page_shows_a_hand_over_live_and_the_attempt_of_each_step(
+    user_page: Page, account: Account
+) -> None:
+    page = user_page
+    execution = start_durable(account.user, steps=3, step_seconds=2)
+    page.goto(f"/executions/{execution.id}")
+    mark_page(page)
+    expect(page.locator('[data-kind="step"][data-step="2"][data-state="running"]')).to_have_count(1)
+    execution.refresh_from_db()
+    # What the sweeper does with a lost worker's run: the next attempt, queued for any worker.
+    assert execution_hand_over(execution_id=execution.id, attempt=execution.attempt, worker=execution.worker)
+    marker = page.locator('[data-kind="resumed"]')
+    expect(marker).to_have_text(re.compile(r"^Resumed on attempt 2 at step \d"))
+    expect(badge(page)).to_have_text("Completed", timeout=20_000)
+    cut = int(marker.get_attribute("data-step") or 0)
+    expected = [f"{n}:done:1" for n in range(1, cut)] + [f"{cut}:interrupted:1"]
+    expected += [f"{n}:done:2" for n in range(cut, 4)]
+    assert page.locator('[data-kind="step"]').evaluate_all(STEP_ATTEMPTS) == expected
+    expect(page.locator('[data-kind="step"] .step-attempt').last).to_have_text("attempt 2")
+    assert_not_reloaded(page)
+    page.reload()  # the same timeline from the stored events
+    expect(page.locator('[data-kind="resumed"]')).to_have_count(1)
+    assert page.locator('[data-kind="step"]').evaluate_all(STEP_ATTEMPTS) == expected
+
+
+def test_resume_a_failed_durable_execution_from_its_failed_step(user_page: Page, account: Account) -> None:
+    page = user_page
+    failed = start_durable(account.user, steps=4, step_seconds=0, fail_at_step=3)
+    page.goto(f"/executions/{failed.id}")
+    expect(badge(page)).to_have_text("Failed")
+    page.get_by_role("button", name="Resume from step 3").click()
+    expect(page).to_have_url(DETAIL_URL)
+    assert failed.id not in page.url
+    expect(badge(page)).to_have_text("Completed")
+    assert page.locator('[data-kind="step"]').evaluate_all(STEP_ATTEMPTS) == [
+        "1:reused:1", "2:reused:1", "3:done:1", "4:done:1",
+    ]
+    reused = page.locator('[data-kind="step"][data-state="reused"]').first
+    expect(reused.get_by_role("link", name=failed.id)).to_have_attribute("href", f"/executions/{failed.id}")

@@ -264,3 +264,22 @@ def test_the_event_stream_parser(user_page: Page) -> None:
         }"""
     )
     assert results == [['{"a":1}', "x\ny", "z"]] * 5
+
+
+def test_a_plain_event_source_follows_a_run_to_its_end_then_stops(user_page: Page, account: Account) -> None:
+    """A template author's ``new EventSource(url)``: once the response ends after the terminal
+    event, the browser reconnects with ``Last-Event-ID`` = its seq; the 204 answer closes it."""
+    page = user_page
+    execution = start(account.user, steps=3, step_seconds=0.3)
+    page.goto(f"/event-source-demo/{execution.id}")
+    items = page.locator("#events li")
+    expect(items.last).to_have_text(re.compile(r"^\d+ completed$"), timeout=30_000)
+    page.wait_for_function("window.__source.readyState === EventSource.CLOSED")
+    texts = items.all_text_contents()
+    (first, kind), *events = [text.split() for text in texts]
+    assert kind == "status", texts
+    # Each event once, in order, after the state it started from; then no second stream
+    # (the reconnect was answered 204, which never "opens").
+    assert [int(seq) for seq, _ in events] == list(range(int(first) + 1, 6)), texts
+    assert events[-1][1] == "completed"
+    assert page.evaluate("window.__opens") == 1

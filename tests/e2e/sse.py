@@ -45,6 +45,8 @@ class SseStream:
     ended: bool = False
     #: The connection broke before the response ended.
     broken: bool = False
+    #: The ``retry:`` field's value, once read (the first block of every stream).
+    retry: str | None = None
     buffer: str = ""
 
     def __post_init__(self) -> None:
@@ -80,8 +82,11 @@ class SseStream:
                     self.comments.append((now, line))
                 else:
                     name, _, value = line.partition(": ")
-                    assert name in ("id", "event", "data") and name not in fields, block
+                    assert name in ("id", "event", "data", "retry") and name not in fields, block
                     fields[name] = value
+            if "retry" in fields:
+                assert list(fields) == ["retry"] and not self.events, f"retry opens the stream alone: {block!r}"
+                self.retry = fields.pop("retry")
             if fields:
                 event = Event(fields.get("id"), fields["event"], fields["data"], now)
                 frame = event.frame

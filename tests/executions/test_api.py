@@ -29,6 +29,7 @@ from ..helpers import (
     start_progress,
     step_progress,
 )
+from .states import EXECUTION_STATES
 
 API = "/api/v1"
 EXECUTION_ID = re.compile(r"^exec_[0-9a-f]{12}$")
@@ -774,6 +775,39 @@ def test_events_of_a_failed_and_a_cancelled_execution(alice_client: APIClient, m
     assert [(e["type"], e["seq"], e["progress"], e["outputs"], e["error"]) for e in events] == [
         ("cancelled", 1, None, None, None)
     ]
+
+
+# --- GET /executions/{id}/steps -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_steps_of_an_execution_that_is_not_durable_come_from_its_events(
+    alice_client: APIClient, make_execution: Any, alice: Any, slash: str
+) -> None:
+    execution = make_execution(alice, "running", inputs={"steps": 3}, steps_entered=2)
+    response = alice_client.get(f"{API}/executions/{execution.id}/steps{slash}")
+    assert response.status_code == 200
+    steps = response.json()["steps"]
+    assert [(s["name"], s["status"], s["attempt"], s["reused_from"]) for s in steps] == [
+        ("step_1", "completed", 1, None), ("step_2", "running", 1, None), ("step_3", "pending", None, None),
+    ]
+    assert steps[0]["finished_at"] == steps[1]["started_at"], "a step ends when the next is entered"
+    assert_timestamp(steps[0]["started_at"])
+    assert steps[2]["started_at"] is None and steps[1]["finished_at"] is None
+
+
+def test_steps_of_a_durable_execution_come_from_its_rows(alice_client: APIClient, alice: Any) -> None:
+    execution = EXECUTION_STATES["durable failed at step 3"](alice)
+    steps = alice_client.get(f"{API}/executions/{execution.id}/steps").json()["steps"]
+    assert [(s["name"], s["status"], s["attempt"]) for s in steps] == [
+        ("step_1", "completed", 1), ("step_2", "completed", 1), ("step_3", "failed", 1), ("step_4", "pending", None),
+    ]
+
+
+def test_steps_of_someone_elses_execution_are_a_404(bob_client: APIClient, make_execution: Any, alice: Any) -> None:
+    execution = make_execution(alice, "completed")
+    response = bob_client.get(f"{API}/executions/{execution.id}/steps")
+    assert (response.status_code, response.json()) == (404, {"detail": f"Execution '{execution.id}' not found"})
 
 
 # --- GET /executions ------------------------------------------------------------------------------

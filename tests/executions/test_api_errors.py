@@ -20,6 +20,7 @@ from executions.errors import (
     IdempotencyConflictError,
     InputsInvalidError,
     NotCancellableError,
+    NotResumableError,
     TargetNotFoundError,
     UnsafeCallbackUrlError,
 )
@@ -49,6 +50,11 @@ ANSWERS: list[tuple[ExecutionsError, int, dict[str, Any]]] = [
         {"detail": "The task queue is unavailable, try again shortly (ConnectionRefusedError)"},
     ),
     (NotCancellableError("completed"), 400, {"detail": "Cannot cancel execution with status 'completed'"}),
+    (
+        NotResumableError("Execution 'exec_x' is not durable: it has no stored steps to resume from"),
+        400,
+        {"detail": "Execution 'exec_x' is not durable: it has no stored steps to resume from"},
+    ),
 ]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import re
 import uuid
 import warnings
 from collections.abc import Callable
@@ -52,6 +53,7 @@ PROGRESS = f"{EXECUTION}/progress"
 CANCEL = f"{EXECUTION}/cancel"
 RERUN = f"{EXECUTION}/rerun"
 EVENTS = f"{EXECUTION}/events"
+STEPS = f"{EXECUTION}/steps"
 STREAM = f"{EXECUTION}/progress/stream"
 TARGETS = f"{API}/targets"
 TOKEN = f"{API}/auth/token"
@@ -84,6 +86,10 @@ def answer_errors(validator: OpenAPI, method: str, path: str, response: HttpResp
     return [f"{error!r}: {error.__cause__!r}" for error in validator.iter_response_errors(request, answer)]
 
 
+#: The block every event stream opens with: how long an EventSource waits to reconnect.
+RETRY_BLOCK = re.compile(r"retry: [0-9]+")
+
+
 def events_as_answers(response: HttpResponse) -> list[HttpResponse]:
     """An event stream as one answer per event, each event's fields as a JSON object: what
     its schema describes (Schemathesis reads it the same way). The frame in each event's
@@ -91,8 +97,8 @@ def events_as_answers(response: HttpResponse) -> list[HttpResponse]:
     ``contentSchema``)."""
     answers = []
     for block in response.content.decode().split("\n\n")[:-1]:
-        if block.startswith(":"):
-            continue
+        if block.startswith(":") or RETRY_BLOCK.fullmatch(block):
+            continue  # a comment, or the retry field the stream opens with: no event
         event = dict(line.split(": ", 1) for line in block.split("\n"))
         assert_matches_component(json.loads(event["data"]), "WebSocketFrame")
         answer = HttpResponse(json.dumps(event), status=response.status_code, content_type=response["Content-Type"])
@@ -214,6 +220,7 @@ XML_ONLY = {"HTTP_ACCEPT": "application/xml"}
 FORM = "application/x-www-form-urlencoded"
 SUBMIT = {"type": "pipeline", "target_id": "demo_steps", "inputs": {"steps": 2, "step_seconds": 0}}
 GUESS = {"username": "alice", "password": "guess"}
+RESUME = {"from_failed_step": True}
 CREDENTIALS = {"username": "alice", "password": PASSWORD}
 
 
@@ -377,6 +384,14 @@ SCENARIOS: list[Scenario] = [
     S("xml only", "post", RERUN, 406, XML_ONLY),
     S("throttled", "post", RERUN, 429, {"label": "completed"}, first_rerun_of_the_minute),
     S("broker unreachable", "post", RERUN, 503, {"label": "completed"}, broker_down),
+    S("an empty body", "post", RERUN, 202, {"label": "completed", "body": {}}),
+    S("from the failed step", "post", RERUN, 202, {"label": "durable failed at step 3", "body": RESUME}),
+    S("from the failed step of a plain run", "post", RERUN, 400, {"label": "failed", "body": RESUME}),
+    S("from the step of a running one", "post", RERUN, 400, {"label": "resumed after a hand-over", "body": RESUME}),
+    S("not a JSON object", "post", RERUN, 400, {"label": "completed", "body": [1, 2]}),
+    S("not a boolean", "post", RERUN, 400, {"label": "completed", "body": {"from_failed_step": 0}}),
+    S("body too large", "post", RERUN, 413, {"label": "completed", "body": too_large()}),
+    S("form encoded", "post", RERUN, 415, {"label": "completed", "body": "from_failed_step=1", "content_type": FORM}),
     # GET /executions/{id}/events
     S("every state", "get", EVENTS, 200, {"label": "completed"}, every_state_events),
     S("after a seq", "get", EVENTS, 200, {"label": "completed", "query": "after_seq=3"}),
@@ -385,6 +400,12 @@ SCENARIOS: list[Scenario] = [
     S("anonymous", "get", EVENTS, 401, {"client": "anonymous"}),
     S("unknown id", "get", EVENTS, 404, {"label": "missing"}),
     S("xml only", "get", EVENTS, 406, XML_ONLY),
+    # GET /executions/{id}/steps
+    *for_every_state(STEPS, lambda label: 200),
+    S("anonymous", "get", STEPS, 401, {"client": "anonymous"}),
+    S("unknown id", "get", STEPS, 404, {"label": "missing"}),
+    S("someone else's", "get", STEPS, 404, {"client": "bob"}),
+    S("xml only", "get", STEPS, 406, XML_ONLY),
     # GET /targets
     S("all", "get", TARGETS, 200),
     S("anonymous", "get", TARGETS, 401, {"client": "anonymous"}),
@@ -409,7 +430,7 @@ SCENARIOS: list[Scenario] = [
 # threads, so these run on committed data (see test_stream_answer_matches_the_published_schema).
 STREAM_SCENARIOS: list[Scenario] = [
     S("completed", "get", STREAM, 200, {"label": "completed"}),
-    S("resumed past the end", "get", STREAM, 200, {"label": "failed", "query": "after_seq=99"}),
+    S("resumed past the end", "get", STREAM, 204, {"label": "failed", "query": "after_seq=99"}),
     S(
         "resumed with Last-Event-ID", "get", STREAM, 200,
         {"label": "cancelled while running", "HTTP_LAST_EVENT_ID": "2"},

@@ -23,9 +23,9 @@ def test_the_run_task_is_named_by_the_broker() -> None:
 
 
 def test_a_run_is_queued_by_the_task_name_with_its_time_limits(task_queue: Any) -> None:
-    run_enqueue(execution_id="exec_0123456789ab", soft_time_limit=12, time_limit=22)
+    run_enqueue(execution_id="exec_0123456789ab", attempt=2, soft_time_limit=12, time_limit=22)
     assert task_queue.calls == [
-        {"args": ["exec_0123456789ab"], "kwargs": {}, "soft_time_limit": 12, "time_limit": 22}
+        {"args": ["exec_0123456789ab"], "kwargs": {"attempt": 2}, "soft_time_limit": 12, "time_limit": 22}
     ]
 
 
@@ -36,7 +36,7 @@ def test_an_unreachable_broker_is_the_domain_error(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(run_execution, "apply_async", broken)
     with pytest.raises(BrokerUnavailableError, match=r"task queue is unavailable") as caught:
-        run_enqueue(execution_id="exec_0123456789ab", soft_time_limit=12, time_limit=22)
+        run_enqueue(execution_id="exec_0123456789ab", attempt=1, soft_time_limit=12, time_limit=22)
     assert caught.value.__cause__ is failure
 
 

@@ -36,7 +36,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from config.celery import app
-from executions import maintenance
+from executions import handover, maintenance
 from executions.errors import BrokerUnavailableError
 from executions.events import event_record
 from executions.frames import iso
@@ -48,7 +48,8 @@ from executions.maintenance import (
     worker_beat,
     workers_alive,
 )
-from executions.models import EventType, Execution, ProgressSnapshot, WebhookAttempt, WorkerBeat
+from executions.models import EventType, Execution, ExecutionStep, ProgressSnapshot, WebhookAttempt, WorkerBeat
+from executions.runner import execution_run
 from executions.tasks import ExecutionRequest, run_execution
 from executions.worker import Maintenance, database_in_use, install_fork_guard, start_shutdown_grace
 
@@ -153,13 +154,13 @@ def test_a_heartbeat_arriving_after_the_query_leaves_the_run_alone(alice: Any, m
     """The staleness is checked again in the locked transaction (``only_if``)."""
     execution = started_on(alice)
     beat_at(execution, timezone.now() - timedelta(seconds=TIMEOUT + 5))
-    record = maintenance.event_record
+    record = handover.event_record
 
     def beat_then_record(**kwargs: Any) -> Any:
         beat_at(execution, timezone.now())  # the run's monitor, between the sweeper's query and its write
         return record(**kwargs)
 
-    monkeypatch.setattr(maintenance, "event_record", beat_then_record)
+    monkeypatch.setattr(handover, "event_record", beat_then_record)
     assert executions_fail_lost() == []
     assert status_of(execution.id) == "running"
     assert event_types(execution.id) == ["started"]
@@ -169,16 +170,16 @@ def test_a_heartbeat_arriving_after_the_query_leaves_the_run_alone(alice: Any, m
 def test_a_sweeper_that_lost_the_race_does_not_fail_the_run_again(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second sweeper fails the run between the first one's query and its write."""
     execution = started_on(alice)
-    record = maintenance.event_record
+    record = handover.event_record
     other: list[list[str]] = []
 
     def other_sweeper_first(**kwargs: Any) -> Any:
         if not other:
-            monkeypatch.setattr(maintenance, "event_record", record)
+            monkeypatch.setattr(handover, "event_record", record)
             other.append(executions_fail_lost(swept_by=OTHER_WORKER, now=later(TIMEOUT + 1)))
         return record(**kwargs)
 
-    monkeypatch.setattr(maintenance, "event_record", other_sweeper_first)
+    monkeypatch.setattr(handover, "event_record", other_sweeper_first)
     assert executions_fail_lost(swept_by=WORKER, now=later(TIMEOUT + 1)) == []
     assert other == [[execution.id]]
     assert event_types(execution.id) == ["started", "failed"]
@@ -399,7 +400,7 @@ def test_prune_never_touches_pending_or_running_executions_whatever_their_age(al
 
 def in_lists(sql: str, table: str) -> list[int]:
     """Sizes of the ``IN (...)`` lists of the DELETEs on ``table`` in the captured SQL."""
-    if not re.match(rf'DELETE FROM "?{table}"?', sql):
+    if not re.match(rf'DELETE FROM "?{table}\b"?', sql):  # not executions_executionstep's
         return []
     return [len(items.split(",")) for items in re.findall(r"\bIN \(([^)]*)\)", sql)]
 
@@ -416,6 +417,20 @@ def test_prune_deletes_in_short_batches(alice: Any) -> None:
     ]
     assert execution_deletes == [2, 2, 1]
     assert sum(event_deletes) == 35 and max(event_deletes) <= 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_deletes_the_step_rows_of_durable_runs_in_short_batches(alice: Any) -> None:
+    execution = create_execution(alice, target_id="demo_durable", inputs={"steps": 7, "step_seconds": 0})
+    assert execution_run(execution_id=execution.id, worker=WORKER) == "completed"
+    assert ExecutionStep.objects.filter(execution=execution).count() == 7
+    with CaptureQueriesContext(connection) as queries:
+        assert executions_prune(now=days_later(RETENTION_DAYS + 1), events_per_transaction=3) == 1
+    assert not ExecutionStep.objects.filter(execution_id=execution.id).exists()
+    step_deletes = [
+        n for q in queries for n in in_lists(q["sql"], "executions_executionstep") if '"id" IN' in q["sql"]
+    ]
+    assert step_deletes == [3, 3, 1]
 
 
 @pytest.mark.django_db

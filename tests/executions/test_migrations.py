@@ -4,7 +4,8 @@ ProgressSnapshot moved from ``progress`` to ``executions`` without touching the
 data: a database made before the move (migrations up to executions 0002 and
 progress 0001, rows written through that state's models) is migrated forward,
 and its events are then read through today's model. Progress stored before
-``eta_seconds`` existed gets the key (0005).
+``eta_seconds`` existed gets the key (0005). Executions stored before durable
+runs are plain first attempts (0006).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from executions.models import Execution, ProgressSnapshot
+from executions.models import Execution, ExecutionStep, ProgressSnapshot
 
 BEFORE_THE_MOVE = [("executions", "0002_webhookattempt"), ("progress", "0001_initial")]
 
@@ -107,3 +108,37 @@ def test_progress_stored_before_eta_seconds_gets_the_key() -> None:
     assert json.loads(frames["progress"])["progress"] == {**progress, "eta_seconds": None}
     assert json.loads(frames["completed"])["progress"] == {**final, "eta_seconds": 0.0}
     assert ProgressSnapshot.objects.get(execution_id=done.id).progress == {**final, "eta_seconds": 0.0}
+
+
+BEFORE_DURABLE = [("executions", "0005_rerun_idempotency_eta")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_executions_stored_before_durable_runs_are_first_attempts_of_plain_runs() -> None:
+    """0006: every existing execution is attempt 1, not durable, not a resume, and has no step rows;
+    the migration also goes back."""
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    old_apps = migrate(BEFORE_DURABLE)
+    try:
+        with pytest.raises(LookupError):
+            old_apps.get_model("executions", "ExecutionStep")
+        user = old_apps.get_model("auth", "User").objects.create(username="before-durable")
+        old_apps.get_model("executions", "Execution").objects.create(
+            id="exec_00000000dddd", owner_id=user.pk, type="pipeline", target_id="demo_steps", status="running",
+            worker="celery@old",
+        )
+    finally:
+        migrate(latest)
+
+    execution = Execution.objects.get(pk="exec_00000000dddd")
+    assert (execution.attempt, execution.durable, execution.from_failed_step) == (1, False, False)
+    assert execution.worker == "celery@old"
+    assert not ExecutionStep.objects.filter(execution=execution).exists()
+    ExecutionStep.objects.create(execution=execution, index=0, name="step_1")
+    try:
+        migrate(BEFORE_DURABLE)
+        migrate(latest)
+        assert not ExecutionStep.objects.exists(), "going back drops the step table"
+        assert Execution.objects.get(pk="exec_00000000dddd").attempt == 1
+    finally:
+        migrate(latest)

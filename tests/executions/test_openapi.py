@@ -40,10 +40,11 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", EXECUTION): {"200", "401", "404", "406"},
     ("get", f"{EXECUTION}/progress"): {"200", "204", "401", "404", "406"},
     ("post", f"{EXECUTION}/cancel"): {"200", "400", "401", "403", "404", "406", "429"},
-    ("post", f"{EXECUTION}/rerun"): {"202", "400", "401", "403", "404", "406", "429", "503"},
+    ("post", f"{EXECUTION}/rerun"): {"202", "400", "401", "403", "404", "406", "413", "415", "429", "503"},
     ("get", f"{EXECUTION}/events"): {"200", "400", "401", "404", "406"},
+    ("get", f"{EXECUTION}/steps"): {"200", "401", "404", "406"},
     # Server-Sent Events (progress/sse.py): not a DRF view, so no 406 (it always streams).
-    ("get", f"{EXECUTION}/progress/stream"): {"200", "400", "401", "404"},
+    ("get", f"{EXECUTION}/progress/stream"): {"200", "204", "400", "401", "404"},
     ("get", f"{API}/targets"): {"200", "401", "406"},
     ("post", f"{API}/auth/token"): {"200", "400", "406", "413", "415", "429"},
 }
@@ -149,10 +150,24 @@ def test_shapes(schema: dict[str, Any]) -> None:
     assert components["Events"]["properties"]["events"]["items"]["$ref"] == "#/components/schemas/EventFrame"
     frame = components["EventFrame"]
     assert frame["discriminator"]["propertyName"] == "type"
-    assert set(frame["discriminator"]["mapping"]) == {"started", "progress", "completed", "failed", "cancelled"}
-    for name in ("StartedFrame", "ProgressFrame", "TerminalFrame"):
+    assert set(frame["discriminator"]["mapping"]) == {
+        "started", "progress", "resumed", "completed", "failed", "cancelled"
+    }
+    for name in ("StartedFrame", "ProgressFrame", "ResumedFrame", "TerminalFrame"):
         assert {"type", "execution_id", "status", "seq", "timestamp"} <= set(components[name]["required"]), name
     assert {"progress", "outputs", "error"} <= set(components["TerminalFrame"]["required"])
+    assert {"progress", "attempt"} <= set(components["ResumedFrame"]["required"])
+    assert components["ResumedFrame"]["properties"]["attempt"] == {
+        "type": "integer", "minimum": 2, "description": "The attempt that took the run up"
+    }
+    assert "attempt" in components["Execution"]["required"]
+    steps = schema["paths"][f"{EXECUTION}/steps"]["get"]["responses"]["200"]
+    assert steps["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Steps"
+    step = components["Step"]
+    assert set(step["required"]) == {"name", "status", "attempt", "started_at", "finished_at", "reused_from"}
+    assert components[step["properties"]["status"]["$ref"].rsplit("/", 1)[1]]["enum"] == [
+        "pending", "running", "completed", "failed"
+    ]
 
 
 def test_nullable_values_are_json_schema_nulls(schema: dict[str, Any]) -> None:
@@ -187,6 +202,7 @@ def test_every_websocket_frame_is_published(schema: dict[str, Any]) -> None:
         "status": "#/components/schemas/StatusFrame",
         "started": "#/components/schemas/StartedFrame",
         "progress": "#/components/schemas/ProgressFrame",
+        "resumed": "#/components/schemas/ResumedFrame",
         "completed": "#/components/schemas/TerminalFrame",
         "failed": "#/components/schemas/TerminalFrame",
         "cancelled": "#/components/schemas/TerminalFrame",
@@ -212,6 +228,7 @@ def test_the_execution_feed_is_published(schema: dict[str, Any]) -> None:
         "created": "#/components/schemas/CreatedFrame",
         "started": "#/components/schemas/StartedFrame",
         "progress": "#/components/schemas/ProgressFrame",
+        "resumed": "#/components/schemas/ResumedFrame",
         "completed": "#/components/schemas/TerminalFrame",
         "failed": "#/components/schemas/TerminalFrame",
         "cancelled": "#/components/schemas/TerminalFrame",
@@ -236,7 +253,10 @@ def test_eta_rerun_and_idempotency_key_are_documented(schema: dict[str, Any]) ->
     assert accepted == {"$ref": "#/components/schemas/ExecutionRerun"}
     submitted = set(components["ExecutionSubmitted"]["required"])
     assert set(components["ExecutionRerun"]["required"]) == submitted | {"rerun_of"}
-    assert "requestBody" not in rerun
+    body = rerun["requestBody"]
+    assert not body.get("required"), "no body: a plain rerun"
+    request = body["content"]["application/json"]["schema"]
+    assert components[request["$ref"].rsplit("/", 1)[1]]["properties"]["from_failed_step"]["type"] == "boolean"
     submit = schema["paths"][f"{API}/executions"]["post"]
     (header,) = [p for p in submit["parameters"] if p["in"] == "header"]
     assert header["name"] == "Idempotency-Key" and not header.get("required")

@@ -196,6 +196,26 @@ def test_demo_steps_cross_check_runs_on_valid_inputs_only() -> None:
     assert set(caught.value.errors) == {"fail_at_step"}, "checked against the default of 5 steps"
 
 
+def test_demo_durable_declares_its_inputs_like_demo_steps() -> None:
+    demo = get_target("pipeline", "demo_durable")
+    assert demo is not None and demo.durable
+    assert demo.validate_inputs({}) == {"steps": 6, "step_seconds": 1.0, "fail_at_step": None}
+    assert demo.step_names({"steps": 2}) == ["step_1", "step_2"]
+    schema = demo.input_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["properties"]["steps"] == {
+        "type": "integer", "minimum": 1, "maximum": 1000, "default": 6, "description": "How many steps to run.",
+    }
+    assert schema["properties"]["fail_at_step"]["type"] == ["integer", "null"]
+    assert schema["required"] == []
+    with pytest.raises(InputsInvalidError) as caught:
+        demo.validate_inputs({"steps": 1001})
+    assert set(caught.value.errors) == {"steps"}
+    with pytest.raises(InputsInvalidError) as caught:
+        demo.validate_inputs({"fail_at_step": 7})
+    assert set(caught.value.errors) == {"fail_at_step"}, "checked against the default of 6 steps"
+
+
 def test_steps_static_or_from_inputs() -> None:
     demo = get_target("pipeline", "demo_steps")
     flow = get_target("pipeline", "customer_service_flow")
@@ -235,7 +255,8 @@ def test_schema_carries_the_description() -> None:
 def test_every_registered_target_has_a_valid_schema() -> None:
     targets = all_targets()
     assert {(t.type, t.target_id) for t in targets} >= {
-        ("pipeline", "demo_steps"), ("pipeline", "customer_service_flow"), ("agent", "echo"),
+        ("pipeline", "demo_steps"), ("pipeline", "demo_durable"), ("pipeline", "customer_service_flow"),
+        ("agent", "echo"),
     }
     for target in targets:
         jsonschema.Draft202012Validator.check_schema(target.input_schema())
@@ -262,6 +283,22 @@ def test_decorators_register_pipelines_and_agents() -> None:
     assert agent_target is not None
     assert agent_target.inputs is None and agent_target.static_steps == ["run"]
     assert get_target("pipeline", "test_registry_agent") is None
+    assert not target.durable and not agent_target.durable, "not durable unless declared"
+
+
+def test_durable_is_declared_on_pipelines_and_agents() -> None:
+    @pipeline("test_registry_durable_pipeline", steps=["a"], durable=True)
+    def durable_pipeline(ctx: Any) -> dict[str, Any]:
+        return {}
+
+    @agent("test_registry_durable_agent", durable=True)
+    def durable_agent(ctx: Any) -> dict[str, Any]:
+        return {}
+
+    declared = [
+        get_target("pipeline", "test_registry_durable_pipeline"), get_target("agent", "test_registry_durable_agent")
+    ]
+    assert all(target is not None and target.durable for target in declared)
 
 
 def test_an_id_cannot_be_taken_twice() -> None:

@@ -10,11 +10,12 @@ from kombu.exceptions import OperationalError
 from rest_framework.test import APIClient
 
 from executions import services
-from executions.models import Execution
+from executions.models import Execution, ExecutionStep
 from executions.services import execution_create, execution_rerun
 from executions.tasks import run_execution
 
-from .states import CALLBACK_URL
+from ..helpers import token_client
+from .states import CALLBACK_URL, EXECUTION_STATES
 
 pytestmark = pytest.mark.django_db
 
@@ -129,3 +130,78 @@ def test_with_the_broker_down_a_rerun_is_a_503_and_stores_nothing(
     assert response.status_code == 503 and int(response["Retry-After"]) >= 1
     assert list(Execution.objects.values_list("id", flat=True)) == [original.id]
 
+
+
+# --- resume from the failed step ---------------------------------------------------------------------
+
+
+def resume(client: APIClient, execution_id: str) -> Any:
+    return client.post(rerun_url(execution_id), {"from_failed_step": True}, format="json")
+
+
+def test_a_failed_durable_execution_resumes_from_its_failed_step(alice: Any, alice_client: APIClient) -> None:
+    original = EXECUTION_STATES["durable failed at step 3"](alice)
+    response = resume(alice_client, original.id)
+    assert response.status_code == 202, response.content
+    copy = Execution.objects.get(pk=response.json()["execution_id"])
+    assert response.json()["rerun_of"] == original.id
+    assert (copy.rerun_of, copy.durable, copy.from_failed_step, copy.status) == (original.id, True, True, "pending")
+    assert copy.inputs == original.inputs
+    steps = alice_client.get(f"/api/v1/executions/{copy.id}/steps").json()["steps"]
+    assert [(s["name"], s["status"], s["attempt"], s["reused_from"]) for s in steps] == [
+        ("step_1", "completed", 1, original.id),
+        ("step_2", "completed", 1, original.id),
+        ("step_3", "pending", None, None),
+        ("step_4", "pending", None, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("label", "detail"),
+    [
+        ("failed", "is not durable: it has no stored steps to resume from"),
+        ("resumed after a hand-over", "Only a failed execution can be resumed from its failed step (this one is "
+                                      "'running')"),
+    ],
+)
+def test_resume_from_the_failed_step_is_refused_with_a_reason(
+    alice: Any, alice_client: APIClient, task_queue: Any, label: str, detail: str
+) -> None:
+    original = EXECUTION_STATES[label](alice)
+    before = Execution.objects.count()
+    response = resume(alice_client, original.id)
+    assert response.status_code == 400
+    assert detail in response.json()["detail"]
+    assert Execution.objects.count() == before, "a refused resume stores nothing"
+
+
+def test_a_failed_durable_run_with_every_step_completed_is_not_resumable(alice: Any, alice_client: APIClient) -> None:
+    original = EXECUTION_STATES["durable failed at step 3"](alice)
+    ExecutionStep.objects.filter(execution=original).update(status="completed")
+    response = resume(alice_client, original.id)
+    assert response.status_code == 400 and "has no failed step" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [None, {}, {"from_failed_step": False}])
+def test_a_plain_rerun_of_a_failed_durable_execution_starts_over(
+    alice: Any, alice_client: APIClient, body: dict[str, Any] | None
+) -> None:
+    original = EXECUTION_STATES["durable failed at step 3"](alice)
+    response = alice_client.post(rerun_url(original.id), body, format="json")
+    assert response.status_code == 202
+    copy = Execution.objects.get(pk=response.json()["execution_id"])
+    assert (copy.durable, copy.from_failed_step) == (True, False)
+    assert not ExecutionStep.objects.filter(execution=copy).exists(), "its steps begin when it runs"
+
+
+def test_a_resume_of_someone_elses_execution_is_a_404(alice: Any, bob: Any) -> None:
+    original = EXECUTION_STATES["durable failed at step 3"](alice)
+    assert resume(token_client(bob), original.id).status_code == 404
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", "yes", None])
+def test_from_failed_step_is_a_json_boolean(alice: Any, alice_client: APIClient, value: Any) -> None:
+    original = EXECUTION_STATES["durable failed at step 3"](alice)
+    response = alice_client.post(rerun_url(original.id), {"from_failed_step": value}, format="json")
+    assert response.status_code == 400 and "from_failed_step" in response.json()["errors"]
+    assert not Execution.objects.filter(rerun_of=original.id).exists()

@@ -28,8 +28,9 @@ MAX_SECONDS = 120
 # these exceptions, each a dependency the schema cannot express:
 # - positive_data_acceptance ("schema-valid data gets 2xx") is off where a valid
 #   request is refused by design: the accepted inputs depend on the target named
-#   in the same body (plus fail_at_step <= steps), credentials must be real, and
-#   a finished execution cannot be cancelled (400, as the contract says).
+#   in the same body (plus fail_at_step <= steps), credentials must be real, a
+#   finished execution cannot be cancelled, and only a failed durable execution
+#   can be resumed from its failed step (400, as the contract says).
 # - error feedback (learning constraints from 400 answers) is off: it reads our
 #   {"errors": {"inputs": {"customer_query": [...]}}} as a constraint on a body
 #   property "errors", then reports a body without it as invalid data accepted.
@@ -41,7 +42,7 @@ FUZZ_CONFIG: dict[str, Any] = {
     "phases": {"fuzzing": {"error-feedback": {"enabled": False}}},
     "operations": [
         {
-            "include-operation-id": ["auth_token", "executions_create", "executions_cancel"],
+            "include-operation-id": ["auth_token", "executions_create", "executions_cancel", "executions_rerun"],
             "checks": {"positive_data_acceptance": {"enabled": False}},
         },
     ],

@@ -29,7 +29,7 @@ from executions.maintenance import (
     executions_prune,
     executions_requeue_lost,
 )
-from executions.models import EventType
+from executions.models import EventType, Execution
 from executions.services import execution_create
 from progress import broadcast, protocol
 
@@ -287,12 +287,14 @@ def test_every_sweeper_action_is_counted(make_execution: Any, alice: Any, redis_
     settings.EXECUTION_RETENTION_DAYS = 30
     before = {action: sweeper(action) for action in metrics.SWEEPER_ACTIONS}
     lost = make_execution(alice, "running")
+    handed = make_execution(alice, "running", target_id="demo_durable")
+    Execution.objects.filter(pk=handed.pk).update(worker="w@host")
     make_execution(alice, "pending")
     make_execution(alice, "completed")
     later = timezone.now() + timedelta(days=31)
 
-    assert executions_fail_lost(now=later) == [lost.id]
-    assert len(executions_requeue_lost(now=later).execution_ids) == 1
+    assert set(executions_fail_lost(now=later)) == {lost.id, handed.id}
+    assert len(executions_requeue_lost(now=later).execution_ids) == 2  # the pending one and the handed-over one
     assert executions_prune(now=later + timedelta(days=31)) == 2  # the completed one and the lost one
     held = make_execution(alice, "running")
     assert executions_fail_on_shutdown(worker="", grace_seconds=1) == [held.id]
@@ -300,9 +302,10 @@ def test_every_sweeper_action_is_counted(make_execution: Any, alice: Any, redis_
     after = {action: sweeper(action) for action in metrics.SWEEPER_ACTIONS}
     assert {action: after[action] - before[action] for action in after} == {
         "lost_run_failed": 1,
-        "message_requeued": 1,
+        "message_requeued": 2,
         "execution_pruned": 2,
         "shutdown_failed": 1,
+        "run_handed_over": 1,
     }
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from devtools import processes
 from executions.maintenance import worker_beat
 from executions.models import WorkerBeat
-from executions.ops import probes
+from executions.ops import probes, views
 
 
 @pytest.fixture
@@ -45,6 +45,20 @@ def test_ready_with_database_redis_and_a_live_worker(path: str, worker_alive: No
     response = Client().get(path)
     assert response.status_code == 200
     assert response.json() == {"status": "pass", "checks": {"database": "pass", "redis": "pass", "workers": "pass"}}
+
+
+def test_a_draining_process_is_not_ready_at_once_without_running_the_checks(
+    draining_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_checks() -> dict[str, bool]:
+        raise AssertionError("a draining process answers without running the checks")
+
+    monkeypatch.setattr(views, "readiness", no_checks)
+    draining_process()
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "fail", "checks": {"draining": "fail"}}
+    assert Client().get("/healthz").status_code == 200  # alive, only not taking new work
 
 
 def test_not_ready_when_the_last_worker_beat_is_older_than_the_heartbeat_window(

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from executions.admin import HISTORY_PAGE_SIZE, INLINE_EVENTS
 from executions.models import Execution, WebhookAttempt
+from tests.executions.states import EXECUTION_STATES
 from tests.helpers import create_execution_with_history, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
@@ -272,3 +273,35 @@ def test_view_only_staff_may_rerun(alice: Any, make_execution: Any, django_user_
     assert "rerun_selected" in html(client.get(CHANGELIST))
     client.post(CHANGELIST, {"action": "rerun_selected", "_selected_action": [done.id]})
     assert Execution.objects.get(rerun_of=done.id).owner == viewer
+
+
+# --- durable runs -----------------------------------------------------------------------------
+
+
+def test_a_durable_execution_shows_its_steps_inline_read_only(
+    admin_page: Client, alice: Any, make_execution: Any
+) -> None:
+    failed = EXECUTION_STATES["durable failed at step 3"](alice)
+    page = html(admin_page.get(change_url(failed)))
+    assert "Steps (durable run)" in page
+    for name in ("step_1", "step_2", "step_3", "step_4"):
+        assert name in page
+    assert 'name="steps-0-name"' not in page, "read-only: no form fields"
+    plain = make_execution(alice, "completed")
+    assert "Steps (durable run)" not in html(admin_page.get(change_url(plain)))
+
+
+def test_resume_action_resumes_failed_durable_executions_and_reports_the_others(
+    admin_page: Client, superuser: Any, alice: Any, make_execution: Any
+) -> None:
+    failed = EXECUTION_STATES["durable failed at step 3"](alice)
+    plain = make_execution(alice, "failed")
+    response = admin_page.post(
+        CHANGELIST, {"action": "resume_selected", "_selected_action": [failed.id, plain.id]}, follow=True
+    )
+    copy = Execution.objects.get(rerun_of=failed.id)
+    assert (copy.owner, copy.from_failed_step) == (superuser, True)
+    page = html(response)
+    assert f"Started 1 execution(s): {copy.id} (resumed from {failed.id})." in page
+    assert f"Not resumed, 1: {plain.id} (Execution &#x27;{plain.id}&#x27; is not durable" in page
+    assert not Execution.objects.filter(rerun_of=plain.id).exists()

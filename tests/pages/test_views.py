@@ -16,6 +16,7 @@ from executions.frames import iso
 from executions.models import Execution
 from executions.pages import views
 from executions.pages.views import PAGE_SIZE
+from tests.executions.states import EXECUTION_STATES
 from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -470,6 +471,53 @@ def test_a_rerun_that_cannot_start_says_why_on_the_original_page(
     assert response.redirect_chain[-1][0] == f"/executions/{done.id}"
     assert "Not rerun: its inputs are no longer valid (steps:" in html(response)
     assert Execution.objects.count() == 1
+
+
+# --- durable runs: resume from the failed step, the steps of a hand-over -----------------------------
+
+RESUME_FORM = r'<form method="post" action="/executions/[^"]+/rerun" data-role="resume-form"[^>]*>(.*?)</form>'
+
+
+def test_a_failed_durable_execution_has_a_resume_button_naming_its_failed_step(alice_page: Client, alice: Any) -> None:
+    failed = EXECUTION_STATES["durable failed at step 3"](alice)
+    page = html(alice_page.get(f"/executions/{failed.id}"))
+    form = re.search(RESUME_FORM, page, re.S)
+    assert form and "hidden" not in form.group(0).split(">", 1)[0]
+    assert 'name="csrfmiddlewaretoken"' in form.group(1) and 'name="from_failed_step" value="1"' in form.group(1)
+    assert "Resume from step 3</button>" in form.group(1)
+    response = alice_page.post(f"/executions/{failed.id}/rerun", {"from_failed_step": "1"})
+    copy = Execution.objects.get(rerun_of=failed.id)
+    assert response["Location"] == f"/executions/{copy.id}"
+    assert copy.from_failed_step and copy.owner == alice
+    data = page_data(html(alice_page.get(response["Location"])))
+    assert data["durable"] is True
+    assert [(s["name"], s["reused_from"]) for s in data["reused_steps"]] == [
+        ("step_1", failed.id), ("step_2", failed.id),
+    ], "the script lists the reused steps first"
+
+
+def test_only_a_durable_execution_has_a_resume_form_and_only_a_failed_one_shows_it(
+    alice_page: Client, alice: Any, make_execution: Any
+) -> None:
+    plain = make_execution(alice, "failed")
+    assert 'data-role="resume-form"' not in html(alice_page.get(f"/executions/{plain.id}"))
+    running = EXECUTION_STATES["resumed after a hand-over"](alice)
+    page = html(alice_page.get(f"/executions/{running.id}"))
+    assert re.search(r'data-role="resume-form" hidden>', page), "the script shows it if the run fails"
+
+
+def test_a_resume_that_cannot_start_says_why(alice_page: Client, alice: Any, make_execution: Any) -> None:
+    plain = make_execution(alice, "failed")
+    response = alice_page.post(f"/executions/{plain.id}/rerun", {"from_failed_step": "1"}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/executions/{plain.id}"
+    assert "Not rerun: Execution" in html(response) and "is not durable" in html(response)
+    assert Execution.objects.count() == 1
+
+
+def test_the_no_script_timeline_names_the_attempt_of_a_resumed_event(alice_page: Client, alice: Any) -> None:
+    running = EXECUTION_STATES["resumed after a hand-over"](alice)
+    page = html(alice_page.get(f"/executions/{running.id}"))
+    assert re.search(r'<li data-event="resumed" data-seq="2">.*?attempt 2', page, re.S)
 
 
 def test_the_detail_page_renders_the_servers_estimate_without_javascript(

@@ -21,6 +21,7 @@ from rest_framework.authtoken.models import Token
 
 from config.asgi import application
 from executions.events import event_record
+from executions.handover import execution_hand_over
 from executions.models import Execution
 from executions.services import execution_cancel, execution_create
 from progress import broadcast, feed
@@ -267,6 +268,28 @@ async def test_a_submit_then_its_run_arrive_as_created_started_progress_and_the_
     assert received[-1]["progress"] == final_progress(2)
     assert received[2]["progress"]["eta_seconds"] is not None
     await expect_silence(comm)  # the socket stays open for the next execution
+    await comm.disconnect()
+
+
+async def test_a_hand_over_reaches_the_feed_as_a_resumed_frame_at_once(
+    user: Any, feed_user_token: str, task_queue: Any
+) -> None:
+    comm = await open_feed(feed_user_token)
+    assert await snapshot(comm) == []
+    execution = await database_sync_to_async(execution_create)(
+        owner=user, type="pipeline", target_id="demo_durable", inputs={"steps": 2, "step_seconds": 0}, config={}
+    )
+    assert (await next_frame(comm))["type"] == "created"
+    start_at = {"current_step": 0, "total_steps": 2, "percentage": 0.0, "current_step_name": None}
+    await record(execution.id, "started", progress=start_at, worker="w1@host")
+    assert await database_sync_to_async(execution_hand_over)(execution_id=execution.id, attempt=1, worker="w1@host")
+    await record(execution.id, "resumed", progress=start_at, worker="w2@host", attempt=2)
+    await record(execution.id, "completed", progress=final_progress(2), outputs={}, attempt=2)
+    received = await frames_until(comm, lambda got: got and got[-1]["type"] == "completed")
+    assert brief(received) == [
+        ("started", execution.id, 1), ("resumed", execution.id, 2), ("completed", execution.id, 3),
+    ]
+    assert received[1]["attempt"] == 2
     await comm.disconnect()
 
 

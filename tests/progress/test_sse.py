@@ -22,7 +22,9 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 from rest_framework.authtoken.models import Token
 
+from core.serving import drain
 from executions.events import event_record
+from executions.handover import execution_hand_over
 from executions.selectors import event_frames_after
 from progress import broadcast
 from progress.protocol import execution_group, layer_reconnected_message
@@ -30,6 +32,7 @@ from progress.recheck import rechecker
 from progress.sse import sse_event
 from progress.streams import ExecutionStream, StreamFrame
 from tests.frames import assert_frame_shape, final_progress, step_progress
+from tests.helpers import create_execution
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -51,6 +54,8 @@ class Events:
         self.buffer = ""
         self.ended = False
         self.comments: list[str] = []
+        #: The ``retry:`` field's value, once read.
+        self.retry: str | None = None
 
     async def next(self, timeout: float = TIMEOUT) -> dict[str, str] | None:
         """The next event's fields (``id``, ``event``, ``data``), or None at the end of the response."""
@@ -71,7 +76,10 @@ class Events:
             name, _, value = line.partition(": ")
             assert name not in fields, f"field {name} twice in {block!r}"
             fields[name] = value
-        if not fields:  # a comment alone
+        if "retry" in fields:
+            assert list(fields) == ["retry"], f"retry goes in a block of its own: {block!r}"
+            self.retry = fields.pop("retry")
+        if not fields:  # a comment or the retry field alone
             return await self.next(timeout)
         return fields
 
@@ -167,6 +175,23 @@ async def test_status_then_live_events_in_order_then_one_terminal_event_and_the_
     await events.expect_end()
 
 
+async def test_a_hand_over_is_streamed_as_its_resumed_event(user, token):
+    execution = await database_sync_to_async(create_execution)(
+        user, target_id="demo_durable", inputs={"steps": 2, "step_seconds": 0}
+    )
+    events = await open_stream(execution.id, token=token)
+    await events.frame()
+    start = {"current_step": 0, "total_steps": 2, "percentage": 0.0, "current_step_name": None}
+    await record(execution.id, "started", progress=start, worker="w1@host")
+    assert await database_sync_to_async(execution_hand_over)(execution_id=execution.id, attempt=1, worker="w1@host")
+    await record(execution.id, "resumed", progress=start, worker="w2@host", attempt=2)
+    await record(execution.id, "completed", progress=final_progress(2), outputs={}, attempt=2)
+    received = await events.frames(3)
+    assert [(f["type"], f["seq"]) for f in received] == [("started", 1), ("resumed", 2), ("completed", 3)]
+    assert (received[1]["attempt"], received[1]["status"]) == (2, "running")
+    await events.expect_end()
+
+
 async def test_each_event_carries_the_stored_frame_text_byte_for_byte(new_execution, token):
     execution = await database_sync_to_async(new_execution)(steps=1)
     events = await open_stream(execution.id, token=token)
@@ -240,10 +265,35 @@ async def test_resume_with_after_seq_or_last_event_id(new_execution, token):
     assert [f["seq"] for f in await events.frames(1)] == [5]
     await events.expect_end()
 
-    # Nothing after it, and the execution has ended: status, then the end.
-    events = await open_stream(execution.id, token=token, query="after_seq=5")
-    assert [(f["type"], f["seq"]) for f in await events.frames(1)] == [("status", 5)]
+
+async def test_a_resume_at_or_past_the_terminal_event_is_answered_204(new_execution, token):
+    """The standard's one way to stop a browser's EventSource, which reconnects with the
+    terminal event's id whenever the response ends (docs/protocol/sse.md)."""
+    execution = await database_sync_to_async(new_execution)(steps=1)
+    client = AsyncClient()
+    headers = {"Authorization": f"Token {token}"}
+    # Not ended yet: a resume past the end gets a status event (guarantee 4), as before.
+    events = await open_stream(execution.id, token=token, query="after_seq=7")
+    assert [(f["type"], f["seq"]) for f in await events.frames(1)] == [("status", 0)]
+    await events.close()
+
+    await record_run(execution.id, 1)  # the terminal event is seq 3
+    for query, last_event_id in [("after_seq=3", None), ("after_seq=9", None), ("", "3"), ("after_seq=0", "3")]:
+        extra = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        response = await client.get(stream_path(execution.id, query), headers={**headers, **extra})
+        assert (response.status_code, response.content) == (204, b""), (query, last_event_id)
+    # Before the terminal event: the rest of the stream.
+    events = await open_stream(execution.id, token=token, **{"Last-Event-ID": "2"})
+    assert [(f["type"], f["seq"]) for f in await events.frames(1)] == [("completed", 3)]
     await events.expect_end()
+
+
+async def test_every_stream_opens_with_the_retry_field(new_execution, token, settings):
+    settings.PROGRESS_SSE_RETRY_SECONDS = 2.5
+    execution = await database_sync_to_async(new_execution)()
+    events = await open_stream(execution.id, token=token)
+    assert await asyncio.wait_for(anext(events.chunks), TIMEOUT) == b"retry: 2500\n\n"
+    await events.close()
 
 
 async def test_keep_alive_comments_go_out_on_schedule(new_execution, token, settings):
@@ -251,6 +301,7 @@ async def test_keep_alive_comments_go_out_on_schedule(new_execution, token, sett
     execution = await database_sync_to_async(new_execution)()
     events = await open_stream(execution.id, token=token)
     await events.frame()
+    assert events.retry == "1000"
     loop = asyncio.get_running_loop()
     started = loop.time()
     while len(events.comments) < 3:
@@ -259,6 +310,39 @@ async def test_keep_alive_comments_go_out_on_schedule(new_execution, token, sett
         events.comments.append(event.decode())
     assert 0.5 < loop.time() - started < 2.0
     await events.close()
+
+
+async def test_a_drain_ends_the_stream_after_its_last_whole_event_and_a_resume_misses_nothing(
+    new_execution, token, draining_process
+):
+    execution = await database_sync_to_async(new_execution)(steps=2)
+    events = await open_stream(execution.id, token=token)
+    await events.frame()
+    start = {"current_step": 0, "total_steps": 2, "percentage": 0.0, "current_step_name": None}
+    await record(execution.id, "started", progress=start)
+    assert (await events.frame())["seq"] == 1
+    ends = draining_process()
+    assert len(ends) == 1  # this stream's, which the server calls at its turn in the spread
+    ends[0]()
+    await events.expect_end()
+
+    # The client comes back with the last id it read (to a process that does not drain).
+    drain.reset()
+    await record(execution.id, "progress", progress=step_progress(1, 2))
+    events = await open_stream(execution.id, token=token, **{"Last-Event-ID": "1"})
+    assert [f["seq"] for f in await events.frames(1)] == [2]
+    await events.close()
+
+
+async def test_a_stream_opened_while_the_process_drains_sends_its_opening_then_ends(
+    new_execution, token, draining_process
+):
+    execution = await database_sync_to_async(new_execution)()
+    draining_process()
+    events = await open_stream(execution.id, token=token)
+    assert (await events.frame())["type"] == "status"
+    await events.expect_end()
+    assert not drain.begin()  # it left nothing registered
 
 
 async def test_the_session_authenticates(new_execution, user):

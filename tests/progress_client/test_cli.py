@@ -157,3 +157,28 @@ def test_a_watch_across_a_daphne_restart_shows_every_step_once(cli: Cli, client:
     named = {int(m.group(1)) for _, _, line in lines if (m := re.search(r" step_(\d+)\b", line))}
     first = min(named)
     assert named == set(range(first, steps + 1)), "every step from the first one seen, once"
+
+
+def test_a_watch_across_a_reload_prints_every_step_once(cli: Cli, client: Client, live_stack: Any) -> None:
+    """SIGHUP to serve (a deploy on one machine): the watch is told to come back (1012) and
+    resumes after the last seq it printed, so each step shows once and none is missing."""
+    steps = 25
+    execution_id = client.start("demo_steps", {"steps": steps, "step_seconds": 0.4})["execution_id"]
+    watching = cli.popen("watch", execution_id)
+    assert watching.stdout is not None
+    seen = []
+    while not any("step_3" in line for line in seen):
+        line = watching.stdout.readline()
+        assert line, "the watch ended early"
+        seen.append(line)
+    replaced = live_stack.reload_web()
+    live_stack.wait_reloaded(replaced)  # the old processes drained while the run went on
+    assert client.get(execution_id)["status"] == "running", "the run ended before the reload: nothing was cut"
+    out, err = watching.communicate(timeout=60)
+    assert watching.returncode == 0, err
+    lines = frame_lines("".join(seen) + out)
+    assert lines[-1][1] == "completed"
+    seqs = [seq for seq, _, _ in lines[1:]]
+    assert seqs == list(range(lines[0][0] + 1, steps + 3)), seqs
+    named = [int(m.group(1)) for _, _, line in lines if (m := re.search(r" step_(\d+)\b", line))]
+    assert named == list(range(named[0], steps + 1)), "every step from the first one seen, once, in order"

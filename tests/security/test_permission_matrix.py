@@ -43,6 +43,7 @@ from executions.models import Execution
 from executions.ops import urls as ops_urls
 from executions.pages import urls as page_urls
 from executions.pages import views as page_views
+from executions.steps import execution_steps, step_dict
 from progress import urls as progress_urls
 from progress.routing import websocket_urlpatterns
 from tests.helpers import PASSWORD, user_token
@@ -144,6 +145,7 @@ MATRIX: tuple[Row, ...] = (
     R("POST", "/api/v1/executions/{id}/cancel",            "401",             "404 missing",     "200 cancelled",   "200 cancelled",   "200 cancelled"),
     R("POST", "/api/v1/executions/{id}/rerun",             "401",             "404 missing",     "202 created",     "202 created",     "202 created"),
     R("GET",  "/api/v1/executions/{id}/events",            "401",             "404 missing",     "200",             "200",             "200"),
+    R("GET",  "/api/v1/executions/{id}/steps",             "401",             "404 missing",     "200",             "200",             "200"),
     R("GET",  "/api/v1/targets",                           "401",             "200",             "200",             "200",             "200"),
     R("POST", "/api/v1/auth/token",                        "200 token",       "200 token",       "200 token",       "200 token",       "200 token"),
     R("GET",  "/api/v1/schema",                            "401",             "200",             "200",             "200",             "200"),
@@ -362,14 +364,14 @@ def send_ws(user: Any, path: str, *, session: bool = False) -> Answer:
 
 
 async def _sse_answer(path: str, headers: dict[str, str]) -> Answer:
-    """GET through the ASGI handler; of a stream, read only the first chunk (the stream
-    of a running execution does not end)."""
+    """GET through the ASGI handler; of a stream, read only its first two chunks (the
+    ``retry:`` field and the opening: the stream of a running execution does not end)."""
     # Headers per request: AsyncClient(headers=...) stores them under WSGI names, which ASGI ignores.
     response = await AsyncClient().get(path, headers=headers)
     answer = Answer(status=response.status_code, headers=dict(response.headers), cookies=tuple(sorted(response.cookies)))
     if response.streaming:
         chunks = response.streaming_content
-        answer.body = await anext(chunks)
+        answer.body = await anext(chunks) + await anext(chunks)
         await chunks.aclose()
     else:
         answer.body = response.content
@@ -423,6 +425,8 @@ def expect_status(cell: Cell, status: int) -> None:
 def shows_execution(cell: Cell) -> bool:
     if cell.row.path.endswith("/progress"):
         return cell.answer.json() == cell.world.execution.progress
+    if cell.row.path.endswith("/steps"):
+        return cell.answer.json() == {"steps": [step_dict(step) for step in execution_steps(cell.world.execution)]}
     return cell.execution_id.encode() in cell.answer.body
 
 
@@ -565,7 +569,9 @@ def check_sse_status(cell: Cell) -> None:
     expect_status(cell, 200)
     assert cell.answer.headers["Content-Type"] == "text/event-stream"
     execution = cell.world.execution
-    event_id, event, data = cell.answer.text().split("\n\n")[0].split("\n")
+    retry, first_event = cell.answer.text().split("\n\n")[:2]
+    assert retry.startswith("retry: "), cell.answer.body[:300]  # every stream opens with it
+    event_id, event, data = first_event.split("\n")
     assert (event_id, event) == (f"id: {execution.seq}", "event: status"), cell.answer.body[:300]
     frame = json.loads(data.removeprefix("data: "))
     assert (frame["type"], frame["execution_id"], frame["status"], frame["seq"]) == ("status", execution.id, "running", execution.seq)

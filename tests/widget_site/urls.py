@@ -8,5 +8,6 @@ from . import views
 
 urlpatterns = [
     path("widget-demo/", views.widget_demo, name="widget-demo"),
+    path("event-source-demo/<str:execution_id>", views.event_source_demo, name="event-source-demo"),
     *project_urls.urlpatterns,
 ]

@@ -1,4 +1,5 @@
-"""The widget demo page: ``/widget-demo/?ids=exec_...,exec_...`` (logged in)."""
+"""The widget demo page (``/widget-demo/?ids=exec_...,exec_...``) and a page with a plain
+``EventSource`` (``/event-source-demo/<id>``), both logged in."""
 
 from __future__ import annotations
 
@@ -15,3 +16,9 @@ def widget_demo(request: HttpRequest) -> HttpResponse:
     ids = [value for value in request.GET.get("ids", "").split(",") if value]
     executions = [execution_get_for_user(user=request.user, execution_id=value) or value for value in ids]
     return render(request, "widget_site/demo.html", {"executions": executions})
+
+
+@login_required
+def event_source_demo(request: HttpRequest, execution_id: str) -> HttpResponse:
+    """An execution's events as a template author follows them: the browser's own ``EventSource``."""
+    return render(request, "widget_site/event_source.html", {"execution_id": execution_id})

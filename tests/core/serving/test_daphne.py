@@ -14,6 +14,7 @@ def test_tune_daphne_installs_every_adjustment_and_a_second_call_changes_nothing
     for _ in range(2):
         tune_daphne()
         assert daphne_server.WebSocketFactory is websocket.PatientWebSocketFactory
+        assert daphne_server.HTTPFactory is http.DrainableHTTPFactory
         assert http_protocol.WebRequest is http.BoundedWebRequest
         assert autobahn_protocol.pformat is websocket.pformat_when_debugging
 

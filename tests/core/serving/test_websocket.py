@@ -1,18 +1,73 @@
 """daphne's WebSocket library as :mod:`core.serving.websocket` adjusts it, without a server.
 
-The behaviour on the wire (1009, 1007, 1002, a slow reader's last frames) is
-proved against the live server in tests/e2e (test_ws_fuzz.py, test_slow_reader.py).
+The behaviour on the wire (1009, 1007, 1002, a slow reader's last frames, 1012
+from a draining server) is proved against the live server in tests/e2e
+(test_ws_fuzz.py, test_slow_reader.py, test_deploy.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import txaio
 from django.test import override_settings
+from twisted.internet.testing import StringTransport
 
 from core.serving.websocket import PatientWebSocketFactory, StreamingWebSocketProtocol, pformat_when_debugging
+
+from .stand_in import ServerStandIn
+
+HANDSHAKE = (
+    b"GET /api/v1/executions/ws HTTP/1.1\r\nHost: testserver\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+#: A server's close frame (unmasked) with code 1012 and no reason.
+CLOSE_1012 = b"\x88\x02\x03\xf4"
+
+
+def accepted_socket() -> tuple[StreamingWebSocketProtocol, StringTransport]:
+    """A protocol through its opening handshake, accepted as a consumer does, on a transport that records."""
+    factory = PatientWebSocketFactory(ServerStandIn(), server="test")
+    factory.setProtocolOptions(autoPingTimeout=20, allowNullOrigin=True, openHandshakeTimeout=5)
+    protocol = factory.buildProtocol(("127.0.0.1", 1))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol._raw_query_string = b""  # what daphne's HTTP side hands over with an upgrade
+    protocol.dataReceived(HANDSHAKE)
+    protocol.handle_reply({"type": "websocket.accept"})
+    response, _, after = transport.value().partition(b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 101 ")
+    transport.clear()
+    transport.write(after)  # what followed the handshake's answer at once, if anything
+    return protocol, transport
+
+
+def test_close_for_restart_sends_1012_after_the_frames_already_written_then_drops_later_ones() -> None:
+    protocol, transport = accepted_socket()
+    assert protocol.state == protocol.STATE_OPEN
+    protocol.serverSend('{"seq":7}', False)
+    protocol.close_for_restart()  # autobahn's sendClose would refuse 1012
+    protocol.serverSend('{"seq":8}', False)
+    assert transport.value() == b'\x81\x09{"seq":7}' + CLOSE_1012
+    assert protocol.state == protocol.STATE_CLOSING
+    # The close handshake is waited for as patiently as any other close (the slow reader's guarantee).
+    assert protocol.closeHandshakeTimeoutCall is not None
+    protocol.closeHandshakeTimeoutCall.cancel()
+    transport.clear()
+    protocol.close_for_restart()  # already closing: nothing more
+    assert transport.value() == b""
+
+
+def test_a_socket_accepted_while_the_process_drains_is_closed_with_1012_at_once(
+    draining_process: Callable[[], Any],
+) -> None:
+    draining_process()
+    protocol, transport = accepted_socket()
+    assert transport.value() == CLOSE_1012
+    assert protocol.state == protocol.STATE_CLOSING
+    protocol.closeHandshakeTimeoutCall.cancel()
 
 
 def test_a_send_to_a_socket_that_is_already_closing_is_dropped_not_raised() -> None:
