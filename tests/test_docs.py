@@ -2,9 +2,10 @@
 
 MkDocs checks the links between the pages of ``docs/``. These tests check the
 other direction, cheaply, by reading files: every ``docs/...`` path cited in the
-code exists (a renamed page fails here, not in a reader's hands), the README's
-relative links resolve, and every environment variable ``config/settings.py``
-reads is described on the configuration page, the one full description of each.
+code exists (a renamed page fails here, not in a reader's hands), no code cites
+a README section by title, the README's relative links resolve, and every
+environment variable ``config/settings.py`` reads is described on the
+configuration page, the one full description of each.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ DOCS_PATH = re.compile(r"(?<![\w./-])docs/(?:[\w-]+/)*(?:[\w-]+\.md\b)?")
 #: A variable read by config/settings.py: env("X"), env_float("X", ...), os.environ.get("X"), ...
 SETTINGS_VARIABLE = re.compile(r"""(?:\benv(?:_bool|_int|_float|_list)?|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]*)\"""")
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+#: A README section cited by its quoted title: the word README (or README's), maybe a comma,
+#: then the title in quotes. The manual lives in docs/, so the code cites a page's path instead.
+README_SECTION = re.compile(r"""README(?:'s)?,?\s+["'][A-Z]""")
 
 
 def citing_files() -> Iterator[Path]:
@@ -56,6 +60,16 @@ def test_every_docs_path_cited_in_the_code_exists() -> None:
     assert len(cited) >= 10, f"the search found too few citations to be working: {sorted(cited)}"
     missing = {path: where for path, where in cited.items() if not (ROOT / path).exists()}
     assert not missing, "cited but not in docs/: " + "; ".join(f"{p} ({', '.join(w)})" for p, w in missing.items())
+
+
+def test_no_code_cites_a_readme_section() -> None:
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in citing_files()
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1)
+        if README_SECTION.search(line)
+    ]
+    assert not cited, f"cite the docs/ page instead of a README section: {cited}"
 
 
 def test_the_readme_links_resolve() -> None:
