@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bootstrap for a fresh clone: ``python3 dev.py run`` or ``python3 dev.py test [pytest args]``.
+"""Bootstrap for a fresh clone: ``python3 dev.py run``, ``test [pytest args]`` or ``docs``.
 
 Only the standard library is used, so this works before anything is
 installed. It creates ``.venv`` next to this file if needed, installs
@@ -25,7 +25,7 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".requirements.sha256"
 # The lock, not requirements-dev.txt: a fresh clone installs exactly what CI tested.
 REQUIREMENTS = ROOT / "requirements-dev.lock"
-COMMANDS = ("run", "test")
+COMMANDS = ("run", "test", "docs")
 
 
 def fail(message: "str", code: "int" = 1) -> "None":
@@ -110,7 +110,7 @@ def main(argv: "list[str]") -> "None":
         )
     if not argv or argv[0] not in COMMANDS:
         fail(
-            "usage: python3 dev.py run\n       python3 dev.py test [pytest arguments]",
+            "usage: python3 dev.py run\n       python3 dev.py test [pytest arguments]\n       python3 dev.py docs",
             0 if argv[:1] in (["-h"], ["--help"]) else 2,
         )
     python = ensure_venv()

@@ -1,1 +1,1 @@
-"""Benchmarks that print numbers (nothing is asserted). See README.md, "Benchmarks"."""
+"""Benchmarks that print numbers (nothing is asserted). See docs/benchmarks.md."""

@@ -15,7 +15,7 @@ The liveness variables (``EXECUTION_HEARTBEAT_SECONDS`` and the others in
 point is to measure what a deployment gets by default. That takes a few
 minutes, mostly waiting for the 30 s heartbeat timeout, requeue delay and
 shutdown grace. The output ends with a Markdown table, "fault | what happened |
-recovery time", for the README and the issue.
+recovery time", as on docs/operations/reliability.md.
 
 Run::
 

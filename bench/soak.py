@@ -117,7 +117,7 @@ def is_whole(frames: list[dict[str, Any]]) -> bool:
     """``status``, then every later event once and in order, ending with the one terminal frame.
 
     An execution that had ended before the socket opened gets ``status`` and its
-    terminal frame with the same ``seq`` (README, "The WebSocket protocol").
+    terminal frame with the same ``seq`` (docs/protocol/websocket.md).
     """
     if len(frames) < 2 or frames[0]["type"] != "status" or frames[-1]["type"] not in TERMINAL:
         return False

@@ -5,7 +5,7 @@ run through a ``RunContext`` in this process (no monitor thread: the loop alone
 is timed), each step's progress event recorded and published to Redis as in a
 worker:
 
-* ``enter_step``: what a target that is not durable does today (one event);
+* ``enter_step``: what a target that is not durable does (one event);
 * ``ctx.step``, not durable: the same, plus the JSON check of the result;
 * ``ctx.step``, durable, first attempt: the event plus the step's row, marked
   running then completed (two more short transactions, each fenced on the attempt);

@@ -1,7 +1,9 @@
-"""Settings, read from the environment (see the README's table of variables).
+"""Settings, read from the environment: docs/operations/configuration.md describes each variable.
 
 Secrets have no default outside debug: a production start without
 ``DJANGO_SECRET_KEY`` fails at once with a message that says what to set.
+Each setting read from the environment has a one-line comment here; its full
+description (default, unit, meaning) is that page's, and only there.
 """
 
 from __future__ import annotations
@@ -160,12 +162,7 @@ SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
 DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
-# Connections are closed after each request or consumer read (Django's default,
-# and its advice under ASGI): daphne runs every HTTP request in a thread of its
-# own, and a connection kept for reuse outlives that thread until the garbage
-# collector finds it, so idle PostgreSQL sessions pile up (measured: about 30
-# per 700 requests on one daphne). A process with long-lived threads only (a
-# Celery worker) may set DATABASE_CONN_MAX_AGE in its own environment.
+# 0: closed after each request or consumer read (kept ones outlive daphne's per-request threads).
 DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 0)
 # The SQLite file used when DATABASE_URL is not set.
 SQLITE_PATH = os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
@@ -217,10 +214,7 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # --- Redis: channel layer and Celery broker --------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-# One Redis subscription per execution per server process, delivered locally
-# to that process's sockets (progress/hub.py; README, "Performance").
-# CHANNEL_LAYER=core or =pubsub selects channels-redis's layers instead, for
-# comparison in the benchmarks.
+# hub (progress/hub.py), or channels-redis's layers for comparison (docs/benchmarks.md).
 CHANNEL_LAYER_BACKENDS = {
     "hub": "progress.hub.HubChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -231,8 +225,7 @@ if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
     raise ImproperlyConfigured(
         f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, got {CHANNEL_LAYER!r}"
     )
-# A watcher that falls this far behind misses the next messages; the consumer
-# repairs the gap from the database, so nothing is lost.
+# Messages a socket may have waiting; one further behind repairs the gap from the database.
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
@@ -257,90 +250,70 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longest an execution may run when it sets no config.timeout. Kept well below
-# the broker's visibility timeout so a long run is never delivered twice.
+# Longest run without config.timeout; the visibility timeout below stays well above it.
 EXECUTION_MAX_SECONDS = env_float("EXECUTION_MAX_SECONDS", 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(EXECUTION_MAX_SECONDS * 2 + 600)}
 # Test runs can execute tasks inline (no worker) by setting this.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
-# A submit while the broker is unreachable answers 503 within about this many
-# seconds instead of hanging on the connection (kombu's default is 4 s per try).
+# A submit while the broker is unreachable answers 503 within about this long.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2)
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 # What a 503 for an unreachable broker tells clients to wait before retrying.
 BROKER_RETRY_AFTER_SECONDS = env_int("BROKER_RETRY_AFTER_SECONDS", 5)
 
 # --- Liveness: every execution ends, whatever process dies -----------------------------
-# (README, "Reliability"). A running execution's monitor thread writes its
-# heartbeat this often; every worker sweeps this often: it fails running
-# executions whose heartbeat is older than the timeout (WorkerLostError) and
-# queues again pending ones whose task message is gone. Worst case from a kill
-# to the failed event: heartbeat + timeout + sweep = 45 s with the defaults.
+# The bounds these give: docs/operations/reliability.md.
+# How often a running execution's monitor thread writes its heartbeat.
 EXECUTION_HEARTBEAT_SECONDS = env_float("EXECUTION_HEARTBEAT_SECONDS", 5)
+# A running execution whose heartbeat is older is failed (WorkerLostError).
 EXECUTION_HEARTBEAT_TIMEOUT_SECONDS = env_float("EXECUTION_HEARTBEAT_TIMEOUT_SECONDS", 30)
+# How often every worker sweeps (lost runs, lost messages) and records itself.
 WORKER_SWEEP_SECONDS = env_float("WORKER_SWEEP_SECONDS", 10)
-# A pending execution is queued again once its message has been missing from
-# the broker for a sweep, and at the earliest this long after it was queued.
+# A pending execution whose task message is gone is queued again after this long.
 EXECUTION_REQUEUE_SECONDS = env_float("EXECUTION_REQUEUE_SECONDS", 30)
-# On SIGTERM a worker takes no new work and gives running executions this long
-# to finish; those still running then end `failed` (WorkerShutdown).
+# On SIGTERM, how long a worker lets running executions finish (then WorkerShutdown).
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 30)
 
-# --- Durable runs (README, "Durable runs") ----------------------------------------------
+# --- Durable runs (docs/guides/durable-runs.md) -----------------------------------------
 # Attempts a durable run gets in all: a lost worker or an ended grace hands it over until then.
 EXECUTION_MAX_ATTEMPTS = env_int("EXECUTION_MAX_ATTEMPTS", 3)
 # The largest step result or checkpoint, in bytes of JSON (StepOutputTooLarge beyond).
 EXECUTION_STEP_OUTPUT_MAX_BYTES = env_int("EXECUTION_STEP_OUTPUT_MAX_BYTES", 262144)
 
-# --- Retention -----------------------------------------------------------------------
-# Ended executions older than this are deleted with their events and webhook
-# attempts, by every worker once per interval and by `manage.py prune_executions`.
-# 0 keeps everything.
+# --- Retention (docs/operations/retention.md) ------------------------------------------
+# Ended executions older than this are deleted (0 keeps everything).
 EXECUTION_RETENTION_DAYS = env_float("EXECUTION_RETENTION_DAYS", 30)
+# How often each worker prunes.
 EXECUTION_PRUNE_INTERVAL_SECONDS = env_float("EXECUTION_PRUNE_INTERVAL_SECONDS", 3600)
-# How long an Idempotency-Key of a submit is remembered (per user); expired keys
-# are deleted by the same sweep, whatever EXECUTION_RETENTION_DAYS says.
+# How long an Idempotency-Key of a submit is remembered, per user.
 IDEMPOTENCY_KEY_HOURS = env_float("IDEMPOTENCY_KEY_HOURS", 24)
 
 # --- Progress ---------------------------------------------------------------------
-# At most one progress event per execution per interval; step boundaries are
-# always recorded and a coalesced report is flushed at the latest one interval later.
+# At most one progress event per execution per interval (step boundaries always).
 PROGRESS_COALESCE_SECONDS = env_float("PROGRESS_COALESCE_SECONDS", 0.1)
 # How often a running target looks for a cancel made through the API.
 PROGRESS_CANCEL_POLL_SECONDS = env_float("PROGRESS_CANCEL_POLL_SECONDS", 0.1)
-# Each server process re-checks all its open streams (WebSocket, SSE, feed) this
-# often, in one round: revoked access ends a stream, and a terminal frame the
-# channel layer dropped still reaches the client (progress/recheck.py).
+# How often each server process re-checks all its open streams (progress/recheck.py).
 PROGRESS_RECHECK_SECONDS = env_float("PROGRESS_RECHECK_SECONDS", 4)
-# How long a process reuses a token lookup (token -> active user) before asking
-# the database again; capped at PROGRESS_RECHECK_SECONDS. A deleted token or
-# a deactivated user loses access within this bound everywhere, at once in the
-# process that made the change (core/authentication.py). 0 turns the cache off.
+# How long a process reuses a token lookup (core/authentication.py); 0 turns the cache off.
 AUTH_CACHE_SECONDS = env_float("AUTH_CACHE_SECONDS", 2)
-# The execution feed (WS /api/v1/executions/ws) sends at most one progress
-# frame per execution per interval (the latest state wins).
+# The execution feed sends at most one progress frame per execution per interval.
 PROGRESS_FEED_INTERVAL_SECONDS = env_float("PROGRESS_FEED_INTERVAL_SECONDS", 0.25)
-# How long daphne waits for a client's close reply before dropping the
-# connection; frames still queued for a slow reader are lost when it does.
+# How long daphne waits for a client's close reply (a slow reader keeps its last frames).
 WEBSOCKET_CLOSE_TIMEOUT_SECONDS = env_float("WEBSOCKET_CLOSE_TIMEOUT_SECONDS", 60)
-# An open Server-Sent Events response sends a ": keep-alive" comment this often, so
-# proxies and clients with an idle timeout keep a quiet stream open.
+# How often an open event stream sends a ": keep-alive" comment.
 PROGRESS_SSE_KEEPALIVE_SECONDS = env_float("PROGRESS_SSE_KEEPALIVE_SECONDS", 15)
-# Every event stream opens with this "retry:" field: how long a browser's EventSource
-# waits before it reconnects (with Last-Event-ID) when the response ends.
+# The "retry:" every event stream opens with: an EventSource's wait before it reconnects.
 PROGRESS_SSE_RETRY_SECONDS = env_float("PROGRESS_SSE_RETRY_SECONDS", 1)
 
 # --- Targets ----------------------------------------------------------------------------
-# Modules that declare pipelines or agents, imported when the app is ready, besides the
-# built-in executions/targets.py: how a deployment adds its own without an app of its
-# own (comma-separated dotted paths, e.g. "examples.substep_pipeline"). Every web and
-# worker process needs the same list: the web validates submits against the targets,
-# the worker runs them. Empty by default: nothing but the built-in targets is loaded.
+# More modules declaring pipelines or agents, imported when the app is ready.
 EXECUTION_TARGET_MODULES = [
     name.strip() for name in os.environ.get("EXECUTION_TARGET_MODULES", "").split(",") if name.strip()
 ]
 
 # --- Input limits -------------------------------------------------------------------
+# Size caps and nesting limit of a submit's inputs and config.
 EXECUTION_INPUTS_MAX_BYTES = env_int("EXECUTION_INPUTS_MAX_BYTES", 64 * 1024)
 EXECUTION_CONFIG_MAX_BYTES = env_int("EXECUTION_CONFIG_MAX_BYTES", 64 * 1024)
 EXECUTION_JSON_MAX_DEPTH = env_int("EXECUTION_JSON_MAX_DEPTH", 32)
@@ -350,28 +323,24 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 256 
 WEBSOCKET_MAX_MESSAGE_BYTES = env_int("WEBSOCKET_MAX_MESSAGE_BYTES", 4096)
 
 # --- Webhooks ----------------------------------------------------------------------
+# The HMAC key of X-Signature-256, and whether callback_url may be a private address.
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "")
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE")
 
-# --- Operations (README, "Operations") ---------------------------------------------------
-# Bearer token a scraper sends for /metrics (Authorization: Bearer ...); unset,
-# only staff sessions may scrape. PROMETHEUS_MULTIPROC_DIR is not a setting:
-# prometheus_client reads it from the environment when first imported (core/metrics.py).
+# --- Operations (docs/operations/metrics.md) ---------------------------------------------
+# Bearer token of a scraper on /metrics. (PROMETHEUS_MULTIPROC_DIR is read by prometheus_client.)
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # How long /readyz waits for Redis to answer PING.
 READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 1)
 
-# --- Serving (manage.py serve; README, "Deploying") ------------------------------------
-# A draining process closes its WebSockets (1012) and ends its event streams evenly
-# over this window, so that their clients do not all come back at the same moment.
+# --- Serving (manage.py serve; docs/operations/deployment.md) -------------------------
+# A draining process spreads its closes (1012) and stream ends evenly over this window.
 SERVE_DRAIN_SPREAD_SECONDS = env_float("SERVE_DRAIN_SPREAD_SECONDS", 1)
-# How long a process may drain (SIGTERM, or the old generation of a SIGHUP reload)
-# before serve kills it; give a process manager's stop timeout a few seconds more.
+# How long a process may drain (SIGTERM, or the old generation of a reload) before serve kills it.
 SERVE_GRACE_SECONDS = env_float("SERVE_GRACE_SECONDS", 30)
 
 # --- Throttling ----------------------------------------------------------------------
-# Rates like "120/min" ("s", "min", "hour", "day"); empty disables a throttle.
-# THROTTLE_<SCOPE>_RATE sets one entry each.
+# Rates like "120/min"; THROTTLE_<SCOPE>_RATE sets each, empty disables it.
 EXECUTION_THROTTLE_RATES = {
     "submit": os.environ.get("THROTTLE_SUBMIT_RATE", "120/min") or None,
     "cancel": os.environ.get("THROTTLE_CANCEL_RATE", "120/min") or None,
@@ -414,7 +383,7 @@ SPECTACULAR_SETTINGS = {
         "`detail` string. Authenticate with `Authorization: Token <key>` (from `POST "
         "/api/v1/auth/token`) or a browser session (unsafe methods then need the CSRF token). "
         "Live progress: `WS /api/v1/executions/{execution_id}/progress/ws`, or Server-Sent Events at "
-        "`GET /api/v1/executions/{execution_id}/progress/stream` (see the README)."
+        "`GET /api/v1/executions/{execution_id}/progress/stream` (see docs/protocol/ in the repository)."
     ),
     "VERSION": "1.0.0",
     # OpenAPI 3.1: a nullable value is a JSON Schema union with {"type": "null"}. Under
@@ -450,19 +419,15 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Security ----------------------------------------------------------------------------
-# `manage.py check --deploy` with debug off reports only what is documented as
-# deliberate in the README ("Deployment"): HSTS (W004) and the HTTPS redirect
-# (W008) stay the operator's decision, and W001 of ours (no WEBHOOK_SECRET).
-# Cookies are HTTPS-only unless debug is on or DJANGO_SECURE_COOKIES=0 says
-# the site is served over plain HTTP (as `dev.py run` on 127.0.0.1 does).
-# One variable for both cookies' settings.
+# `manage.py check --deploy` reports only what docs/operations/deployment.md calls deliberate.
+# HTTPS-only session and CSRF cookies unless debug is on or DJANGO_SECURE_COOKIES=0.
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT")
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS")
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD")
-# One variable for the two settings a TLS-terminating proxy needs.
+# One variable for the two settings a TLS-terminating proxy needs (DJANGO_BEHIND_PROXY).
 if env_bool("DJANGO_BEHIND_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True

@@ -21,7 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", login_throttled(auth_views.LoginView.as_view()), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
-    # Probes and the Prometheus scrape, unauthenticated except /metrics (README, "Operations").
+    # Probes and the Prometheus scrape, unauthenticated except /metrics (docs/operations/metrics.md).
     path("", include("executions.ops.urls")),
     path("", include("executions.pages.urls")),
 ]

@@ -65,7 +65,7 @@ WebhookOutcome = Literal["delivered", "failed", "refused"]
 WEBHOOK_OUTCOMES: tuple[WebhookOutcome, ...] = ("delivered", "failed", "refused")
 
 #: Event-to-frame latency buckets, seconds: a healthy stream is well under
-#: 100 ms; a burst fanned out to many watchers reaches seconds (README, "Benchmarks").
+#: 100 ms; a burst fanned out to many watchers reaches seconds (docs/benchmarks.md).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 EVENTS_RECORDED = Counter(

@@ -1,12 +1,13 @@
-"""What ``python3 dev.py run`` and ``python3 dev.py test`` do once dev.py has the virtualenv.
+"""What ``python3 dev.py run``, ``test`` and ``docs`` do once dev.py has the virtualenv.
 
 ``run``: the release step (migrations, the demo accounts), then the
 ``Procfile``'s processes under honcho, with an embedded Redis among them when
 ``REDIS_URL`` is unset; Ctrl-C or the exit of any one stops them all, the
 Celery worker first (:class:`WorkerFirstManager`), and a banner gives the
 addresses and logins once the web server answers. ``test``: pytest with its
-arguments, against an embedded Redis unless ``REDIS_URL`` is set.
-Run as ``python -m devtools.launcher run|test [pytest args]``; dev.py does that.
+arguments, against an embedded Redis unless ``REDIS_URL`` is set. ``docs``: the
+manual (``docs/``) served by ``mkdocs serve`` while you edit it.
+Run as ``python -m devtools.launcher run|test [pytest args]|docs``; dev.py does that.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
@@ -45,15 +47,21 @@ DEFAULT_PORT = 8000
 API_DOCS_PATH = "/api/v1/docs/"
 # How long the banner waits for the web server; a cold start takes seconds.
 BANNER_WAIT_SECONDS = 120.0
+# Where `dev.py docs` serves the manual (DOCS_PORT overrides), beside the run's 8000.
+DEFAULT_DOCS_PORT = 8001
+MKDOCS_CONFIG = ROOT / "mkdocs.yml"
 
 USAGE = """usage: dev.py run
        dev.py test [pytest arguments]
+       dev.py docs
 
 run   migrate, create the demo users, then run the Procfile's processes with
       honcho: manage.py serve (a daphne process per CPU) on 127.0.0.1:8000
       (PORT overrides) and a Celery worker,
       plus an embedded Redis unless REDIS_URL is set; Ctrl-C stops them all
-test  run pytest with an embedded Redis unless REDIS_URL is set"""
+test  run pytest with an embedded Redis unless REDIS_URL is set
+docs  serve the manual (docs/) on http://127.0.0.1:8001/ (DOCS_PORT overrides),
+      rebuilt on every save; Ctrl-C stops it"""
 
 
 class LaunchError(RuntimeError):
@@ -317,8 +325,32 @@ def cmd_test(pytest_args: Sequence[str]) -> int:
                 redis.stop()
 
 
+def docs_command(port: int) -> list[str]:
+    """The ``mkdocs serve`` command line of ``dev.py docs``, on 127.0.0.1:``port``."""
+    return [
+        sys.executable, "-m", "mkdocs", "serve",
+        "--config-file", str(MKDOCS_CONFIG), "--dev-addr", f"127.0.0.1:{port}",
+    ]
+
+
+def cmd_docs() -> NoReturn:
+    """Become ``mkdocs serve`` (so signals reach it directly), after checking the port."""
+    raw_port = os.environ.get("DOCS_PORT") or str(DEFAULT_DOCS_PORT)
+    if not raw_port.isdigit():
+        raise LaunchError(f"DOCS_PORT must be a number, got {raw_port!r}")
+    port = int(raw_port)
+    if not processes.port_is_free(port):
+        raise LaunchError(f"Port {port} on 127.0.0.1 is already in use. Choose another with DOCS_PORT=....")
+    env = dict(os.environ)
+    # Material's notice about MkDocs 2.0 on every start; the lock pins MkDocs 1.x.
+    env.setdefault("NO_MKDOCS_2_WARNING", "1")
+    print(f"dev.py: the manual at http://127.0.0.1:{port}/ (rebuilt on every save; Ctrl-C stops it)", flush=True)
+    os.chdir(ROOT)
+    os.execve(sys.executable, docs_command(port), env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch ``run`` / ``test``.
+    """Dispatch ``run`` / ``test`` / ``docs``.
 
     Arguments after ``test`` go to pytest untouched, so no option parser here
     may claim them (``dev.py test --help`` shows pytest's help).
@@ -330,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test(rest)
         if command == "run" and not rest:
             return cmd_run()
+        if command == "docs" and not rest:
+            return cmd_docs()
     except (LaunchError, processes.ChildError) as exc:
         print(f"dev.py: {exc}", file=sys.stderr)
         return 1

@@ -14,6 +14,6 @@ must be loaded by the server too: start it with
 ``EXECUTION_TARGET_MODULES=examples.substep_pipeline,examples.streaming_agent python3 dev.py run``
 and run them as modules (``.venv/bin/python -m examples.substep_pipeline``). The
 project never imports this package unless that setting names it. Each file's
-docstring says what it shows; the README lists them ("Examples"), and
+docstring says what it shows; docs/guides/examples.md lists them, and
 ``tests/examples/`` runs every one against the live stack.
 """

@@ -5,7 +5,7 @@
 #   SSE_LAST_EVENT_ID=3 examples/sse_watch.sh exec_1a2b3c4d5e6f     # start after the event with id 3
 #
 # For shells, CI jobs and proxies that cannot do WebSockets: GET .../progress/stream is
-# text/event-stream (README, "Server-Sent Events"). Every event is three lines, "id: <seq>",
+# text/event-stream (docs/protocol/sse.md). Every event is three lines, "id: <seq>",
 # "event: <type>", "data: <the frame's JSON>", then a blank line; ": keep-alive" comments come
 # every 15 s. The response ends after the terminal event. If it ends before that (a restart,
 # a proxy's timeout), this script reconnects with "Last-Event-ID: <last id>", which the

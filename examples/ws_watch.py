@@ -7,10 +7,10 @@
     .venv/bin/python examples/ws_watch.py exec_1a2b3c4d5e6f                # follow one already started
     .venv/bin/python examples/ws_watch.py --input steps=8 --drop-after 3   # cut its own socket once, to see a resume
 
-(``PROGRESS_URL`` and ``PROGRESS_TOKEN`` work too.) The protocol (README, "The WebSocket
-protocol") numbers every event with ``seq``; the watcher remembers the last one it
-printed and, when the connection goes (a restart, a proxy's idle timeout, a network
-change), reconnects with ``?after_seq=<that seq>``: the server sends the stored events
+(``PROGRESS_URL`` and ``PROGRESS_TOKEN`` work too.) The protocol
+(docs/protocol/websocket.md) numbers every event with ``seq``; the watcher remembers
+the last one it printed and, when the connection goes (a restart, a proxy's idle
+timeout, a network change), reconnects with ``?after_seq=<that seq>``: the server sends the stored events
 after it, then live ones. Reconnections back off (0.25 s doubling to 5 s, with jitter).
 A refusal (close 4401, 4404, 4400) is final. The server closes with 1000 after the
 terminal frame.

@@ -3,7 +3,7 @@
 A frame is serialised to JSON text once, when its event is recorded; that text
 is stored with the event and travels through the channel layer unchanged, so
 msgpack never meets a datetime and no frame is re-encoded per client. The
-protocol is described in the README ("The WebSocket protocol"); the OpenAPI
+protocol is described in docs/protocol/frames.md; the OpenAPI
 serializers in ``executions.api.serializers`` describe these shapes, and a test
 checks every builder here against them.
 """
@@ -87,7 +87,7 @@ def event_frame(
     error: ErrorInfo | None = None,
     attempt: int | None = None,
 ) -> Frame:
-    """The frame of a stored event; its keys depend on the type (README, "The WebSocket protocol").
+    """The frame of a stored event; its keys depend on the type (docs/protocol/frames.md).
 
     ``resumed`` carries the progress at the resume point and the ``attempt``
     that took the run up.

@@ -7,8 +7,8 @@
 * :func:`executions_prune` deletes ended executions past the retention period.
 
 Each is safe with several workers at once: every state change is a
-compare-and-set, so that only one sweeper acts on a given execution. The README's
-"Reliability: what happens when something dies" gives the bounds they keep.
+compare-and-set, so that only one sweeper acts on a given execution.
+docs/operations/reliability.md gives the bounds they keep.
 """
 
 from __future__ import annotations

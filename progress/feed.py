@@ -3,7 +3,7 @@
 A ``snapshot`` frame of the executions not ended yet, then for each execution
 the socket follows: ``created``, ``started``, ``progress`` (at most one per
 ``PROGRESS_FEED_INTERVAL_SECONDS``, the latest state winning) and its terminal
-frame (README, "The execution feed"). The socket joins one group (its user's,
+frame (docs/protocol/feed.md). The socket joins one group (its user's,
 or everyone's for staff) and never hears of an execution it may not show.
 Every execution appears in the snapshot or a ``created`` frame before any of
 its other frames, and each frame of it has a higher ``seq`` than the last.

@@ -1,8 +1,8 @@
 """The streaming edge's protocol: close codes, refusals, group names and channel-layer messages.
 
 Everything two modules of the edge must agree on is named here once: the
-close code that follows each ``error`` frame (README, "The WebSocket
-protocol", 3), the groups a socket joins, and the messages that travel
+close code that follows each ``error`` frame (docs/protocol/frames.md,
+"Close codes"), the groups a socket joins, and the messages that travel
 through the channel layer, as ``TypedDict``s with a ``Literal`` type that
 names the handler receiving them (``progress.event`` -> ``progress_event``).
 Messages hold primitives only (msgpack): the frame travels as ready JSON text.

@@ -1,4 +1,4 @@
-"""Server-Sent Events: an execution's frames over plain HTTP (README, "Server-Sent Events").
+"""Server-Sent Events: an execution's frames over plain HTTP (docs/protocol/sse.md).
 
 ``GET /api/v1/executions/{id}/progress/stream[?after_seq=N]`` answers
 ``text/event-stream``: each WebSocket frame, byte for byte, is one event

@@ -1,6 +1,6 @@
 """One execution's live stream, whatever carries it: the WebSocket consumer and the SSE view.
 
-Both transports keep the same promises (README, "The WebSocket protocol"): a
+Both transports keep the same promises (docs/protocol/websocket.md): a
 ``status`` snapshot first, then every later event exactly once in ``seq``
 order, exactly one terminal frame, and resume with ``after_seq``. The stream
 drops what was already sent, fills a gap from the database before a frame
@@ -69,7 +69,7 @@ def parse_after_seq(query_string: bytes) -> tuple[bool, int | None]:
 
 
 def read_opening(*, user: Any, execution_id: str, after_seq: int | None) -> Opening | None:
-    """The first frames of a stream (README, "The WebSocket protocol", 1, 2 and 4);
+    """The first frames of a stream (docs/protocol/websocket.md, guarantees 1, 2 and 4);
     None when the user may not see the execution (missing or someone else's).
 
     Read *after* joining the execution's group, so that no event can fall

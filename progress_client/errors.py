@@ -114,7 +114,7 @@ BY_STATUS: dict[int, type[ApiError]] = {
         ValidationFailed, AuthenticationFailed, PermissionDenied, NotFound, Conflict, Throttled, ServiceUnavailable
     )
 }
-#: The streams' application close codes (README, "The WebSocket protocol", 3): 4000 + the HTTP status.
+#: The streams' application close codes (docs/protocol/frames.md, "Close codes"): 4000 + the HTTP status.
 BY_CLOSE_CODE: dict[int, type[ApiError]] = {
     4400: ValidationFailed, 4401: AuthenticationFailed, 4403: PermissionDenied, 4404: NotFound
 }

@@ -5,7 +5,7 @@ The keys and types of every frame are written once, in the OpenAPI components
 that ``executions.api.serializers`` declares and /api/v1/schema publishes
 (``WebSocketFrame``: every frame the WebSocket sends, by ``type``). Tests read
 them from the generated document instead of restating them; the protocol
-itself is described in the README, "The WebSocket protocol". What a schema
+itself is described in docs/protocol/frames.md. What a schema
 cannot say (UTC timestamps, a percentage within 0..100, a step within the
 total, a terminal status equal to the frame's type) is checked here.
 """
@@ -29,7 +29,7 @@ from tests.helpers import ANY_ETA
 
 #: The frame types that end a stream (the server's constant: the schema checks its frames).
 TERMINAL_TYPES = frozenset(str(t) for t in TERMINAL_EVENT_TYPES)
-#: The close codes an ``error`` frame may announce (README, "The WebSocket protocol", 3);
+#: The close codes an ``error`` frame may announce (docs/protocol/frames.md, "Close codes");
 #: None for the one after which the socket stays open ("Unsupported message").
 ERROR_CODES = frozenset({None, 4400, 4401, 4403, 4404})
 COMPONENT_REF = "#/components/schemas/{}"

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: What ``check --deploy`` may still report with debug off and only the required
-#: variables set; each is explained in the README's "Deployment" section.
+#: variables set; each is explained in docs/operations/deployment.md.
 DELIBERATE = {
     "security.W004": "HSTS is irreversible for browsers: DJANGO_SECURE_HSTS_SECONDS is the operator's decision",
     "security.W008": "the HTTPS redirect usually belongs to the proxy: DJANGO_SECURE_SSL_REDIRECT=1 turns it on here",

@@ -1,6 +1,6 @@
 """daphne's server with a drain: what each process of ``manage.py serve`` runs.
 
-On SIGTERM or SIGINT the process drains (README, "Deploying") instead of
+On SIGTERM or SIGINT the process drains (docs/operations/deployment.md) instead of
 cancelling every application at once, as daphne does (clients then see 1006):
 ``/readyz`` answers 503 at once (:mod:`core.serving.drain`), the port stops
 accepting (the socket itself stays open in ``serve``), every WebSocket is closed

@@ -41,8 +41,8 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 WEBSOCKET_PATH = "/api/v1/executions/{execution_id}/progress/ws"
 WEBSOCKET_DESCRIPTION = (
     "The WebSocket that streams this execution's frames: a `status` frame, then each event as "
-    "this operation returns it, or an `error` frame whose `code` is the close code that follows (see the README, "
-    '"The WebSocket protocol"). OpenAPI has no WebSocket operations: this names its path and '
+    "this operation returns it, or an `error` frame whose `code` is the close code that follows (see "
+    "docs/protocol/websocket.md). OpenAPI has no WebSocket operations: this names its path and "
     "the schema of every frame it sends."
 )
 FEED_WEBSOCKET_PATH = "/api/v1/executions/ws"
@@ -50,8 +50,8 @@ FEED_WEBSOCKET_DESCRIPTION = (
     "The execution feed, one WebSocket for many executions (`?status=pending,running`, `?scope=all` for "
     "staff): a `snapshot` frame of those not ended yet (at most 100, newest first, each as this operation "
     "lists it), then `created` frames for new ones and the event frames of each (progress at most about 4 per "
-    "second per execution), or an `error` frame whose `code` is the close code that follows (see the README, "
-    '"The execution feed"). OpenAPI has no WebSocket operations: this names its path and the schema of every '
+    "second per execution), or an `error` frame whose `code` is the close code that follows (see "
+    "docs/protocol/feed.md). OpenAPI has no WebSocket operations: this names its path and the schema of every "
     "frame it sends."
 )
 

@@ -3,7 +3,7 @@
 The request serializers check what a client sends before any service runs.
 The others describe answers built elsewhere (``executions.frames``) and exist
 for the schema, where a serializer's docstring is its published description.
-The README's "REST API" and "The WebSocket protocol" describe the same shapes.
+docs/protocol/rest.md and docs/protocol/frames.md describe the same shapes.
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ class TargetListSerializer(serializers.Serializer):
 # The events endpoint answers with the stored ones (EventFrame); the WebSocket also
 # sends a status frame first and an error frame before refusing (WebSocketFrame,
 # published through the events operation, see executions.api.schema). The protocol
-# is in the README, "The WebSocket protocol".
+# is in docs/protocol/websocket.md.
 
 TERMINAL_TYPES = sorted(str(status) for status in TERMINAL_STATUSES)
 

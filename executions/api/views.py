@@ -1,4 +1,4 @@
-"""REST views (the README's "REST API"): each parses input, calls one service or selector, and renders.
+"""REST views (docs/protocol/rest.md): each parses input, calls one service or selector, and renders.
 
 The logic lives in the domain (``executions.services``, ``selectors``). No view
 catches a domain error: ``executions.api.errors`` answers each one, the same

@@ -1,5 +1,5 @@
 """The operator's endpoints: liveness and readiness probes, and the Prometheus scrape.
 
 An edge of the domain, like the API: it reads through the selectors and the
-sweepers' heartbeat table, and writes nothing (the README's "Operations").
+sweepers' heartbeat table, and writes nothing (docs/operations/metrics.md).
 """

@@ -1,4 +1,4 @@
-"""``/healthz`` (``/health``), ``/readyz`` and ``/metrics`` (README, "Operations").
+"""``/healthz`` (``/health``), ``/readyz`` and ``/metrics`` (docs/operations/metrics.md).
 
 Plain Django views, outside DRF on purpose: no authentication, throttling or
 content negotiation stands between a probe and its answer, and nothing here

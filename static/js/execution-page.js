@@ -6,7 +6,7 @@
 //   percentage, the step's name and current_step/total_steps, ISO times, JSON as
 //   stored, the stored events as a plain list), and hands over the same state in
 //   #page-data: the execution's public JSON and its stored events as frames (see the
-//   README, "The WebSocket protocol").
+//   docs/protocol/websocket.md).
 // - This module (with progress-format.js, the rules it shares with the drop-in widget)
 //   owns every presentation rule: durations, the step text, the timeline
 //   of steps built from frames, the remaining time shown (the server estimates it,

@@ -1,7 +1,7 @@
 // The presentation rules shared by the pages (execution-page.js) and the drop-in widget
 // (progress-widget.js): how a duration, a percentage, the current step and the time left
 // are worded. No build step, no dependencies; pure functions of what the server sends
-// (the progress object of the README's "The WebSocket protocol").
+// (the progress object of docs/protocol/frames.md).
 
 // "0.4 s", "12 s", "4 min 05 s", "2 h 03 min"; "—" when unknown.
 export function formatDuration(seconds) {

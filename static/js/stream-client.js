@@ -1,7 +1,7 @@
 // StreamClient: follows one execution's events, from any page (no build step, no dependencies).
 // FeedClient (below): follows the execution feed, every execution the user may see on one socket.
 //
-// The protocol is the README's "The WebSocket protocol": every event has a seq,
+// The protocol is docs/protocol/websocket.md: every event has a seq,
 // `?after_seq=N` resumes after N, GET .../events?after_seq=N returns the stored
 // events as the same frames. This module is the only place on the browser side
 // that knows about seq, resuming, transports and terminal frames; callers get
@@ -63,7 +63,7 @@ const FATAL_MESSAGES = {
   4404: "This execution is not available to you any more.",
 };
 const FATAL_HTTP = { 401: 4401, 403: 4401, 404: 4404 };
-// An event stream's refusals are plain HTTP answers (README, "Server-Sent Events").
+// An event stream's refusals are plain HTTP answers (docs/protocol/sse.md).
 const SSE_FATAL_HTTP = { ...FATAL_HTTP, 400: 4400 };
 
 // The close code a refusal ends with: the socket's own when it closed with one, else the error
@@ -455,7 +455,7 @@ export class StreamClient extends Follower {
 // --- many executions on one socket ------------------------------------------------------------
 //
 // FeedClient follows the execution feed, every execution the user may see on one socket,
-// WS /api/v1/executions/ws (the README's "The execution feed"): a snapshot of those not ended
+// WS /api/v1/executions/ws (docs/protocol/feed.md): a snapshot of those not ended
 // yet, then a created frame for each new one and the event frames of each.
 //
 //   const feed = new FeedClient({

@@ -1,7 +1,7 @@
 """The drop-in progress widget live in a plain template, and the stream client's transports.
 
 The page is ``/widget-demo/`` of the test-only app ``tests/widget_site``: a template of
-"another app" with the README's three lines and nothing of the project's pages.
+"another app" with the three lines of docs/guides/widget.md and nothing of the project's pages.
 """
 
 from __future__ import annotations

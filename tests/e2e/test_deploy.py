@@ -1,4 +1,4 @@
-"""Deploys without drops (README, "Deploying"): ``serve`` drains on SIGTERM and reloads on SIGHUP.
+"""Deploys without drops (docs/operations/deployment.md): ``serve`` drains on SIGTERM and reloads on SIGHUP.
 
 A reload under load on the live stack: 200 sockets, 20 event streams and REST
 pollers follow a run at 10 events/s while ``serve`` replaces its processes;

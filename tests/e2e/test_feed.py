@@ -147,7 +147,8 @@ def test_each_user_follows_their_executions_on_one_socket_and_staff_everyones(
         else:
             # The worker's started message overtook the submit's created one (two publishers):
             # the socket announced the execution in the state it read, started included
-            # (README: "an execution appears in the snapshot or a `created` frame before any other frame of it").
+            # (docs/protocol/feed.md: "an execution appears in the snapshot or a `created` frame
+            # before any other frame of it").
             assert announced["status"] == "running" and "started" not in types, (announced, types)
         assert types.count("completed") == 1 and set(types[1:-1]) <= {"started", "progress"}, types
         seqs = [f["seq"] for f in frames[1:]]

@@ -1,4 +1,4 @@
-"""Server-Sent Events against the real daphne (README, "Server-Sent Events").
+"""Server-Sent Events against the real daphne (docs/protocol/sse.md).
 
 Whole streams while a worker runs the execution, resume by ``after_seq`` and
 by ``Last-Event-ID``, refusals, a daphne restart in the middle of a stream,

@@ -1,5 +1,5 @@
 """The OpenAPI schema (/api/v1/schema), the docs (/api/v1/docs), and the JSON
-answers for paths and methods the API does not serve (README, "REST API").
+answers for paths and methods the API does not serve (docs/protocol/rest.md).
 
 Real answers are validated against the schema in test_api_responses.py, and
 the frames and the execution's shape in test_frames.py."""
@@ -31,7 +31,7 @@ API = "/api/v1"
 EXECUTION = f"{API}/executions/{{execution_id}}"
 MISSING_ID = "exec_000000000000"
 
-# Every operation with every status code it can answer (the README's "REST API" table,
+# Every operation with every status code it can answer (the table of docs/protocol/rest.md,
 # plus what the framework answers on its own: 401, 403 CSRF, 406, 413, 415, 429
 # from the throttles on submit, cancel and token requests).
 OPERATIONS: dict[tuple[str, str], set[str]] = {

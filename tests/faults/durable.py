@@ -30,7 +30,7 @@ from .scenarios import (
 )
 
 #: What the contract allows from the loss bound to the ``resumed`` event: a sweep's hand-over,
-#: the queue, a worker's claim (README, "Durable runs").
+#: the queue, a worker's claim (docs/guides/durable-runs.md).
 RESUME_SECONDS = 10.0
 #: Long enough that a fault lands inside the step the scenario waits for.
 STEP_SECONDS = 1.0

@@ -98,7 +98,7 @@ def test_the_widget_files_are_served(client: Client, path: str) -> None:
 
 
 def test_the_demo_page_of_the_tests_is_a_plain_template(alice_page: Client, alice: Any, make_execution: Any) -> None:
-    """tests/widget_site: the page the browser tests load, with the README's three lines only."""
+    """tests/widget_site: the page the browser tests load, with the three lines of docs/guides/widget.md only."""
     running = make_execution(alice, "running")
     html = alice_page.get(f"/widget-demo/?ids={running.id},exec_000000000000").content.decode()
     assert '<script type="module" src="/static/js/progress-widget.js"></script>' in html

@@ -268,7 +268,7 @@ async def test_resume_with_after_seq_or_last_event_id(new_execution, token):
 
 async def test_a_resume_at_or_past_the_terminal_event_is_answered_204(new_execution, token):
     """The standard's one way to stop a browser's EventSource, which reconnects with the
-    terminal event's id whenever the response ends (the README, "Server-Sent Events")."""
+    terminal event's id whenever the response ends (docs/protocol/sse.md)."""
     execution = await database_sync_to_async(new_execution)(steps=1)
     client = AsyncClient()
     headers = {"Authorization": f"Token {token}"}

@@ -127,7 +127,7 @@ class Row:
 
 #: Browser pages served under /api/ (session, login redirect), not REST endpoints.
 PAGES_UNDER_API = {"/api/v1/docs"}
-#: Probes and the scrape (README, "Operations"): requests as a browser would send them.
+#: Probes and the scrape (docs/operations/metrics.md): requests as a browser would send them.
 OPERATIONS = {"/healthz", "/health", "/readyz", "/metrics"}
 SUBMIT = {"type": "agent", "target_id": "echo", "inputs": {}}
 START_FORM = {"target": "agent:echo", "inputs_json": "{}"}
@@ -530,7 +530,9 @@ def check_missing(cell: Cell) -> None:
         assert cell.answer.json() == {"detail": f"Execution '{cell.execution_id}' not found"}
         assert cell.answer.headers["Content-Type"] == "application/json"
     else:
-        assert f"Execution &#x27;{cell.execution_id}&#x27; not found" in cell.answer.text()
+        # The people's 404 page (templates/404.html): the words, and the address asked for.
+        assert "<h1>Page not found</h1>" in cell.answer.text()
+        assert f"<code>/executions/{cell.execution_id}" in cell.answer.text()
     # ... and the same, byte for byte, as for an execution that does not exist.
     missing = send(cell.row, cell.principal, MISSING_ID, cell.world)
     assert cell.answer.masked(cell.execution_id) == missing.masked(MISSING_ID)

@@ -3,5 +3,5 @@
 The browser tests load it from the live stack (``tests/settings.py`` installs the
 app and routes ``/widget-demo/`` before the project's URLs): a template that knows
 nothing of the project's pages, base template or stylesheet, with the three lines
-the README shows.
+docs/guides/widget.md shows.
 """
